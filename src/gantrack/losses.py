@@ -1,0 +1,86 @@
+"""GAN losses as pure functions of discriminator logits (TF-GAN naming).
+
+Each variant has `<variant>_generator_loss(fake_logits)` and
+`<variant>_discriminator_loss(real_logits, fake_logits, ...)`. Inputs are raw discriminator
+outputs (B, 1) (logits, no sigmoid); results are scalar means over the batch, in float32.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from keras import ops
+
+
+def _f32(x):
+    return ops.cast(x, "float32")
+
+
+def non_saturating_generator_loss(fake_logits):
+    """-E[log D(G(z))] = E[softplus(-l_fake)]  (Goodfellow et al. 2014, section 3)."""
+    return ops.mean(ops.softplus(-_f32(fake_logits)))
+
+
+def non_saturating_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """BCE on logits: -E[y log D(x)] - E[(1 - y) log(1 - D(x))] - E[log(1 - D(G(z)))].
+
+    y = 1 - label_smoothing: one-sided label smoothing (Salimans et al. 2016) softens only the
+    real targets; fake targets stay 0.
+    """
+    real_logits, fake_logits = _f32(real_logits), _f32(fake_logits)
+    target = 1.0 - label_smoothing
+    # BCE(l, y) = y * softplus(-l) + (1 - y) * softplus(l): stable for large |l|.
+    real = target * ops.softplus(-real_logits) + (1.0 - target) * ops.softplus(real_logits)
+    return ops.mean(real) + ops.mean(ops.softplus(fake_logits))
+
+
+def minimax_generator_loss(fake_logits):
+    """E[log(1 - D(G(z)))] = -E[softplus(l_fake)]: the original saturating minimax objective."""
+    return -ops.mean(ops.softplus(_f32(fake_logits)))
+
+
+def minimax_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """Same discriminator objective as the non-saturating game."""
+    return non_saturating_discriminator_loss(real_logits, fake_logits, label_smoothing)
+
+
+def least_squares_generator_loss(fake_logits):
+    """1/2 E[(D(G(z)) - 1)^2]  (LSGAN, Mao et al. 2017, a=0, b=c=1)."""
+    return 0.5 * ops.mean(ops.square(_f32(fake_logits) - 1.0))
+
+
+def least_squares_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """1/2 E[(D(x) - 1)^2] + 1/2 E[D(G(z))^2]. Label smoothing does not apply."""
+    del label_smoothing
+    real = ops.mean(ops.square(_f32(real_logits) - 1.0))
+    return 0.5 * real + 0.5 * ops.mean(ops.square(_f32(fake_logits)))
+
+
+def hinge_generator_loss(fake_logits):
+    """-E[D(G(z))]  (Lim & Ye 2017; Miyato et al. 2018)."""
+    return -ops.mean(_f32(fake_logits))
+
+
+def hinge_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """E[relu(1 - D(x))] + E[relu(1 + D(G(z)))]. Label smoothing does not apply."""
+    del label_smoothing
+    real = ops.mean(ops.relu(1.0 - _f32(real_logits)))
+    return real + ops.mean(ops.relu(1.0 + _f32(fake_logits)))
+
+
+def wasserstein_generator_loss(fake_logits):
+    """-E[D(G(z))]  (Arjovsky et al. 2017): the critic's score of fakes, maximised."""
+    return -ops.mean(_f32(fake_logits))
+
+
+def wasserstein_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """E[D(G(z))] - E[D(x)]: the critic loss; needs a Lipschitz constraint (e.g. a gradient
+    penalty, Gulrajani et al. 2017) to estimate the Wasserstein-1 distance."""
+    del label_smoothing
+    return ops.mean(_f32(fake_logits)) - ops.mean(_f32(real_logits))
+
+
+def get(name: str) -> tuple[Callable, Callable]:
+    """(generator_loss, discriminator_loss) of a variant, e.g. get('non_saturating')."""
+    namespace = globals()
+    return namespace[f"{name}_generator_loss"], namespace[f"{name}_discriminator_loss"]

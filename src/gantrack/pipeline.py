@@ -1,0 +1,246 @@
+"""The pipeline's stages, one function each: config in, files out (the paths dvc.yaml declares).
+
+Stages talk only through these files. train, generate and evaluate log into one MLflow run,
+whose id travels in the small run files (see gantrack.tracking).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gantrack import config as config_lib
+from gantrack import data, images
+from gantrack.config import Config
+from gantrack.errors import UserError
+from gantrack.files import atomic_path
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Paths:
+    """Every file a stage reads or writes, relative to the project root (as in dvc.yaml)."""
+
+    train: Path = Path("data/prepared/train.npz")
+    test: Path = Path("data/prepared/test.npz")
+    meta: Path = Path("data/prepared/meta.json")
+    classifier: Path = Path("models/classifier.keras")
+    classifier_metrics: Path = Path("metrics/classifier.json")
+    reference: Path = Path("data/reference/classifier.npz")
+    generator: Path = Path("models/generator.keras")
+    train_run: Path = Path("models/run.json")
+    checkpoints: Path = Path("checkpoints")
+    samples_dir: Path = Path("plots/samples")
+    losses_csv: Path = Path("plots/losses.csv")
+    losses_png: Path = Path("plots/losses.png")
+    samples: Path = Path("data/generated/samples.npz")
+    generate_run: Path = Path("data/generated/run.json")
+    samples_png: Path = Path("plots/generated.png")
+    progress_gif: Path = Path("plots/progress.gif")
+    eval_metrics: Path = Path("metrics/eval.json")
+
+
+PATHS = Paths()
+
+
+def write_json(path: Path, values: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(values, indent=2) + "\n")
+
+
+def read_json(path: Path, stage: str) -> dict:
+    if not Path(path).is_file():
+        raise UserError(f"{path} is missing; run `dvc repro {stage}` first")
+    return json.loads(Path(path).read_text())
+
+
+def prepare(cfg: Config, paths: Paths = PATHS) -> dict:
+    """Dataset -> train/test .npz (uint8 NHWC + labels) and meta.json (shape, counts, sha256)."""
+    d = cfg.data
+    train, test = data.load_dataset(
+        d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed
+    )
+    train = data.subsample(train, d.limit, cfg.base.seed)
+    meta = {
+        "dataset": d.dataset,
+        "shape": list(train.images.shape[1:]),
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_classes": int(max(train.labels.max(), test.labels.max())) + 1,
+        "sha256": data.digest(train, test),
+    }
+    data.save_split(paths.train, train)
+    data.save_split(paths.test, test)
+    write_json(paths.meta, meta)
+    logger.info("prepared %s: %d train, %d test images", d.dataset, len(train), len(test))
+    return meta
+
+
+def train_classifier(cfg: Config, paths: Paths = PATHS) -> float:
+    """Train the feature-extractor CNN on the train split; save it and its test accuracy."""
+    import keras
+
+    from gantrack import features
+
+    train, test = data.load_split(paths.train), data.load_split(paths.test)
+    keras.utils.set_random_seed(cfg.base.seed)
+    model, accuracy = features.train_classifier(
+        cfg.classifier, train.images, train.labels, test.images, test.labels
+    )
+    with atomic_path(paths.classifier) as tmp:
+        model.save(tmp)
+    write_json(paths.classifier_metrics, {"classifier_test_accuracy": accuracy})
+    logger.info("classifier test accuracy: %.4f", accuracy)
+    return accuracy
+
+
+def reference(cfg: Config, paths: Paths = PATHS) -> None:
+    """Feature statistics (mu, sigma, n) of the test split, computed once per extractor."""
+    from gantrack import features, metrics
+
+    model = _load_model(paths.classifier, "classifier")
+    test = data.load_split(paths.test)
+    feats, _ = features.extract(model, test.images, cfg.evaluate.batch_size)
+    mu, sigma = metrics.statistics(feats)
+    with atomic_path(paths.reference) as tmp:
+        np.savez(tmp, mu=mu, sigma=sigma, n=len(feats))
+
+
+def _load_model(path: Path, stage: str):
+    import keras
+
+    if not Path(path).is_file():
+        raise UserError(f"{path} is missing; run `dvc repro {stage}` first")
+    return keras.models.load_model(path)
+
+
+def fingerprint(cfg: Config, dataset_sha256: str) -> str:
+    """Identifies what a checkpoint was trained from: params that shape training, and data."""
+    used = {k: asdict(getattr(cfg, k)) for k in ("base", "data", "model", "train")}
+    blob = json.dumps({"params": used, "data": dataset_sha256}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def train(cfg: Config, paths: Paths = PATHS) -> str:
+    """Train the GAN (resuming from checkpoints after a kill); returns the MLflow run id."""
+    import keras
+    import mlflow
+
+    from gantrack import callbacks, plotting, tracking, training
+
+    meta = read_json(paths.meta, "prepare")
+    split = data.load_split(paths.train)
+    key = fingerprint(cfg, meta["sha256"])
+    state = training.read_state(paths.checkpoints, key)
+    keras.utils.set_random_seed(cfg.base.seed)
+    gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed)
+    tracking.configure(cfg.tracking.experiment)
+    with tracking.start_run(state.get("run_id")) as run:
+        training.write_state(paths.checkpoints, key, run_id=run.info.run_id)
+        mlflow.log_params(_flat(cfg, "base", "data", "model", "train"))
+        mlflow.set_tags({"dataset": meta["dataset"], "dataset.sha256": meta["sha256"]})
+        result = training.fit(
+            gan, split.images, cfg.train, seed=cfg.base.seed,
+            checkpoint_dir=paths.checkpoints, samples_dir=paths.samples_dir,
+            extra_callbacks=[callbacks.MLflowMetrics()],
+        )  # fmt: skip
+        if result.diverged_at:
+            raise UserError(
+                f"training diverged at epoch {result.diverged_at} (losses not finite); "
+                "lower train.lr_g / train.lr_d or change train.loss"
+            )
+        with atomic_path(paths.generator) as tmp:
+            gan.generator.save(tmp)
+        with atomic_path(paths.losses_csv) as tmp:
+            result.history.to_csv(tmp, index=False)
+        figure = plotting.loss_curves(result.history)
+        figure.savefig(paths.losses_png, dpi=100)
+        mlflow.log_figure(figure, "losses.png")
+        tracking.log_generator(gan.generator)
+    tracking.write_run_file(paths.train_run, run.info.run_id)
+    shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
+    return run.info.run_id
+
+
+def generate(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
+    """Sample n images from a fixed seed -> samples.npz (key `images`, uint8 NHWC), grid, GIF."""
+    import mlflow
+
+    from gantrack import gan, tracking
+
+    generator = _load_model(paths.generator, "train")
+    g = cfg.generate
+    fakes = gan.sample(generator, g.n_samples, g.seed, g.batch_size)
+    tracking.configure(cfg.tracking.experiment)
+    with tracking.continue_run(paths.train_run, _flat(cfg, "generate")) as run:
+        with atomic_path(paths.samples) as tmp:
+            np.savez(tmp, images=fakes)
+        images.save_png(paths.samples_png, images.grid(fakes[: cfg.train.grid_rows**2]))
+        frames = [images.load_png(p) for p in sorted(Path(paths.samples_dir).glob("epoch_*.png"))]
+        if frames:
+            images.save_gif(paths.progress_gif, frames)
+            mlflow.log_artifact(str(paths.progress_gif))
+        mlflow.log_artifact(str(paths.samples_png))
+    tracking.write_run_file(paths.generate_run, run.info.run_id)
+    return fakes
+
+
+def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read `images` (uint8 N, H, W, C) from a samples .npz, checking what users can get wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with np.load(path) as npz:
+            fakes = npz["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: not a samples .npz with key 'images' ({exc})") from None
+    if fakes.dtype != np.uint8 or fakes.ndim != 4 or len(fakes) < 2:
+        raise UserError(
+            f"{path}: images must be uint8 (N>=2, H, W, C), got {fakes.dtype} {fakes.shape}"
+        )
+    if shape is not None and tuple(fakes.shape[1:]) != tuple(shape):
+        raise UserError(f"{path}: images are {fakes.shape[1:]}, the dataset's are {tuple(shape)}")
+    return fakes
+
+
+def evaluate(cfg: Config, paths: Paths = PATHS) -> dict:
+    """FID of the generated samples against the reference statistics -> metrics/eval.json."""
+    import mlflow
+
+    from gantrack import features, metrics, tracking
+
+    meta = read_json(paths.meta, "prepare")
+    fakes = load_samples(paths.samples, meta["shape"])
+    with np.load(paths.reference) as ref:
+        ref_mu, ref_sigma, ref_n = ref["mu"], ref["sigma"], int(ref["n"])
+    model = _load_model(paths.classifier, "classifier")
+    feats, _ = features.extract(model, fakes, cfg.evaluate.batch_size)
+    mu, sigma = metrics.statistics(feats)
+    name = cfg.evaluate.extractor
+    results = {
+        f"fid_{name}": metrics.frechet_distance(mu, sigma, ref_mu, ref_sigma),
+        f"fid_{name}_n_generated": len(fakes),
+        f"fid_{name}_n_reference": ref_n,
+        **read_json(paths.classifier_metrics, "classifier"),
+    }
+    write_json(paths.eval_metrics, results)
+    tracking.configure(cfg.tracking.experiment)
+    with tracking.continue_run(paths.generate_run, _flat(cfg, "evaluate")):
+        mlflow.log_metrics(results)
+    logger.info("%s", results)
+    return results
+
+
+def _flat(cfg: Config, *sections: str) -> dict:
+    flat = {}
+    for section in sections:
+        flat.update(config_lib.to_flat_dict(getattr(cfg, section), prefix=f"{section}."))
+    return flat

@@ -1,0 +1,135 @@
+"""MLflow: one run per pipeline execution, handed from stage to stage through small files.
+
+train starts (or, when resuming, reopens) a run and writes its id to a run file; generate and
+evaluate reopen the run named in their input run file and write it on. If a later execution
+reruns only generate or evaluate with changed params, MLflow's params are immutable, so the stage
+forks: a new run with the parent's params (plus the new ones) and a tag naming the parent.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from gantrack.files import atomic_path
+
+logger = logging.getLogger(__name__)
+PARENT_TAG = "gantrack.forked_from"
+
+
+def project_root() -> Path:
+    """The repository root: DVC_ROOT inside `dvc exp run --temp`/queued runs, else the cwd.
+
+    Temporary experiment copies are deleted afterwards, so the default store must not live there.
+    """
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def configure(experiment: str) -> None:
+    """Point MLflow at MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db, and pick the
+    experiment (created with artifacts in <root>/mlruns when the default store is used)."""
+    root = project_root()
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
+        if mlflow.get_experiment_by_name(experiment) is None:
+            mlflow.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
+    mlflow.set_experiment(experiment)
+
+
+def git_commit(root: Path | None = None) -> str | None:
+    """HEAD's commit of the repository at root, or None outside git."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=root or project_root(),
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.stdout.strip()
+
+
+@contextlib.contextmanager
+def start_run(run_id: str | None = None, run_name: str | None = None) -> Iterator[Any]:
+    """Reopen run_id if it still exists, else start a new run (also inside `mlflow run`, which
+    hands its run through MLFLOW_RUN_ID). Tags the git commit."""
+    if run_id and not _exists(run_id):
+        logger.warning("MLflow run %s is gone from the store; starting a new run", run_id)
+        run_id = None
+    with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
+        commit = git_commit()
+        if commit and run_id is None:
+            mlflow.set_tag("mlflow.source.git.commit", commit)
+        yield run
+
+
+@contextlib.contextmanager
+def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
+    """Reopen the run named in run_file and log params; fork if they conflict with logged ones."""
+    run_id = read_run_file(run_file)
+    if run_id and _exists(run_id):
+        old = MlflowClient().get_run(run_id).data.params
+        conflicts = {k for k, v in params.items() if k in old and old[k] != str(v)}
+        if conflicts:
+            logger.info("params %s changed since run %s: logging to a new run", conflicts, run_id)
+            with start_run(run_name=None) as run:
+                mlflow.log_params({k: v for k, v in old.items() if k not in params})
+                mlflow.log_params(params)
+                mlflow.set_tag(PARENT_TAG, run_id)
+                yield run
+            return
+    with start_run(run_id) as run:
+        mlflow.log_params(params)
+        yield run
+
+
+def _exists(run_id: str) -> bool:
+    try:
+        MlflowClient().get_run(run_id)
+    except MlflowException:
+        return False
+    return True
+
+
+def write_run_file(path: Path, run_id: str) -> None:
+    """Record the MLflow run id for the next stage (a small JSON DVC output)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": mlflow.get_tracking_uri()}))
+
+
+def read_run_file(path: Path) -> str | None:
+    path = Path(path)
+    return json.loads(path.read_text())["run_id"] if path.is_file() else None
+
+
+def log_generator(generator) -> None:
+    """Log the generator as an MLflow Keras model with its input signature.
+
+    pip requirements are given explicitly: inferring them imports and scans the environment
+    (~5 s), naming them takes well under a second.
+    """
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from mlflow.models import infer_signature
+
+    noise = np.zeros((1, generator.input_shape[-1]), np.float32)
+    signature = infer_signature(noise, generator(noise, training=False).numpy())
+    mlflow.keras.log_model(
+        generator,
+        name="generator",
+        signature=signature,
+        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+    )
