@@ -16,6 +16,10 @@ from gantrack import images
 logger = logging.getLogger(__name__)
 
 
+def _finite(logs) -> bool:
+    return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` epochs (and after the last), draw fixed noise through the generator and
     save a grid to `directory/epoch_XXXX.png`; log it to the active MLflow run with the epoch
@@ -28,7 +32,7 @@ class SampleGrid(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done % self.every and done != self.last_epoch:
+        if not _finite(logs) or (done % self.every and done != self.last_epoch):
             return
         fakes = self.model.generator(self.noise, training=False)
         picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
@@ -52,7 +56,8 @@ class Checkpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        if done % self.every == 0 or done == self.last_epoch:
+        # Never checkpoint diverged weights: a resume would restore NaNs.
+        if _finite(logs) and (done % self.every == 0 or done == self.last_epoch):
             self.epoch.assign(done)
             self.manager.save(checkpoint_number=done)
 
@@ -73,7 +78,7 @@ class StopOnDivergence(keras.callbacks.Callback):
         self.diverged_at: int | None = None
 
     def on_epoch_end(self, epoch, logs=None):
-        if logs and not all(math.isfinite(float(v)) for v in logs.values()):
+        if not _finite(logs):
             self.diverged_at = epoch + 1
             self.model.stop_training = True
             logger.error("losses are not finite at epoch %d: %s", epoch + 1, logs)

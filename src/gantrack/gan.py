@@ -46,7 +46,8 @@ class GAN(keras.Model):
     def call(self, noise, training=False):
         return self.generator(noise, training=training)
 
-    def train_step(self, real_images):
+    def train_step(self, data):
+        real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
         batch = ops.shape(real_images)[0]
         noise = keras.random.normal((batch, self.latent_dim), seed=self.seed_generator)
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:

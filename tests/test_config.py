@@ -1,0 +1,97 @@
+import dataclasses
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from gantrack import config
+from gantrack.errors import UserError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _keys(obj, prefix=""):
+    if dataclasses.is_dataclass(obj):
+        out = set()
+        for f in dataclasses.fields(obj):
+            out |= _keys(getattr(obj, f.name), f"{prefix}{f.name}.")
+        return out
+    if isinstance(obj, dict):
+        out = set()
+        for k, v in obj.items():
+            out |= _keys(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}"}
+        return out
+    return {prefix.rstrip(".")}
+
+
+def test_shipped_params_list_every_knob_with_the_default_value():
+    raw = YAML(typ="safe").load((ROOT / "params.yaml").read_text())
+    assert _keys(raw) == _keys(config.Config())
+    assert config.load(ROOT / "params.yaml") == config.Config()
+
+
+def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train:\n  lr_g: 2e-4\n  epochs: 3\n")
+    cfg = config.load(path)
+    assert cfg.train.lr_g == pytest.approx(2e-4)
+    assert cfg.train.epochs == 3
+    assert cfg.train.lr_d == config.TrainConfig().lr_d
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"train": {"lr_gg": 1}}, r"train\.lr_gg: unknown key; allowed in train: epochs, "),
+        ({"nope": {}}, r"nope: unknown key; allowed in params: base, data"),
+        ({"train": {"epochs": "ten"}}, r"train\.epochs: must be int, got 'ten'"),
+        ({"train": {"epochs": True}}, r"train\.epochs: must be int"),
+        ({"train": {"epochs": 1.5}}, r"train\.epochs: must be int"),
+        ({"train": {"epochs": 0}}, r"train\.epochs: 0 is out of range; must be >= 1"),
+        ({"train": {"lr_g": 0}}, r"train\.lr_g: 0\.0 is out of range; must be > 0"),
+        ({"train": {"label_smoothing": 1.0}}, r"label_smoothing: .* must be < 1"),
+        ({"train": {"loss": "wgan"}}, r"train\.loss: unknown value 'wgan'; allowed: non_sat"),
+        ({"data": {"dataset": "imagenet"}}, r"data\.dataset: unknown value 'imagenet'; allowed: "),
+        ({"data": {"limit": -5}}, r"data\.limit: -5 is out of range"),
+        ({"model": {"generator": {"layers": 1}}}, r"generator\.layers: 1 is too few for 28x28"),
+        ({"model": {"generator": {"layers": 9}}}, r"generator\.layers: 9 is out of range"),
+        ({"model": {"generator": 3}}, r"model\.generator: must be a mapping"),
+        ({"train": {"epochs": None}}, r"train\.epochs: must not be null"),
+    ],
+)
+def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, message):
+    with pytest.raises(UserError, match=message) as info:
+        config.from_dict(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_cifar_needs_three_generator_layers_but_digits_one():
+    cifar = {"data": {"dataset": "cifar10"}, "model": {"generator": {"layers": 2}}}
+    with pytest.raises(UserError, match=r"allowed: 3 to 8 .* from 4x4"):
+        config.from_dict(cifar)
+    digits = config.from_dict(
+        {"data": {"dataset": "digits"}, "model": {"generator": {"layers": 1}}}
+    )
+    assert digits.model.generator.layers == 1
+
+
+def test_scale_plan():
+    assert config.scale_plan(28, 28) == (7, 7, 2)
+    assert config.scale_plan(32, 32) == (4, 4, 3)
+    assert config.scale_plan(8, 8) == (4, 4, 1)
+    assert config.scale_plan(27, 27) == (27, 27, 0)
+
+
+def test_missing_or_broken_params_file(tmp_path):
+    with pytest.raises(UserError, match="no such params file"):
+        config.load(tmp_path / "absent.yaml")
+    broken = tmp_path / "params.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(UserError, match="not valid YAML"):
+        config.load(broken)
+
+
+def test_flat_dict_names_params_by_dotted_path():
+    flat = config.to_flat_dict(config.Config())
+    assert flat["train.lr_g"] == config.TrainConfig().lr_g
+    assert flat["model.generator.layers"] == 3

@@ -1,0 +1,59 @@
+import math
+
+import numpy as np
+import pytest
+
+from gantrack import losses
+
+
+def _np(x):
+    return float(np.asarray(x))
+
+
+def sp(x):
+    return math.log1p(math.exp(x))
+
+
+REAL = np.array([[2.0], [-1.0]], np.float32)
+FAKE = np.array([[0.5], [-3.0]], np.float32)
+
+
+def test_non_saturating_matches_hand_computed_bce():
+    # D loss = mean(-log sigmoid(real)) + mean(-log(1 - sigmoid(fake)))
+    expected_d = (sp(-2.0) + sp(1.0)) / 2 + (sp(0.5) + sp(-3.0)) / 2
+    assert _np(losses.non_saturating_discriminator_loss(REAL, FAKE)) == pytest.approx(expected_d)
+    expected_g = (sp(-0.5) + sp(3.0)) / 2
+    assert _np(losses.non_saturating_generator_loss(FAKE)) == pytest.approx(expected_g)
+
+
+def test_one_sided_label_smoothing_changes_only_real_targets():
+    y = 0.9
+    real = [y * sp(-r) + (1 - y) * sp(r) for r in (2.0, -1.0)]
+    expected = sum(real) / 2 + (sp(0.5) + sp(-3.0)) / 2
+    got = losses.non_saturating_discriminator_loss(REAL, FAKE, label_smoothing=0.1)
+    assert _np(got) == pytest.approx(expected, rel=1e-6)
+
+
+def test_minimax_least_squares_hinge_wasserstein():
+    assert _np(losses.minimax_generator_loss(FAKE)) == pytest.approx(-(sp(0.5) + sp(-3.0)) / 2)
+    assert _np(losses.least_squares_generator_loss(FAKE)) == pytest.approx(
+        0.5 * ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2
+    )
+    assert _np(losses.least_squares_discriminator_loss(REAL, FAKE)) == pytest.approx(
+        0.5 * ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2 + 0.5 * (0.5**2 + 3**2) / 2
+    )
+    assert _np(losses.hinge_discriminator_loss(REAL, FAKE)) == pytest.approx(
+        (0 + 2) / 2 + (1.5 + 0) / 2
+    )
+    assert _np(losses.hinge_generator_loss(FAKE)) == pytest.approx(1.25)
+    assert _np(losses.wasserstein_discriminator_loss(REAL, FAKE)) == pytest.approx(-1.25 - 0.5)
+
+
+def test_bce_is_stable_for_huge_logits():
+    huge = np.array([[1e4], [-1e4]], np.float32)
+    assert math.isfinite(_np(losses.non_saturating_discriminator_loss(huge, huge)))
+    assert math.isfinite(_np(losses.non_saturating_generator_loss(huge)))
+
+
+def test_get_returns_the_named_pair():
+    assert losses.get("hinge") == (losses.hinge_generator_loss, losses.hinge_discriminator_loss)

@@ -1,0 +1,202 @@
+"""The whole pipeline for real: `dvc repro` in a temporary git repo, tiny params, MLflow store."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from ruamel.yaml import YAML
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
+TINY = {
+    "data": {"dataset": "digits"},
+    "model": {"generator": {"filters": 16, "max_filters": 32}},
+    "classifier": {"epochs": 2, "filters": 8},
+    "train": {"epochs": 2, "batch_size": 64, "sample_every": 1, "grid_rows": 4},
+    "generate": {"n_samples": 300},
+}
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _env(project: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
+    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
+    return env
+
+
+def run(project: Path, *cmd: str, check=True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=project, env=_env(project), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def make_project(tmp: Path, changes: dict) -> Path:
+    project = tmp / "project"
+    project.mkdir()
+    for name in ("dvc.yaml", "MLproject", ".gitignore", ".dvcignore"):
+        shutil.copy(ROOT / name, project / name)
+    yaml = YAML()  # round-trip: keeps the comments a user would see
+    params = yaml.load((ROOT / "params.yaml").read_text())
+    with open(project / "params.yaml", "w") as f:
+        yaml.dump(_merge(params, changes), f)
+    run(project, "git", "init", "-q")
+    run(project, "dvc", "init", "-q")
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "init")
+    return project
+
+
+def ran_stages(output: str) -> set[str]:
+    return {s for s in STAGES if f"Running stage '{s}'" in output}
+
+
+def mlflow_client(project: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+@pytest.mark.slow
+def test_dvc_repro_end_to_end(tmp_path):
+    project = make_project(tmp_path, TINY)
+    first = run(project, "dvc", "repro")
+    assert ran_stages(first.stdout) == set(STAGES)
+
+    # Outputs and their contracts.
+    samples = np.load(project / "data/generated/samples.npz")["images"]
+    assert samples.dtype == np.uint8 and samples.shape == (300, 8, 8, 1)
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert meta["shape"] == [8, 8, 1] and len(meta["sha256"]) == 64
+    for name in ("models/generator.keras", "models/classifier.keras", "plots/losses.png",
+                 "plots/generated.png", "plots/progress.gif", "plots/samples/epoch_0002.png",
+                 "data/reference/classifier.npz"):  # fmt: skip
+        assert (project / name).stat().st_size > 0, name
+    assert not (project / "checkpoints").exists()  # finished runs leave nothing to resume
+    losses = (project / "plots/losses.csv").read_text().splitlines()
+    assert losses[0].split(",")[0] == "epoch" and len(losses) == 3
+    metrics = json.loads((project / "metrics/eval.json").read_text())
+    assert np.isfinite(metrics["fid_classifier"]) and metrics["fid_classifier"] > 0
+    assert metrics["fid_classifier_n_generated"] == 300
+    assert metrics["fid_classifier_n_reference"] == meta["n_test"]
+    assert 0.5 < metrics["classifier_test_accuracy"] <= 1.0
+
+    # One MLflow run holds everything.
+    client = mlflow_client(project)
+    experiment = client.get_experiment_by_name("gantrack")
+    (run_info,) = client.search_runs([experiment.experiment_id])
+    data = run_info.data
+    assert data.params["train.lr_g"] == "0.0002" and data.params["data.dataset"] == "digits"
+    assert data.params["generate.n_samples"] == "300" and "evaluate.batch_size" in data.params
+    assert data.tags["dataset.sha256"] == meta["sha256"]
+    assert len(data.tags["mlflow.source.git.commit"]) == 40
+    assert data.metrics["fid_classifier"] == pytest.approx(metrics["fid_classifier"])
+    for key in ("g_loss", "d_loss", "d_real", "d_fake"):
+        assert [m.step for m in client.get_metric_history(run_info.info.run_id, key)] == [1, 2]
+    artifacts = {a.path for a in client.list_artifacts(run_info.info.run_id)}
+    assert {"losses.png", "generated.png", "progress.gif", "images"} <= artifacts
+    models = client.search_logged_models([experiment.experiment_id])
+    assert [m.source_run_id for m in models] == [run_info.info.run_id]
+    assert models[0].name == "generator"
+
+    # Nothing changed: nothing runs. An evaluate knob: only evaluate runs.
+    assert ran_stages(run(project, "dvc", "repro").stdout) == set()
+    params = (project / "params.yaml").read_text()
+    (project / "params.yaml").write_text(params.replace("batch_size: 500", "batch_size: 250"))
+    assert ran_stages(run(project, "dvc", "repro", "evaluate").stdout) == {"evaluate"}
+    # evaluate.batch_size differs from the logged value: a new run, linked to the first.
+    runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
+    assert len(runs) == 2
+    assert runs[0].data.tags["gantrack.forked_from"] == run_info.info.run_id
+    assert runs[0].data.params["train.lr_g"] == "0.0002"
+
+    # Metrics and plots through DVC; an experiment with a changed knob.
+    assert "fid_classifier" in run(project, "dvc", "metrics", "show").stdout
+    run(project, "git", "add", "-A")
+    run(project, "git", "commit", "-qm", "baseline")
+    exp = run(project, "dvc", "exp", "run", "-S", "train.lr_g=1e-4")
+    assert {"train", "generate", "evaluate"} <= ran_stages(exp.stdout)
+    assert "prepare" not in ran_stages(exp.stdout)
+    show = run(project, "dvc", "exp", "show", "--csv").stdout
+    assert "0.0001" in show and "fid_classifier" in show
+    plots = run(project, "dvc", "plots", "show", "--json").stdout
+    assert "plots/losses.csv" in plots
+
+
+@pytest.mark.slow
+def test_killed_training_resumes_and_continues_the_same_run(tmp_path):
+    changes = _merge(json.loads(json.dumps(TINY)), {"train": {"epochs": 40, "sample_every": 10}})
+    project = make_project(tmp_path, changes)
+    run(project, "gantrack", "prepare")
+    proc = subprocess.Popen(["gantrack", "train"], cwd=project, env=_env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    state = project / "checkpoints" / "checkpoint"
+    deadline = time.monotonic() + 120
+    while not (state.exists() and "ckpt-3" in state.read_text()):
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_id = json.loads((project / "checkpoints/state.json").read_text())["run_id"]
+
+    resumed = run(project, "gantrack", "train")
+    assert "resuming from checkpoints/ckpt-" in resumed.stderr
+    assert json.loads((project / "models/run.json").read_text())["run_id"] == run_id
+    history = mlflow_client(project).get_metric_history(run_id, "g_loss")
+    assert sorted({m.step for m in history}) == list(range(1, 41))
+    epochs = [int(line.split(",")[0]) for line in (project / "plots/losses.csv").open()
+              if line[0].isdigit()]  # fmt: skip
+    assert epochs == list(range(1, 41))
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ("train:\n  lr_g: -1\n", "train.lr_g: -1.0 is out of range; must be > 0"),
+        ("train:\n  optimizer: sgd\n", "train.optimizer: unknown key"),
+        ("data:\n  dataset: celeba\n", "data.dataset: unknown value 'celeba'"),
+    ],
+)
+def test_cli_bad_params_one_line_exit_2_nothing_written(tmp_path, params, message):
+    (tmp_path / "params.yaml").write_text(params)
+    proc = subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gantrack prepare: error: ") and message in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def test_cli_corrupt_data_one_line_exit_2(tmp_path):
+    source = tmp_path / "fashion"
+    source.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+                 "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
+        (source / name).write_bytes(b"\x00\x00\x08\x03garbage")
+    (tmp_path / "params.yaml").write_text(f"data:\n  source_dir: {source}\n")
+    proc = subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=_env(tmp_path),
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "train-images-idx3-ubyte" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "data").exists()
