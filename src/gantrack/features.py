@@ -26,7 +26,6 @@ def build_classifier(cfg: ClassifierConfig, shape: tuple[int, int, int], n_class
         x = layers.Conv2D(cfg.filters * 2**i, 3, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
-        x = layers.Conv2D(cfg.filters * 2**i, 3, padding="same", activation="relu")(x)
         # 8x8 inputs (digits) are pooled once; 28x28 and 32x32 twice.
         if min(x.shape[1], x.shape[2]) >= 8:
             x = layers.MaxPooling2D()(x)

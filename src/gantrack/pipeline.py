@@ -107,7 +107,7 @@ def reference(cfg: Config, paths: Paths = PATHS) -> None:
 
     model = _load_model(paths.classifier, "classifier")
     test = data.load_split(paths.test)
-    feats, _ = features.extract(model, test.images, cfg.evaluate.batch_size)
+    feats, _ = features.extract(model, test.images, cfg.classifier.batch_size)
     mu, sigma = metrics.statistics(feats)
     with atomic_path(paths.reference) as tmp:
         np.savez(tmp, mu=mu, sigma=sigma, n=len(feats))
