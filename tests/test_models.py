@@ -41,8 +41,14 @@ def test_layer_counts_add_conv_layers():
     assert convs(build_discriminator(_cfg(3, 4), shape)) == 4
 
 
-def test_default_models_are_the_tensorflow_tutorial_dcgan():
-    cfg = Config().model
+def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
+    tutorial = {"filters": 64, "max_filters": 256}
+    cfg = dataclasses.replace(
+        Config().model,
+        kernel_size=5,
+        generator=GeneratorConfig(layers=3, **tutorial),
+        discriminator=DiscriminatorConfig(layers=2, dropout=0.3, **tutorial),
+    )
     generator = build_generator(cfg, (28, 28, 1))
     discriminator = build_discriminator(cfg, (28, 28, 1))
     # Tutorial: Dense 7*7*256 (no bias) + ConvT 128/64/1 (5x5, no bias but the last).

@@ -55,22 +55,22 @@ class DataConfig:
 @dataclass(frozen=True)
 class GeneratorConfig:
     layers: int = knob(3, ge=1, le=MAX_LAYERS)
-    filters: int = knob(64, ge=1)
-    max_filters: int = knob(256, ge=1)
+    filters: int = knob(32, ge=1)
+    max_filters: int = knob(128, ge=1)
 
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
     layers: int = knob(2, ge=1, le=MAX_LAYERS)
-    filters: int = knob(64, ge=1)
-    max_filters: int = knob(256, ge=1)
+    filters: int = knob(32, ge=1)
+    max_filters: int = knob(128, ge=1)
     dropout: float = knob(0.3, ge=0.0, lt=1.0)
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     latent_dim: int = knob(100, ge=1)
-    kernel_size: int = knob(5, ge=1, le=7)
+    kernel_size: int = knob(4, ge=1, le=7)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
@@ -80,13 +80,13 @@ class ClassifierConfig:
     epochs: int = knob(3, ge=1)
     batch_size: int = knob(128, ge=1)
     learning_rate: float = knob(1e-3, gt=0.0)
-    filters: int = knob(32, ge=1)
+    filters: int = knob(16, ge=1)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = knob(10, ge=1)
-    batch_size: int = knob(256, ge=1)
+    epochs: int = knob(5, ge=1)
+    batch_size: int = knob(128, ge=1)
     loss: str = knob("non_saturating", choices=LOSSES)
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
     lr_g: float = knob(2e-4, gt=0.0)

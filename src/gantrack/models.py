@@ -1,6 +1,6 @@
 """DCGAN generator and discriminator built from layer counts (TensorFlow DCGAN tutorial shape).
 
-With the default params (3 generator layers, 2 discriminator layers, 64 filters, kernel 5) the
+With 3 generator layers, 2 discriminator layers, 64 filters (max 256) and kernel 5 the
 models are exactly the tutorial's: Dense 7x7x256 -> ConvT 128 (stride 1) -> ConvT 64 -> ConvT 1,
 and Conv 64 -> Conv 128 -> Dense 1. Extra layers are added at the base resolution (stride 1).
 """
