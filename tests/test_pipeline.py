@@ -103,9 +103,19 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert losses[0].split(",")[0] == "epoch" and len(losses) == 3
     metrics = json.loads((project / "metrics/eval.json").read_text())
     assert np.isfinite(metrics["fid_classifier"]) and metrics["fid_classifier"] > 0
-    assert metrics["fid_classifier_n_generated"] == 300
-    assert metrics["fid_classifier_n_reference"] == meta["n_test"]
+    assert metrics["n_generated_classifier"] == 300
+    assert metrics["n_reference_classifier"] == meta["n_test"]
+    assert metrics["kid_classifier"] > -3 * metrics["kid_classifier_std"]
+    assert 1.0 <= metrics["is_classifier"] <= 10.0
+    assert (
+        0.0 <= metrics["precision_classifier"] <= 1.0 and 0.0 <= metrics["recall_classifier"] <= 1.0
+    )
     assert 0.5 < metrics["classifier_test_accuracy"] <= 1.0
+
+    # `gantrack fid` on the same files agrees with the evaluate stage.
+    cli = run(project, "gantrack", "fid", "data/prepared/test.npz", "data/generated/samples.npz",
+              "--json")  # fmt: skip
+    assert json.loads(cli.stdout)["fid_classifier"] == pytest.approx(metrics["fid_classifier"])
 
     # One MLflow run holds everything.
     client = mlflow_client(project)
@@ -207,3 +217,23 @@ def test_cli_corrupt_data_one_line_exit_2(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
     assert "train-images-idx3-ubyte" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize(
+    ("b_images", "extra", "message"),
+    [
+        (np.zeros((5, 8, 8, 3), np.uint8), [], "images differ in shape"),
+        (np.zeros((0, 8, 8, 1), np.uint8), [], "images must be uint8 (N>=2, H, W, C)"),
+        (np.zeros((5, 8, 8, 1), np.float32), [], "images must be uint8"),
+        (np.zeros((5, 8, 8, 1), np.uint8), ["--extractor", "vgg"], "--extractor: unknown value"),
+    ],
+)
+def test_cli_fid_bad_inputs_one_line_exit_2(tmp_path, b_images, extra, message):
+    np.savez(tmp_path / "a.npz", images=np.zeros((5, 8, 8, 1), np.uint8))
+    np.savez(tmp_path / "b.npz", images=b_images)
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    proc = subprocess.run(["gantrack", "fid", "a.npz", "b.npz", *extra], cwd=tmp_path,
+                          env=_env(tmp_path), capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert message in line

@@ -82,3 +82,46 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.diverged_at = epoch + 1
             self.model.stop_training = True
             logger.error("losses are not finite at epoch %d: %s", epoch + 1, logs)
+
+
+class PeriodicFID(keras.callbacks.Callback):
+    """Every `every` epochs, FID of `n` generator samples (fixed seed) against reference stats.
+
+    The metric is logged as `fid_<extractor>_n<n>` with the epoch as step: its sample count is in
+    its name, so it is never mistaken for the final evaluation's FID. `on_value(epoch, fid)` lets
+    a caller react (Optuna reports and prunes through it); `values` keeps {epoch: fid}.
+    """
+
+    def __init__(
+        self,
+        every: int,
+        classifier: keras.Model,
+        reference: tuple,
+        n: int,
+        seed: int,
+        batch_size: int,
+        extractor: str = "classifier",
+        on_value=None,
+    ):
+        super().__init__()
+        self.every, self.classifier, self.reference = every, classifier, reference
+        self.n, self.seed, self.batch_size, self.on_value = n, seed, batch_size, on_value
+        self.name = f"fid_{extractor}_n{n}"
+        self.values: dict[int, float] = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if done % self.every or not _finite(logs):
+            return
+        from gantrack import features, gan, metrics
+
+        fakes = gan.sample(self.model.generator, self.n, self.seed, self.batch_size)
+        feats, _ = features.extract(self.classifier, fakes, self.batch_size)
+        mu, sigma = metrics.statistics(feats)
+        fid = metrics.frechet_distance(mu, sigma, *self.reference)
+        self.values[done] = fid
+        logger.info("epoch %d: %s = %.3f", done, self.name, fid)
+        if mlflow.active_run():
+            mlflow.log_metric(self.name, fid, step=done)
+        if self.on_value:
+            self.on_value(done, fid)

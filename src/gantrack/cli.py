@@ -6,9 +6,11 @@ User errors (params, data, inputs) end with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
+from dataclasses import replace
 
 from gantrack import config
 from gantrack.errors import UserError
@@ -31,6 +33,21 @@ def _parser() -> argparse.ArgumentParser:
     }
     for stage in STAGES:
         sub.add_parser(stage, help=helps[stage])
+    fid = sub.add_parser("fid", help="FID, KID, IS, precision/recall of B's images against A's")
+    fid.add_argument("a", help="reference images: a samples .npz or a prepared split .npz")
+    fid.add_argument("b", help="images to score: a samples .npz or a prepared split .npz")
+    fid.add_argument("--extractor", default=None, help=f"one of: {', '.join(config.EXTRACTORS)}")
+    fid.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    tune = sub.add_parser("tune", help="Optuna search of the tune params for the lowest FID")
+    tune.add_argument(
+        "--apply", action="store_true", help="write the best params into --params; no trials"
+    )
+    tune.add_argument(
+        "--create-only", action="store_true", help="create the study (before parallel workers)"
+    )
+    tune.add_argument(
+        "--worker", type=int, default=0, help="index among parallel workers (seeds the sampler)"
+    )
     return parser
 
 
@@ -38,8 +55,40 @@ def _run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)  # validated before any output is touched
     from gantrack import pipeline
 
+    if args.command == "fid":
+        _fid(args, cfg, pipeline)
+        return
+    if args.command == "tune":
+        from gantrack import tuning
+
+        if args.worker < 0:
+            raise UserError(f"--worker: {args.worker} is out of range; must be >= 0")
+        if args.apply:
+            tuning.apply(cfg, args.params)
+        else:
+            tuning.tune(cfg, worker=args.worker, create_only=args.create_only)
+        return
     stage = {"classifier": pipeline.train_classifier}.get(args.command)
     (stage or getattr(pipeline, args.command))(cfg)
+
+
+def _fid(args: argparse.Namespace, cfg: config.Config, pipeline) -> None:
+    if args.extractor is not None:
+        if args.extractor not in config.EXTRACTORS:
+            allowed = ", ".join(config.EXTRACTORS)
+            raise UserError(f"--extractor: unknown value {args.extractor!r}; allowed: {allowed}")
+        cfg = replace(cfg, evaluate=replace(cfg.evaluate, extractor=args.extractor))
+    results = pipeline.compare(args.a, args.b, cfg)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        width = max(map(len, results))
+        for key, value in results.items():
+            print(
+                f"{key:<{width}}  {value:.6g}"
+                if isinstance(value, float)
+                else f"{key:<{width}}  {value}"
+            )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ banner
+    logging.getLogger("absl").setLevel(logging.WARNING)  # per-checkpoint chatter
     try:
         _run(args)
     except UserError as exc:

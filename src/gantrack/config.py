@@ -27,6 +27,19 @@ DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge")
 EXTRACTORS = ("classifier",)
 MAX_LAYERS = 8
+PRUNERS = ("median", "hyperband", "none")
+# tune.space name -> the knob each trial sets (and `gantrack tune --apply` writes).
+SEARCH_TARGETS = {
+    "lr_g": "train.lr_g",
+    "lr_d": "train.lr_d",
+    "g_layers": "model.generator.layers",
+    "d_layers": "model.discriminator.layers",
+    "beta1_g": "train.beta1_g",
+    "beta1_d": "train.beta1_d",
+    "batch_size": "train.batch_size",
+    "label_smoothing": "train.label_smoothing",
+}
+LOG_SCALE = ("lr_g", "lr_d")  # searched log-uniformly: bounds must be > 0
 
 
 def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None) -> Any:
@@ -97,6 +110,8 @@ class TrainConfig:
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)
     steps_per_execution: int = knob(1, ge=1)
+    fid_every: int = knob(0, ge=0)
+    fid_samples: int = knob(1000, ge=2)
 
 
 @dataclass(frozen=True)
@@ -110,11 +125,64 @@ class GenerateConfig:
 class EvaluateConfig:
     extractor: str = knob("classifier", choices=EXTRACTORS)
     batch_size: int = knob(500, ge=1)
+    kid_subsets: int = knob(100, ge=1)
+    kid_subset_size: int = knob(1000, ge=2)
+    is_splits: int = knob(10, ge=1)
+    pr_k: int = knob(3, ge=1)
+    seed: int = knob(0, ge=0)
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = "gantrack"
+
+
+@dataclass(frozen=True)
+class FloatRange:
+    """Search bounds, low < high (both required)."""
+
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class IntRange:
+    """Search bounds, low < high, both included (both required)."""
+
+    low: int
+    high: int
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """What `gantrack tune` searches (see SEARCH_TARGETS); null: not searched, the knob's own
+    value is used. Bounds are checked against the knob's own limits."""
+
+    lr_g: FloatRange | None = field(default_factory=lambda: FloatRange(1e-5, 1e-3))
+    lr_d: FloatRange | None = field(default_factory=lambda: FloatRange(1e-5, 1e-3))
+    g_layers: IntRange | None = field(default_factory=lambda: IntRange(2, 4))
+    d_layers: IntRange | None = field(default_factory=lambda: IntRange(1, 3))
+    beta1_g: FloatRange | None = None
+    beta1_d: FloatRange | None = None
+    batch_size: tuple[int, ...] | None = None  # choices
+    label_smoothing: FloatRange | None = None
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    study_name: str = "gantrack"
+    storage: str | None = None  # SQLAlchemy URL; None: sqlite:///<root>/tuning/optuna.db
+    n_trials: int | None = knob(20, ge=1)  # per invocation (per worker)
+    timeout: int | None = knob(None, ge=1)  # seconds, per invocation
+    epochs: int = knob(2, ge=1)
+    fid_every: int = knob(1, ge=1)
+    fid_samples: int = knob(1000, ge=2)
+    seed: int = knob(0, ge=0)
+    pruner: str = knob("median", choices=PRUNERS)
+    prune_startup_trials: int = knob(5, ge=0)
+    prune_warmup_epochs: int = knob(0, ge=0)
+    heartbeat_seconds: int = knob(60, ge=1)
+    space: SpaceConfig = field(default_factory=SpaceConfig)
 
 
 @dataclass(frozen=True)
@@ -127,6 +195,7 @@ class Config:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
 
 
 def scale_plan(height: int, width: int) -> tuple[int, int, int]:
@@ -158,6 +227,7 @@ def from_dict(raw: dict) -> Config:
     """Build a validated Config from a nested dict (sections -> keys -> values)."""
     cfg = _build(Config, raw, prefix="")
     _check_layers(cfg)
+    _check_tune(cfg)
     return cfg
 
 
@@ -187,15 +257,33 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     values = {}
     for name, value in raw.items():
         hint, key = hints[name], f"{prefix}{name}"
-        if dataclasses.is_dataclass(hint):
-            values[name] = _build(hint, value, prefix=f"{key}.")
+        nested = _dataclass_in(hint)
+        if nested and not (value is None and nested is not hint):  # `X | None` may be null
+            values[name] = _build(nested, value, prefix=f"{key}.")
+        elif nested:
+            values[name] = None
         else:
             values[name] = _check_value(key, _coerce(key, value, hint), fields[name].metadata)
+    required = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [n for n in required if n not in values]
+    if missing:
+        raise UserError(f"{prefix}{missing[0]}: missing; {where} needs: {', '.join(required)}")
     return cls(**values)
 
 
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass a type hint names (`X` or `X | None`), else None."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return next((k for k in kinds if dataclasses.is_dataclass(k)), None)
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check `value` against a scalar type hint (int, float, str, bool, or X | None)."""
+    """Check `value` against a type hint (int, float, str, bool, tuple[X, ...], or X | None).
+    A YAML list becomes a tuple, so configs stay hashable and frozen."""
     allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
         if type(None) in allowed:
@@ -208,7 +296,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             return value
         if kind in (str, bool) and isinstance(value, kind):
             return value
-    names = " or ".join("null" if k is type(None) else k.__name__ for k in allowed)
+        if typing.get_origin(kind) is tuple and isinstance(value, list):
+            item = typing.get_args(kind)[0]
+            return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    names = " or ".join(
+        "null" if k is type(None) else "list" if typing.get_origin(k) else k.__name__
+        for k in allowed
+    )
     raise UserError(f"{key}: must be {names}, got {value!r}")
 
 
@@ -231,13 +325,51 @@ def _check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
 
 def _check_layers(cfg: Config) -> None:
     """Layer counts must be able to reach the dataset's image size."""
-    height, width, _ = cfg.data.shape
+    _check_generator_layers("model.generator.layers", cfg.model.generator.layers, cfg.data.shape)
+
+
+def _check_generator_layers(key: str, g_layers: int, shape: tuple[int, int, int]) -> None:
+    height, width, _ = shape
     base_h, base_w, n_up = scale_plan(height, width)
     if n_up == 0:
         raise UserError(f"data.dataset: {height}x{width} images cannot be built by 2x upsampling")
-    g_layers = cfg.model.generator.layers
     if g_layers < n_up:
         raise UserError(
-            f"model.generator.layers: {g_layers} is too few for {height}x{width} images; "
+            f"{key}: {g_layers} is too few for {height}x{width} images; "
             f"allowed: {n_up} to {MAX_LAYERS} (one per 2x upsampling from {base_h}x{base_w})"
         )
+
+
+def _check_tune(cfg: Config) -> None:
+    """A search must have a budget and a non-empty space whose every bound is a value the knob
+    itself accepts, so that no trial can fail on params (errors come before any trial)."""
+    t = cfg.tune
+    if t.n_trials is None and t.timeout is None:
+        raise UserError("tune.n_trials: null needs tune.timeout; give n_trials, timeout or both")
+    searched = {n: getattr(t.space, n) for n in SEARCH_TARGETS if getattr(t.space, n) is not None}
+    if not searched:
+        raise UserError(f"tune.space: nothing to search; give one of: {', '.join(SEARCH_TARGETS)}")
+    for name, value in searched.items():
+        key = f"tune.space.{name}"
+        if isinstance(value, tuple):
+            if not value:
+                raise UserError(f"{key}: no choices; give a list of values or null")
+            bounds = {f"{key}[{i}]": v for i, v in enumerate(value)}
+        else:
+            bounds = {f"{key}.low": value.low, f"{key}.high": value.high}
+            if value.low >= value.high:
+                raise UserError(f"{key}: low {value.low!r} must be < high {value.high!r}")
+        for bound_key, bound in bounds.items():
+            if name in LOG_SCALE and bound <= 0:
+                raise UserError(f"{bound_key}: {bound!r} is out of range; log scale needs > 0")
+            _check_value(bound_key, bound, _limits(SEARCH_TARGETS[name]))
+    if t.space.g_layers is not None:
+        _check_generator_layers("tune.space.g_layers.low", t.space.g_layers.low, cfg.data.shape)
+
+
+def _limits(dotted: str) -> typing.Mapping[str, Any]:
+    """The knob() limits of a dotted key such as 'model.generator.layers'."""
+    cls, *path, name = [Config, *dotted.split(".")]
+    for part in path:
+        cls = typing.get_type_hints(cls)[part]
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)

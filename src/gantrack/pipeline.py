@@ -17,7 +17,7 @@ import numpy as np
 
 from gantrack import config as config_lib
 from gantrack import data, images
-from gantrack.config import Config
+from gantrack.config import Config, EvaluateConfig
 from gantrack.errors import UserError
 from gantrack.files import atomic_path
 
@@ -110,7 +110,8 @@ def reference(cfg: Config, paths: Paths = PATHS) -> None:
     feats, _ = features.extract(model, test.images, cfg.classifier.batch_size)
     mu, sigma = metrics.statistics(feats)
     with atomic_path(paths.reference) as tmp:
-        np.savez(tmp, mu=mu, sigma=sigma, n=len(feats))
+        # features too: KID and precision/recall need the samples, not only their moments.
+        np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), features=feats.astype(np.float32))
 
 
 def _load_model(path: Path, stage: str):
@@ -149,7 +150,7 @@ def train(cfg: Config, paths: Paths = PATHS) -> str:
         result = training.fit(
             gan, split.images, cfg.train, seed=cfg.base.seed,
             checkpoint_dir=paths.checkpoints, samples_dir=paths.samples_dir,
-            extra_callbacks=[callbacks.MLflowMetrics()],
+            extra_callbacks=[callbacks.MLflowMetrics(), *_fid_callbacks(cfg, paths)],
         )  # fmt: skip
         if result.diverged_at:
             raise UserError(
@@ -167,6 +168,29 @@ def train(cfg: Config, paths: Paths = PATHS) -> str:
     tracking.write_run_file(paths.train_run, run.info.run_id)
     shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
     return run.info.run_id
+
+
+def _fid_callbacks(cfg: Config, paths: Paths) -> list:
+    """The optional per-epoch FID (train.fid_every > 0) on the classifier extractor."""
+    from gantrack import callbacks
+
+    t = cfg.train
+    if not t.fid_every:
+        return []
+    mu, sigma, _ = load_reference(paths.reference)
+    classifier = _load_model(paths.classifier, "classifier")
+    return [
+        callbacks.PeriodicFID(t.fid_every, classifier, (mu, sigma), t.fid_samples,
+                              cfg.generate.seed, cfg.generate.batch_size)
+    ]  # fmt: skip
+
+
+def load_reference(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mu (D,), sigma (D, D), n) of the real split, written by the reference stage."""
+    if not Path(path).is_file():
+        raise UserError(f"{path} is missing; run `dvc repro reference` first")
+    with np.load(path) as ref:
+        return ref["mu"], ref["sigma"], int(ref["n"])
 
 
 def generate(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
@@ -215,20 +239,18 @@ def evaluate(cfg: Config, paths: Paths = PATHS) -> dict:
     """FID of the generated samples against the reference statistics -> metrics/eval.json."""
     import mlflow
 
-    from gantrack import features, metrics, tracking
+    from gantrack import features, tracking
 
     meta = read_json(paths.meta, "prepare")
     fakes = load_samples(paths.samples, meta["shape"])
+    ref_mu, ref_sigma, ref_n = load_reference(paths.reference)
     with np.load(paths.reference) as ref:
-        ref_mu, ref_sigma, ref_n = ref["mu"], ref["sigma"], int(ref["n"])
+        ref_feats = ref["features"].astype(np.float64)
     model = _load_model(paths.classifier, "classifier")
-    feats, _ = features.extract(model, fakes, cfg.evaluate.batch_size)
-    mu, sigma = metrics.statistics(feats)
-    name = cfg.evaluate.extractor
+    feats, probs = features.extract(model, fakes, cfg.evaluate.batch_size)
     results = {
-        f"fid_{name}": metrics.frechet_distance(mu, sigma, ref_mu, ref_sigma),
-        f"fid_{name}_n_generated": len(fakes),
-        f"fid_{name}_n_reference": ref_n,
+        **score(ref_feats, feats, probs, cfg.evaluate, reference_stats=(ref_mu, ref_sigma)),
+        f"n_reference_{cfg.evaluate.extractor}": ref_n,
         **read_json(paths.classifier_metrics, "classifier"),
     }
     write_json(paths.eval_metrics, results)
@@ -237,6 +259,53 @@ def evaluate(cfg: Config, paths: Paths = PATHS) -> dict:
         mlflow.log_metrics(results)
     logger.info("%s", results)
     return results
+
+
+def score(real_feats, fake_feats, fake_probs, e: EvaluateConfig, reference_stats=None) -> dict:
+    """FID, KID, IS and precision/recall of fake against real features, named after the
+    extractor, with the sample counts beside them. reference_stats: precomputed (mu, sigma)."""
+    from gantrack import metrics
+
+    mu, sigma = metrics.statistics(fake_feats)
+    ref_mu, ref_sigma = reference_stats or metrics.statistics(real_feats)
+    kid_mean, kid_std = metrics.kid(real_feats, fake_feats, n_subsets=e.kid_subsets,
+                                    subset_size=e.kid_subset_size, seed=e.seed)  # fmt: skip
+    is_mean, is_std = metrics.inception_score(
+        fake_probs, n_splits=min(e.is_splits, len(fake_probs))
+    )
+    precision, recall = metrics.precision_recall(real_feats, fake_feats, k=e.pr_k)
+    name = e.extractor
+    return {
+        f"fid_{name}": metrics.frechet_distance(mu, sigma, ref_mu, ref_sigma),
+        f"kid_{name}": kid_mean,
+        f"kid_{name}_std": kid_std,
+        f"is_{name}": is_mean,
+        f"is_{name}_std": is_std,
+        f"precision_{name}": precision,
+        f"recall_{name}": recall,
+        f"n_generated_{name}": len(fake_feats),
+        f"n_reference_{name}": len(real_feats),
+    }
+
+
+def compare(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:
+    """`gantrack fid A B`: all metrics of B's images against A's (sample .npz or prepared split,
+    both with key `images`), on the pipeline's classifier."""
+    from gantrack import features
+
+    real, fake = load_samples(path_a), load_samples(path_b)
+    if real.shape[1:] != fake.shape[1:]:
+        raise UserError(
+            f"images differ in shape: {path_a} {real.shape[1:]}, {path_b} {fake.shape[1:]}"
+        )
+    model = _load_model(paths.classifier, "classifier")
+    if tuple(model.input_shape[1:]) != real.shape[1:]:
+        raise UserError(
+            f"{paths.classifier} takes {model.input_shape[1:]} images, these are {real.shape[1:]}"
+        )
+    real_feats, _ = features.extract(model, real, cfg.evaluate.batch_size)
+    fake_feats, fake_probs = features.extract(model, fake, cfg.evaluate.batch_size)
+    return score(real_feats, fake_feats, fake_probs, cfg.evaluate)
 
 
 def _flat(cfg: Config, *sections: str) -> dict:
