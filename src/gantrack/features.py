@@ -31,7 +31,7 @@ def build_classifier(cfg: ClassifierConfig, shape: tuple[int, int, int], n_class
             x = layers.MaxPooling2D()(x)
     x = layers.Flatten()(x)
     x = layers.Dropout(0.3)(x)
-    x = layers.Dense(cfg.filters * 4, activation="relu", name=FEATURES_LAYER)(x)
+    x = layers.Dense(cfg.filters * 8, activation="relu", name=FEATURES_LAYER)(x)
     outputs = layers.Dense(n_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, outputs, name="classifier")
 
