@@ -25,6 +25,7 @@ from gantrack.files import atomic_path
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "gantrack.forked_from"
+LOGGED_TO_TAG = "gantrack.logged_to"
 
 
 def project_root() -> Path:
@@ -69,6 +70,7 @@ def start_run(run_id: str | None = None, run_name: str | None = None) -> Iterato
         logger.warning("MLflow run %s is gone from the store; starting a new run", run_id)
         run_id = None
     with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
+        _link_project_run(run.info.run_id)
         commit = git_commit()
         if commit and run_id is None:
             mlflow.set_tag("mlflow.source.git.commit", commit)
@@ -93,6 +95,14 @@ def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
     with start_run(run_id) as run:
         mlflow.log_params(params)
         yield run
+
+
+def _link_project_run(run_id: str) -> None:
+    """Inside `mlflow run -e STAGE`, MLflow made a run of its own (MLFLOW_RUN_ID) while the stage
+    logs into the pipeline's run: tag the former with where the results went."""
+    project_run = os.environ.get("MLFLOW_RUN_ID")
+    if project_run and project_run != run_id and _exists(project_run):
+        MlflowClient().set_tag(project_run, LOGGED_TO_TAG, run_id)
 
 
 def _exists(run_id: str) -> bool:
