@@ -96,7 +96,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert meta["shape"] == [8, 8, 1] and len(meta["sha256"]) == 64
     for name in ("models/generator.keras", "models/classifier.keras", "plots/losses.png",
                  "plots/generated.png", "plots/progress.gif", "plots/samples/epoch_0002.png",
-                 "data/reference/classifier.npz"):  # fmt: skip
+                 "data/reference/stats.npz"):  # fmt: skip
         assert (project / name).stat().st_size > 0, name
     assert not (project / "checkpoints").exists()  # finished runs leave nothing to resume
     losses = (project / "plots/losses.csv").read_text().splitlines()
@@ -137,9 +137,9 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     # Nothing changed: nothing runs. An evaluate knob: only evaluate runs.
     assert ran_stages(run(project, "dvc", "repro").stdout) == set()
-    set_params(project, {"evaluate": {"batch_size": 250}})
+    set_params(project, {"evaluate": {"pr_k": 5}})
     assert ran_stages(run(project, "dvc", "repro", "evaluate").stdout) == {"evaluate"}
-    # evaluate.batch_size differs from the logged value: a new run, linked to the first.
+    # evaluate.pr_k differs from the logged value: a new run, linked to the first.
     runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
     assert len(runs) == 2
     assert runs[0].data.tags["gantrack.forked_from"] == run_info.info.run_id

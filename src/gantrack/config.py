@@ -25,7 +25,7 @@ DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
     "digits": (8, 8, 1),
 }
 LOSSES = ("non_saturating", "minimax", "least_squares", "hinge")
-EXTRACTORS = ("classifier",)
+EXTRACTORS = ("classifier", "inception", "auto")
 MAX_LAYERS = 8
 PRUNERS = ("median", "hyperband", "none")
 # tune.space name -> the knob each trial sets (and `gantrack tune --apply` writes).
@@ -124,6 +124,7 @@ class GenerateConfig:
 @dataclass(frozen=True)
 class EvaluateConfig:
     extractor: str = knob("classifier", choices=EXTRACTORS)
+    inception_weights: str | None = None
     batch_size: int = knob(500, ge=1)
     kid_subsets: int = knob(100, ge=1)
     kid_subset_size: int = knob(1000, ge=2)

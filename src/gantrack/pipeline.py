@@ -33,7 +33,7 @@ class Paths:
     meta: Path = Path("data/prepared/meta.json")
     classifier: Path = Path("models/classifier.keras")
     classifier_metrics: Path = Path("metrics/classifier.json")
-    reference: Path = Path("data/reference/classifier.npz")
+    reference: Path = Path("data/reference/stats.npz")
     generator: Path = Path("models/generator.keras")
     train_run: Path = Path("models/run.json")
     checkpoints: Path = Path("checkpoints")
@@ -102,16 +102,26 @@ def train_classifier(cfg: Config, paths: Paths = PATHS) -> float:
 
 
 def reference(cfg: Config, paths: Paths = PATHS) -> None:
-    """Feature statistics (mu, sigma, n) of the test split, computed once per extractor."""
-    from gantrack import features, metrics
+    """Feature statistics (mu, sigma, n) and features of the test split, once per extractor."""
+    from gantrack import metrics
 
-    model = _load_model(paths.classifier, "classifier")
+    name, extract = _extractor(cfg, paths)
     test = data.load_split(paths.test)
-    feats, _ = features.extract(model, test.images, cfg.classifier.batch_size)
+    feats, _ = extract(test.images, cfg.evaluate.batch_size)
     mu, sigma = metrics.statistics(feats)
     with atomic_path(paths.reference) as tmp:
         # features too: KID and precision/recall need the samples, not only their moments.
-        np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), features=feats.astype(np.float32))
+        np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), features=feats.astype(np.float32),
+                 extractor=name)  # fmt: skip
+
+
+def _extractor(cfg: Config, paths: Paths):
+    """(resolved extractor name, its extract function); see features.load_extractor."""
+    from gantrack import features
+
+    e = cfg.evaluate
+    name = features.resolve_extractor(e.extractor, e.inception_weights)
+    return name, features.load_extractor(name, paths.classifier, e.inception_weights)
 
 
 def _load_model(path: Path, stage: str):
@@ -177,7 +187,7 @@ def _fid_callbacks(cfg: Config, paths: Paths) -> list:
     t = cfg.train
     if not t.fid_every:
         return []
-    mu, sigma, _ = load_reference(paths.reference)
+    mu, sigma, _ = load_reference(paths.reference, extractor="classifier")
     classifier = _load_model(paths.classifier, "classifier")
     return [
         callbacks.PeriodicFID(t.fid_every, classifier, (mu, sigma), t.fid_samples,
@@ -185,11 +195,20 @@ def _fid_callbacks(cfg: Config, paths: Paths) -> list:
     ]  # fmt: skip
 
 
-def load_reference(path: Path) -> tuple[np.ndarray, np.ndarray, int]:
-    """(mu (D,), sigma (D, D), n) of the real split, written by the reference stage."""
+def load_reference(path: Path, extractor: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mu (D,), sigma (D, D), n) of the real split, written by the reference stage.
+
+    extractor: the one the caller's features come from; statistics of another are refused.
+    """
     if not Path(path).is_file():
         raise UserError(f"{path} is missing; run `dvc repro reference` first")
     with np.load(path) as ref:
+        found = str(ref["extractor"])
+        if extractor and found != extractor:
+            raise UserError(
+                f"{path} holds {found} statistics, {extractor} ones are needed; "
+                f"set evaluate.extractor: {extractor} and run `dvc repro reference`"
+            )
         return ref["mu"], ref["sigma"], int(ref["n"])
 
 
@@ -236,21 +255,23 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
 
 
 def evaluate(cfg: Config, paths: Paths = PATHS) -> dict:
-    """FID of the generated samples against the reference statistics -> metrics/eval.json."""
+    """FID, KID, IS, precision/recall of the samples against the reference -> metrics/eval.json."""
     import mlflow
 
-    from gantrack import features, tracking
+    from gantrack import tracking
 
     meta = read_json(paths.meta, "prepare")
     fakes = load_samples(paths.samples, meta["shape"])
-    ref_mu, ref_sigma, ref_n = load_reference(paths.reference)
+    ref_mu, ref_sigma, _ = load_reference(paths.reference)
     with np.load(paths.reference) as ref:
-        ref_feats = ref["features"].astype(np.float64)
-    model = _load_model(paths.classifier, "classifier")
-    feats, probs = features.extract(model, fakes, cfg.evaluate.batch_size)
+        ref_feats, ref_name = ref["features"].astype(np.float64), str(ref["extractor"])
+    name, extract = _extractor(cfg, paths)
+    if name != ref_name:
+        raise UserError(f"{paths.reference} holds {ref_name} features, evaluate uses {name}; "
+                        "run `dvc repro reference`")  # fmt: skip
+    feats, probs = extract(fakes, cfg.evaluate.batch_size)
     results = {
-        **score(ref_feats, feats, probs, cfg.evaluate, reference_stats=(ref_mu, ref_sigma)),
-        f"n_reference_{cfg.evaluate.extractor}": ref_n,
+        **score(name, ref_feats, feats, probs, cfg.evaluate, reference_stats=(ref_mu, ref_sigma)),
         **read_json(paths.classifier_metrics, "classifier"),
     }
     write_json(paths.eval_metrics, results)
@@ -261,51 +282,50 @@ def evaluate(cfg: Config, paths: Paths = PATHS) -> dict:
     return results
 
 
-def score(real_feats, fake_feats, fake_probs, e: EvaluateConfig, reference_stats=None) -> dict:
-    """FID, KID, IS and precision/recall of fake against real features, named after the
-    extractor, with the sample counts beside them. reference_stats: precomputed (mu, sigma)."""
+def score(name: str, real_feats, fake_feats, fake_probs, e: EvaluateConfig,
+          reference_stats=None) -> dict:  # fmt: skip
+    """FID, KID, IS (when class probabilities exist) and precision/recall of fake against real
+    features (N, D), named after the extractor, with the sample counts beside them.
+    reference_stats: precomputed (mu, sigma) of the real features."""
     from gantrack import metrics
 
     mu, sigma = metrics.statistics(fake_feats)
     ref_mu, ref_sigma = reference_stats or metrics.statistics(real_feats)
     kid_mean, kid_std = metrics.kid(real_feats, fake_feats, n_subsets=e.kid_subsets,
                                     subset_size=e.kid_subset_size, seed=e.seed)  # fmt: skip
-    is_mean, is_std = metrics.inception_score(
-        fake_probs, n_splits=min(e.is_splits, len(fake_probs))
-    )
     precision, recall = metrics.precision_recall(real_feats, fake_feats, k=e.pr_k)
-    name = e.extractor
-    return {
+    results = {
         f"fid_{name}": metrics.frechet_distance(mu, sigma, ref_mu, ref_sigma),
         f"kid_{name}": kid_mean,
         f"kid_{name}_std": kid_std,
-        f"is_{name}": is_mean,
-        f"is_{name}_std": is_std,
         f"precision_{name}": precision,
         f"recall_{name}": recall,
         f"n_generated_{name}": len(fake_feats),
         f"n_reference_{name}": len(real_feats),
     }
+    if fake_probs is not None:
+        splits = min(e.is_splits, len(fake_probs))
+        results[f"is_{name}"], results[f"is_{name}_std"] = metrics.inception_score(
+            fake_probs, n_splits=splits
+        )
+    return results
 
 
 def compare(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:
     """`gantrack fid A B`: all metrics of B's images against A's (sample .npz or prepared split,
-    both with key `images`), on the pipeline's classifier."""
-    from gantrack import features
-
+    both with key `images`), on the configured extractor."""
     real, fake = load_samples(path_a), load_samples(path_b)
     if real.shape[1:] != fake.shape[1:]:
         raise UserError(
             f"images differ in shape: {path_a} {real.shape[1:]}, {path_b} {fake.shape[1:]}"
         )
-    model = _load_model(paths.classifier, "classifier")
-    if tuple(model.input_shape[1:]) != real.shape[1:]:
-        raise UserError(
-            f"{paths.classifier} takes {model.input_shape[1:]} images, these are {real.shape[1:]}"
-        )
-    real_feats, _ = features.extract(model, real, cfg.evaluate.batch_size)
-    fake_feats, fake_probs = features.extract(model, fake, cfg.evaluate.batch_size)
-    return score(real_feats, fake_feats, fake_probs, cfg.evaluate)
+    name, extract = _extractor(cfg, paths)
+    try:
+        real_feats, _ = extract(real, cfg.evaluate.batch_size)
+    except ValueError as exc:  # e.g. the classifier was trained on other image sizes
+        raise UserError(f"{name} cannot read {path_a}: {str(exc).splitlines()[0]}") from None
+    fake_feats, fake_probs = extract(fake, cfg.evaluate.batch_size)
+    return score(name, real_feats, fake_feats, fake_probs, cfg.evaluate)
 
 
 def _flat(cfg: Config, *sections: str) -> dict:
