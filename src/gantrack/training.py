@@ -115,13 +115,15 @@ def fit(
     noise = np.random.default_rng(seed).standard_normal((cfg.grid_rows**2, gan.latent_dim))
     divergence = callbacks.StopOnDivergence()
     cbs = [
-        callbacks.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs),
         callbacks.SampleGrid(
             samples_dir, noise.astype("float32"), cfg.sample_every, cfg.epochs, cfg.grid_rows
         ),
         keras.callbacks.CSVLogger(str(history_csv), append=start > 0),
         divergence,
         *extra_callbacks,
+        # Last: an epoch's grid, history row and logged metrics exist before its checkpoint
+        # does, so a kill never resumes past an epoch whose records are missing.
+        callbacks.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs),
     ]
     if start < cfg.epochs:
         gan.fit(
