@@ -20,7 +20,14 @@ TINY = {
     "data": {"dataset": "digits"},
     "model": {"generator": {"filters": 16, "max_filters": 32}},
     "classifier": {"epochs": 20, "batch_size": 64, "filters": 8},
-    "train": {"epochs": 2, "batch_size": 64, "sample_every": 1, "grid_rows": 4},
+    "train": {
+        "epochs": 2,
+        "batch_size": 64,
+        "sample_every": 1,
+        "grid_rows": 4,
+        "fid_every": 1,
+        "fid_samples": 100,
+    },
     "generate": {"n_samples": 300},
 }
 
@@ -127,7 +134,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert data.tags["dataset.sha256"] == meta["sha256"]
     assert len(data.tags["mlflow.source.git.commit"]) == 40
     assert data.metrics["fid_classifier"] == pytest.approx(metrics["fid_classifier"])
-    for key in ("g_loss", "d_loss", "d_real", "d_fake"):
+    for key in ("g_loss", "d_loss", "d_real", "d_fake", "fid_classifier_n100"):
         assert [m.step for m in client.get_metric_history(run_info.info.run_id, key)] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run_info.info.run_id)}
     assert {"losses.png", "generated.png", "progress.gif", "images"} <= artifacts

@@ -77,7 +77,8 @@ def extract(model: keras.Model, images: np.ndarray, batch_size: int) -> tuple[np
     Returns (features (N, D) float64, probabilities (N, K) float64).
     """
     heads = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output, model.output])
-    feats, logits = heads.predict(to_float(images), batch_size=batch_size, verbose=0)
+    progress = 1 if len(images) >= 20 * batch_size else 0  # a bar only for long runs
+    feats, logits = heads.predict(to_float(images), batch_size=batch_size, verbose=progress)
     probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits.astype(np.float64)))
     return feats.astype(np.float64), probs
 
