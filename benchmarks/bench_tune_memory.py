@@ -1,0 +1,70 @@
+"""Resident memory of `gantrack tune` across trials: it must stay flat (growth < 10% after the
+first trial), because each trial builds new models, optimizers and tf.functions.
+
+Usage: python benchmarks/bench_tune_memory.py --trials 10 [--dataset fashion_mnist --limit 2000]
+
+Runs the prepare, classifier and reference stages and then one study of --trials trials in a
+temporary project (MLflow and Optuna stores included), in this process, recording the RSS
+(/proc/self/status, Linux) after each trial through an Optuna callback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from gantrack import config, pipeline, tuning  # noqa: E402
+
+
+def rss_mib() -> float:
+    """This process's resident set size in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS in /proc/self/status")
+
+
+def small_config(dataset: str, limit: int | None, trials: int) -> config.Config:
+    """Small models, 1 epoch per trial, no pruning: every trial builds and trains fully."""
+    return config.from_dict({
+        "data": {"dataset": dataset, "limit": limit},
+        "classifier": {"epochs": 2, "filters": 8},
+        "train": {"batch_size": 64, "grid_rows": 4},
+        "tune": {"study_name": "memory", "n_trials": trials, "epochs": 1, "fid_samples": 500,
+                 "pruner": "none"},
+    })  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--dataset", default="digits", choices=tuple(config.DATASET_SHAPES))
+    parser.add_argument("--limit", type=int, default=None, help="train images (data.limit)")
+    args = parser.parse_args(argv)
+    cfg = small_config(args.dataset, args.limit, args.trials)
+    rss: list[float] = []
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
+        for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT"):
+            os.environ.pop(name, None)
+        pipeline.prepare(cfg)
+        pipeline.train_classifier(cfg)
+        pipeline.reference(cfg)
+        start = time.perf_counter()
+        tuning.tune(cfg, callbacks=[lambda study, trial: rss.append(rss_mib())])
+        wall = time.perf_counter() - start
+    print(f"{args.dataset} (limit {args.limit}), {args.trials} trials, {wall:.0f} s")
+    print("trial  RSS MiB  vs trial 0")
+    for number, value in enumerate(rss):
+        print(f"{number:>5}  {value:7.0f}  {100 * (value / rss[0] - 1):+6.1f}%")
+    growth = 100 * (rss[-1] / rss[0] - 1)
+    print(f"growth after the first trial: {growth:+.1f}% ({'ok' if growth < 10 else 'TOO HIGH'})")
+
+
+if __name__ == "__main__":
+    main()
