@@ -168,7 +168,9 @@ def test_dvc_repro_end_to_end(tmp_path):
 
 @pytest.mark.slow
 def test_killed_training_resumes_and_continues_the_same_run(tmp_path):
-    changes = _merge(json.loads(json.dumps(TINY)), {"train": {"epochs": 40, "sample_every": 10}})
+    changes = _merge(
+        json.loads(json.dumps(TINY)), {"train": {"epochs": 40, "sample_every": 10, "fid_every": 0}}
+    )
     project = make_project(tmp_path, changes)
     run(project, "gantrack", "prepare")
     proc = subprocess.Popen(["gantrack", "train"], cwd=project, env=_env(project),
