@@ -84,6 +84,17 @@ class StopOnDivergence(keras.callbacks.Callback):
             logger.error("losses are not finite at epoch %d: %s", epoch + 1, logs)
 
 
+def generator_fid(generator, classifier, reference: tuple, n: int, seed: int,
+                  batch_size: int) -> float:  # fmt: skip
+    """FID of n generator samples (noise from `seed`) on the classifier's features against
+    reference (mu, sigma) of the real split."""
+    from gantrack import features, gan, metrics
+
+    fakes = gan.sample(generator, n, seed, batch_size)
+    feats, _ = features.extract(classifier, fakes, batch_size)
+    return metrics.frechet_distance(*metrics.statistics(feats), *reference)
+
+
 class PeriodicFID(keras.callbacks.Callback):
     """Every `every` epochs, FID of `n` generator samples (fixed seed) against reference stats.
 
@@ -113,12 +124,8 @@ class PeriodicFID(keras.callbacks.Callback):
         done = epoch + 1
         if done % self.every or not _finite(logs):
             return
-        from gantrack import features, gan, metrics
-
-        fakes = gan.sample(self.model.generator, self.n, self.seed, self.batch_size)
-        feats, _ = features.extract(self.classifier, fakes, self.batch_size)
-        mu, sigma = metrics.statistics(feats)
-        fid = metrics.frechet_distance(mu, sigma, *self.reference)
+        fid = generator_fid(self.model.generator, self.classifier, self.reference, self.n,
+                            self.seed, self.batch_size)  # fmt: skip
         self.values[done] = fid
         logger.info("epoch %d: %s = %.3f", done, self.name, fid)
         if mlflow.active_run():

@@ -100,7 +100,7 @@ def load_inputs(paths: Paths = PATHS) -> Inputs:
     for path in (paths.train, paths.classifier, paths.reference):
         if not Path(path).is_file():
             raise UserError(f"{path} is missing; run `dvc repro reference` before `gantrack tune`")
-    mu, sigma, _ = load_reference(paths.reference)
+    mu, sigma, _ = load_reference(paths.reference, extractor="classifier")
     return Inputs(data.load_split(paths.train).images, (mu, sigma), Path(paths.classifier))
 
 
@@ -284,20 +284,12 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
         raise optuna.TrialPruned(f"pruned at epoch {pruning.epoch}")
     value = fid.values.get(t.epochs)
     if value is None:  # tune.epochs is not a multiple of tune.fid_every
-        value = _fid(gan.generator, classifier, inputs.reference, cfg)
+        g = cfg.generate
+        value = callbacks.generator_fid(gan.generator, classifier, inputs.reference,
+                                        t.fid_samples, g.seed, g.batch_size)  # fmt: skip
         mlflow.log_metric(fid.name, value, step=t.epochs)
     mlflow.log_metric(f"final_{fid.name}", value)
     return value
-
-
-def _fid(generator, classifier, reference: tuple, cfg: Config) -> float:
-    """FID of tune.fid_samples samples from the generation seed, as PeriodicFID computes it."""
-    from gantrack import features, gan, metrics
-
-    g = cfg.generate
-    fakes = gan.sample(generator, cfg.tune.fid_samples, g.seed, g.batch_size)
-    feats, _ = features.extract(classifier, fakes, g.batch_size)
-    return metrics.frechet_distance(*metrics.statistics(feats), *reference)
 
 
 def apply(cfg: Config, params_path: str | Path) -> dict[str, Any]:
