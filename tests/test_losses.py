@@ -2,6 +2,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from gantrack import losses
 
@@ -34,7 +35,7 @@ def test_one_sided_label_smoothing_changes_only_real_targets():
     assert _np(got) == pytest.approx(expected, rel=1e-6)
 
 
-def test_minimax_least_squares_hinge_wasserstein():
+def test_minimax_least_squares_hinge_wgan_gp():
     assert _np(losses.minimax_generator_loss(FAKE)) == pytest.approx(-(sp(0.5) + sp(-3.0)) / 2)
     assert _np(losses.least_squares_generator_loss(FAKE)) == pytest.approx(
         0.5 * ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2
@@ -46,7 +47,7 @@ def test_minimax_least_squares_hinge_wasserstein():
         (0 + 2) / 2 + (1.5 + 0) / 2
     )
     assert _np(losses.hinge_generator_loss(FAKE)) == pytest.approx(1.25)
-    assert _np(losses.wasserstein_discriminator_loss(REAL, FAKE)) == pytest.approx(-1.25 - 0.5)
+    assert _np(losses.wgan_gp_discriminator_loss(REAL, FAKE)) == pytest.approx(-1.25 - 0.5)
 
 
 def test_bce_is_stable_for_huge_logits():
@@ -57,3 +58,36 @@ def test_bce_is_stable_for_huge_logits():
 
 def test_get_returns_the_named_pair():
     assert losses.get("hinge") == (losses.hinge_generator_loss, losses.hinge_discriminator_loss)
+
+
+def test_wgan_gp_generator_loss_is_minus_the_mean_critic_score():
+    assert _np(losses.wgan_gp_generator_loss(FAKE)) == pytest.approx(-(0.5 - 3.0) / 2)
+
+
+def _linear_critic(w):
+    """D(x) = sum(w * x) per image: its gradient is w everywhere, so the penalty is known."""
+    return lambda x, training=False: tf.reduce_sum(x * w, axis=(1, 2, 3))[:, None]
+
+
+def test_gradient_penalty_of_a_linear_critic_is_its_squared_norm_distance_to_one():
+    w = tf.constant(np.full((1, 2, 2, 1), 1.5, np.float32))  # ||w|| = 3
+    real = tf.zeros((3, 2, 2, 1))
+    fake = tf.ones((3, 2, 2, 1))
+    alpha = tf.constant(np.array([0.1, 0.5, 0.9], np.float32).reshape(3, 1, 1, 1))
+    penalty = losses.gradient_penalty(_linear_critic(w), real, fake, alpha)
+    assert _np(penalty) == pytest.approx((3.0 - 1.0) ** 2)
+    unit = tf.constant(np.full((1, 2, 2, 1), 0.5, np.float32))  # ||w|| = 1: 1-Lipschitz
+    assert _np(losses.gradient_penalty(_linear_critic(unit), real, fake, alpha)) == pytest.approx(
+        0.0, abs=1e-6
+    )
+
+
+def test_gradient_penalty_is_taken_at_the_interpolates():
+    """D(x) = sum(x^2)/2 has gradient x: at x_hat = alpha * fake (real = 0) the norm is
+    alpha * ||fake||, so each pair's penalty depends on its own alpha."""
+    critic = lambda x, training=False: 0.5 * tf.reduce_sum(x * x, axis=(1, 2, 3))[:, None]  # noqa: E731
+    real = tf.zeros((2, 1, 2, 1))
+    fake = tf.constant(np.array([[3.0, 4.0], [6.0, 8.0]], np.float32).reshape(2, 1, 2, 1))
+    alpha = tf.constant(np.array([0.2, 0.5], np.float32).reshape(2, 1, 1, 1))
+    expected = ((0.2 * 5 - 1) ** 2 + (0.5 * 10 - 1) ** 2) / 2
+    assert _np(losses.gradient_penalty(critic, real, fake, alpha)) == pytest.approx(expected)

@@ -34,7 +34,7 @@ class SampleGrid(keras.callbacks.Callback):
         done = epoch + 1
         if not _finite(logs) or (done % self.every and done != self.last_epoch):
             return
-        fakes = self.model.generator(self.noise, training=False)
+        fakes = self.model.sampler(self.noise, training=False)
         picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
         images.save_png(self.directory / f"epoch_{done:04d}.png", picture)
         if mlflow.active_run():
@@ -124,7 +124,7 @@ class PeriodicFID(keras.callbacks.Callback):
         done = epoch + 1
         if done % self.every or not _finite(logs):
             return
-        fid = generator_fid(self.model.generator, self.classifier, self.reference, self.n,
+        fid = generator_fid(self.model.sampler, self.classifier, self.reference, self.n,
                             self.seed, self.batch_size)  # fmt: skip
         self.values[done] = fid
         logger.info("epoch %d: %s = %.3f", done, self.name, fid)

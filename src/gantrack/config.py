@@ -24,7 +24,8 @@ DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
     "cifar10": (32, 32, 3),
     "digits": (8, 8, 1),
 }
-LOSSES = ("non_saturating", "minimax", "least_squares", "hinge")
+LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wgan_gp")
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
 EXTRACTORS = ("classifier", "inception", "auto")
 MAX_LAYERS = 8
 PRUNERS = ("median", "hyperband", "none")
@@ -78,6 +79,7 @@ class DiscriminatorConfig:
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
     dropout: float = knob(0.3, ge=0.0, lt=1.0)
+    spectral_norm: bool = False
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,13 @@ class TrainConfig:
     lr_d: float = knob(2e-4, gt=0.0)
     beta1_g: float = knob(0.5, ge=0.0, lt=1.0)
     beta1_d: float = knob(0.5, ge=0.0, lt=1.0)
+    beta2_g: float = knob(0.999, ge=0.0, lt=1.0)
+    beta2_d: float = knob(0.999, ge=0.0, lt=1.0)
+    n_critic: int = knob(1, ge=1)
+    gp_weight: float = knob(10.0, ge=0.0)
+    ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
+    mixed_precision: bool = False
+    strategy: str = knob("default", choices=STRATEGIES)
     sample_every: int = knob(10, ge=1)
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)

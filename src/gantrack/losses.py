@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import tensorflow as tf
 from keras import ops
 
 
@@ -68,16 +69,32 @@ def hinge_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 
     return real + ops.mean(ops.relu(1.0 + _f32(fake_logits)))
 
 
-def wasserstein_generator_loss(fake_logits):
+def wgan_gp_generator_loss(fake_logits):
     """-E[D(G(z))]  (Arjovsky et al. 2017): the critic's score of fakes, maximised."""
     return -ops.mean(_f32(fake_logits))
 
 
-def wasserstein_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
-    """E[D(G(z))] - E[D(x)]: the critic loss; needs a Lipschitz constraint (e.g. a gradient
-    penalty, Gulrajani et al. 2017) to estimate the Wasserstein-1 distance."""
+def wgan_gp_discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """E[D(G(z))] - E[D(x)]: the critic loss. The training step adds
+    gp_weight * `gradient_penalty` (Gulrajani et al. 2017), the Lipschitz constraint that makes
+    it estimate the Wasserstein-1 distance. Label smoothing does not apply."""
     del label_smoothing
     return ops.mean(_f32(fake_logits)) - ops.mean(_f32(real_logits))
+
+
+def gradient_penalty(critic, real_images, fake_images, alpha):
+    """E[(||grad_x D(x_hat)||_2 - 1)^2] at x_hat = real + alpha * (fake - real).
+
+    alpha (B, 1, 1, 1) holds one interpolation weight per pair, drawn from U(0, 1) by the
+    caller. The norm is taken over each image's pixels; 1e-12 keeps its gradient finite at 0.
+    """
+    x_hat = real_images + alpha * (fake_images - real_images)
+    with tf.GradientTape() as tape:
+        tape.watch(x_hat)
+        scores = _f32(critic(x_hat, training=True))
+    grads = _f32(tape.gradient(scores, x_hat))
+    norms = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
+    return ops.mean(ops.square(norms - 1.0))
 
 
 def get(name: str) -> tuple[Callable, Callable]:

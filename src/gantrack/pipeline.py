@@ -168,13 +168,13 @@ def train(cfg: Config, paths: Paths = PATHS) -> str:
                 "lower train.lr_g / train.lr_d or change train.loss"
             )
         with atomic_path(paths.generator) as tmp:
-            gan.generator.save(tmp)
+            gan.sampler.save(tmp)
         with atomic_path(paths.losses_csv) as tmp:
             result.history.to_csv(tmp, index=False)
         figure = plotting.loss_curves(result.history)
         figure.savefig(paths.losses_png, dpi=100)
         mlflow.log_figure(figure, "losses.png")
-        tracking.log_generator(gan.generator)
+        tracking.log_generator(gan.sampler)
     tracking.write_run_file(paths.train_run, run.info.run_id)
     shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
     return run.info.run_id

@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from gantrack import callbacks, losses
+from gantrack import callbacks, devices, losses
 from gantrack.config import ModelConfig, TrainConfig
+from gantrack.errors import UserError
 from gantrack.files import atomic_path
 from gantrack.gan import GAN
 from gantrack.models import build_discriminator, build_generator
@@ -24,7 +25,9 @@ STATE_FILE = "state.json"
 HISTORY_FILE = "history.csv"
 
 
-def make_dataset(images: np.ndarray, batch_size: int, seed: int) -> tf.data.Dataset:
+def make_dataset(
+    images: np.ndarray, batch_size: int, seed: int, drop_remainder: bool = False
+) -> tf.data.Dataset:
     """uint8 (N, H, W, C) -> shuffled batches of float32 in [-1, 1], prefetched.
 
     The uint8 array is cached once; scaling runs per batch (vectorised) so the cache holds a
@@ -32,27 +35,66 @@ def make_dataset(images: np.ndarray, batch_size: int, seed: int) -> tf.data.Data
     """
     ds = tf.data.Dataset.from_tensor_slices(images).cache()
     ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
         lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0, num_parallel_calls=tf.data.AUTOTUNE
     )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def build_gan(model_cfg: ModelConfig, train_cfg: TrainConfig, shape, seed: int) -> GAN:
-    """A compiled GAN with fresh weights (seeded by the caller) and Adam per network."""
-    gan = GAN(build_generator(model_cfg, shape), build_discriminator(model_cfg, shape), seed)
+def build_gan(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    shape,
+    seed: int,
+    *,
+    policy: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> GAN:
+    """A compiled GAN with fresh weights (seeded by the caller) and Adam per network.
+
+    Built in `strategy`'s scope (default: train.strategy) under the dtype `policy` (default:
+    what devices.precision_policy picks for train.mixed_precision); the global policy is
+    restored afterwards. mixed_float16 wraps both optimizers in LossScaleOptimizer. With more
+    than one replica, the generator's BatchNormalization is synchronized across replicas.
+    """
+    policy = policy or devices.precision_policy(train_cfg.mixed_precision)
+    strategy = strategy or devices.strategy(train_cfg.strategy)
     g_loss, d_loss = losses.get(train_cfg.loss)
     smoothing = train_cfg.label_smoothing
-    gan.compile(
-        g_optimizer=keras.optimizers.Adam(train_cfg.lr_g, beta_1=train_cfg.beta1_g),
-        d_optimizer=keras.optimizers.Adam(train_cfg.lr_d, beta_1=train_cfg.beta1_d),
-        g_loss_fn=g_loss,
-        d_loss_fn=lambda real, fake: d_loss(real, fake, label_smoothing=smoothing),
-        steps_per_execution=train_cfg.steps_per_execution,
-    )
-    # Optimizer slots must exist before a checkpoint restore can fill them.
-    gan.g_optimizer.build(gan.generator.trainable_variables)
-    gan.d_optimizer.build(gan.discriminator.trainable_variables)
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            synchronized = strategy.num_replicas_in_sync > 1
+            gan = GAN(
+                build_generator(model_cfg, shape, synchronized_bn=synchronized),
+                build_discriminator(model_cfg, shape),
+                seed,
+                n_critic=train_cfg.n_critic,
+                gp_weight=train_cfg.gp_weight if train_cfg.loss == "wgan_gp" else 0.0,
+                ema_decay=train_cfg.ema_decay,
+            )
+            optimizers = [
+                keras.optimizers.Adam(lr, beta_1=beta_1, beta_2=beta_2)
+                for lr, beta_1, beta_2 in (
+                    (train_cfg.lr_g, train_cfg.beta1_g, train_cfg.beta2_g),
+                    (train_cfg.lr_d, train_cfg.beta1_d, train_cfg.beta2_d),
+                )
+            ]
+            if policy == "mixed_float16":
+                optimizers = [keras.optimizers.LossScaleOptimizer(o) for o in optimizers]
+            gan.compile(
+                g_optimizer=optimizers[0],
+                d_optimizer=optimizers[1],
+                g_loss_fn=g_loss,
+                d_loss_fn=lambda real, fake: d_loss(real, fake, label_smoothing=smoothing),
+                steps_per_execution=train_cfg.steps_per_execution,
+            )
+            # Optimizer slots must exist before a checkpoint restore can fill them.
+            gan.g_optimizer.build(gan.generator.trainable_variables)
+            gan.d_optimizer.build(gan.discriminator.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     return gan
 
 
@@ -125,9 +167,16 @@ def fit(
         # does, so a kill never resumes past an epoch whose records are missing.
         callbacks.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs),
     ]
+    # n_critic > 1: each step takes n_critic batches (see GAN); whole ones only.
+    step_images = cfg.batch_size * cfg.n_critic
+    if len(images) < step_images:
+        raise UserError(
+            f"train.batch_size * train.n_critic = {step_images} is more than the "
+            f"{len(images)} training images; lower them or raise data.limit"
+        )
     if start < cfg.epochs:
         gan.fit(
-            make_dataset(images, cfg.batch_size, seed),
+            make_dataset(images, step_images, seed, drop_remainder=cfg.n_critic > 1),
             epochs=cfg.epochs,
             initial_epoch=start,
             callbacks=cbs,
