@@ -156,7 +156,11 @@ def train(cfg: Config, paths: Paths = PATHS) -> str:
     with tracking.start_run(state.get("run_id")) as run:
         training.write_state(paths.checkpoints, key, run_id=run.info.run_id)
         mlflow.log_params(_flat(cfg, "base", "data", "model", "train"))
-        mlflow.set_tags({"dataset": meta["dataset"], "dataset.sha256": meta["sha256"]})
+        mlflow.set_tags({
+            "dataset": meta["dataset"], "dataset.sha256": meta["sha256"],
+            "precision_policy": gan.generator.dtype_policy.name,
+            "replicas": gan.distribute_strategy.num_replicas_in_sync,
+        })  # fmt: skip
         result = training.fit(
             gan, split.images, cfg.train, seed=cfg.base.seed,
             checkpoint_dir=paths.checkpoints, samples_dir=paths.samples_dir,

@@ -1,0 +1,158 @@
+"""Sample quality at equal wall-clock budget: the TensorFlow DCGAN tutorial against gantrack.
+
+Usage: python benchmarks/bench_quality.py [--seconds 300] [--chunk 30]
+       [--variant NAME KEY=VALUE ...] [--samples 10000] [--json out.json]
+
+Needs the pipeline's classifier and reference statistics (`dvc repro reference` in the project
+given by --project, default "."). Trains the reference (benchmarks/reference_dcgan.py) and
+gantrack with params.yaml's model and train sections (plus each --variant's overrides, e.g.
+`--variant ema train.ema_decay=0.999`) on the full Fashion-MNIST training split, in turns of
+--chunk seconds until each has trained --seconds, so that load on the machine falls on all of
+them alike. Then --samples images of each are scored with FID on the classifier's features
+against the real training split's statistics (the same numbers `dvc repro` logs as
+fid_classifier, same sample count), and the ratio to the reference's FID is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_dcgan import ReferenceDCGAN  # noqa: E402
+from ruamel.yaml import YAML  # noqa: E402
+
+from gantrack import config, data, devices, training  # noqa: E402
+from gantrack.callbacks import generator_fid  # noqa: E402
+from gantrack.pipeline import PATHS, load_reference  # noqa: E402
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stop `fit` at the first batch that ends `seconds` after training began."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = seconds
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if time.perf_counter() - self.start >= self.seconds:
+            self.model.stop_training = True
+
+
+class Reference:
+    def __init__(self, images):
+        self.name, self.images_seen, self.seconds = "reference", 0, 0.0
+        self.gan = ReferenceDCGAN(seed=0)
+        self.batches = iter(self.gan.dataset(images).repeat())
+        self.generator = self.gan.generator
+
+    def train(self, seconds: float) -> None:
+        start = time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            batch = next(self.batches)
+            self.gan.train_step(batch)[0].numpy()
+            self.images_seen += int(batch.shape[0])
+        self.seconds += time.perf_counter() - start
+
+
+class Gantrack:
+    def __init__(self, name: str, images, cfg: config.Config):
+        self.name, self.images_seen, self.seconds = name, 0, 0.0
+        self.batch = cfg.train.batch_size * cfg.train.n_critic
+        keras.utils.set_random_seed(cfg.base.seed)
+        self.gan = training.build_gan(cfg.model, cfg.train, images.shape[1:], cfg.base.seed)
+        self.dataset = training.make_dataset(
+            images, self.batch, cfg.base.seed, drop_remainder=cfg.train.n_critic > 1
+        ).repeat()
+        self.generator = self.gan.sampler
+
+    def train(self, seconds: float) -> None:
+        start = time.perf_counter()
+        history = self.gan.fit(
+            self.dataset, epochs=1, steps_per_epoch=10**9, callbacks=[TimeLimit(seconds)],
+            shuffle=False, verbose=0,
+        )  # fmt: skip
+        self.seconds += time.perf_counter() - start
+        steps = self.gan.d_optimizer.iterations.numpy() // self.gan.n_critic
+        self.images_seen = int(steps) * self.batch
+        del history
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=300, help="training budget of each")
+    parser.add_argument("--chunk", type=float, default=30, help="seconds per turn")
+    parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--project", default=".", help="where `dvc repro reference` ran")
+    parser.add_argument(
+        "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
+        help="another gantrack configuration: params.yaml plus dotted overrides",
+    )  # fmt: skip
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    project = Path(args.project)
+    raw = YAML(typ="safe", pure=True).load(Path(args.params).read_text())
+    cfg = config.from_dict(raw)
+    reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
+    classifier = keras.models.load_model(project / PATHS.classifier)
+    images = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0].images
+
+    runners = [Reference(images), Gantrack("gantrack", images, cfg)]
+    for name, *overrides in args.variant:
+        runners.append(Gantrack(name, images, config.from_dict(_override(raw, overrides))))
+    print(f"precision policy: {devices.precision_policy(cfg.train.mixed_precision)}")
+    turn = 0
+    while any(r.seconds < args.seconds for r in runners):
+        for runner in runners[turn % len(runners) :] + runners[: turn % len(runners)]:
+            if runner.seconds < args.seconds:
+                runner.train(min(args.chunk, args.seconds - runner.seconds))
+        turn += 1
+        print(" | ".join(f"{r.name} {r.seconds:.0f}s {r.images_seen} img" for r in runners))
+
+    results = {"seconds": args.seconds, "samples": args.samples, "runs": {}}
+    for runner in runners:
+        fid = generator_fid(runner.generator, classifier, reference_stats[:2], args.samples,
+                            seed=1234, batch_size=500)  # fmt: skip
+        results["runs"][runner.name] = {
+            "fid_classifier": round(fid, 2),
+            "train_seconds": round(runner.seconds, 1),
+            "images_seen": runner.images_seen,
+            "epochs": round(runner.images_seen / len(images), 2),
+        }
+    base = results["runs"]["reference"]["fid_classifier"]
+    for run in results["runs"].values():
+        run["fid_ratio_to_reference"] = round(run["fid_classifier"] / base, 3)
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def _override(raw: dict, overrides: list[str]) -> dict:
+    """A copy of the params dict with dotted KEY=VALUE overrides (values parsed as YAML)."""
+    import copy
+
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        *sections, name = key.split(".")
+        node = raw
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = YAML(typ="safe", pure=True).load(value)
+    return raw
+
+
+if __name__ == "__main__":
+    tf.get_logger().setLevel("ERROR")
+    main()

@@ -1,0 +1,162 @@
+"""Training speed: the TensorFlow DCGAN tutorial against gantrack, side by side.
+
+Usage: python benchmarks/bench_speed.py [--steps 20] [--rounds 3] [--json out.json]
+
+Both train on Fashion-MNIST (data.source_dir or /usr/share/datasets/fashion-mnist):
+- reference: the tutorial (benchmarks/reference_dcgan.py): its models, batch 256, Adam 1e-4,
+  BCE on logits, GradientTape step in tf.function, Python loop over an unprefetched dataset;
+- gantrack-tutorial: gantrack's GAN.fit with the tutorial's architecture and batch (kernel 5,
+  64/256 filters, 3 generator and 2 discriminator layers, batch 256, Adam 1e-4, beta_1 0.9),
+  in float32 or under the mixed-precision policy the hardware supports (--mixed);
+- gantrack-default: gantrack's GAN.fit with params.yaml's model and train sections.
+Each round times --steps steps of each, in turn (order rotated every round), after a warm-up
+that traces the step. Reports the best round's images/s, ratios to the reference, and the
+achieved FLOP/s (FLOPs of one step, counted by TensorFlow's profiler on the step's graph)
+against the measured float32 matmul ceiling of this machine (and its bf16 one with --mixed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+sys.path.insert(0, str(Path(__file__).parent))
+from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
+
+from gantrack import config, data, devices, training  # noqa: E402
+
+TUTORIAL_MODEL = config.ModelConfig(
+    latent_dim=100,
+    kernel_size=5,
+    generator=config.GeneratorConfig(layers=3, filters=64, max_filters=256),
+    discriminator=config.DiscriminatorConfig(layers=2, filters=64, max_filters=256, dropout=0.3),
+)
+
+
+def graph_flops(concrete_function) -> int:
+    """Float operations in a traced function's graph (TensorFlow's profiler count)."""
+    from tensorflow.python.profiler import model_analyzer, option_builder
+
+    options = option_builder.ProfileOptionBuilder.float_operation()
+    options["output"] = "none"
+    return model_analyzer.profile(concrete_function.graph, options=options).total_float_ops
+
+
+def matmul_ceiling(dtype: str, n: int = 2048, repeats: int = 10) -> float:
+    """Best achieved GFLOP/s of an n x n matmul in `dtype`."""
+    a = tf.random.normal((n, n), dtype="float32")
+    a = tf.cast(a, dtype)
+    matmul = tf.function(lambda x: x @ x)
+    matmul(a).numpy()
+    best = np.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
+
+
+class Reference:
+    name = "reference"
+
+    def __init__(self, images: np.ndarray):
+        self.gan = ReferenceDCGAN(seed=0)
+        self.batches = iter(self.gan.dataset(images).repeat())
+        self.flops_per_image = (
+            graph_flops(self.gan.train_step.get_concrete_function(next(self.batches))) / BATCH_SIZE
+        )
+
+    def run(self, steps: int) -> float:
+        """Seconds for `steps` steps of the tutorial's loop."""
+        start = time.perf_counter()
+        for _ in range(steps):
+            g_loss, _ = self.gan.train_step(next(self.batches))
+        g_loss.numpy()
+        return time.perf_counter() - start
+
+
+class Gantrack:
+    def __init__(self, name: str, images, model_cfg, train_cfg, policy: str):
+        self.name, self.batch = name, train_cfg.batch_size
+        keras.utils.set_random_seed(0)
+        self.gan = training.build_gan(model_cfg, train_cfg, images.shape[1:], 0, policy=policy)
+        self.dataset = training.make_dataset(images, train_cfg.batch_size, seed=0).repeat()
+        batch = next(iter(self.dataset))
+        step = tf.function(self.gan.train_step)
+        self.flops_per_image = graph_flops(step.get_concrete_function(batch)) / self.batch
+
+    def run(self, steps: int) -> float:
+        """Seconds for `steps` steps of GAN.fit (input pipeline and callbacks included)."""
+        start = time.perf_counter()
+        self.gan.fit(self.dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20, help="steps per timed round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mixed", action="store_true", help="gantrack under mixed precision")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    cfg = config.load(args.params)
+    images = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0].images
+    policy = devices.precision_policy(args.mixed)
+    tutorial_train = dataclasses.replace(
+        cfg.train, batch_size=BATCH_SIZE, lr_g=1e-4, lr_d=1e-4, beta1_g=0.9, beta1_d=0.9,
+        loss="non_saturating", label_smoothing=0.0, n_critic=1, ema_decay=None,
+    )  # fmt: skip
+    runners = [
+        Reference(images),
+        Gantrack("gantrack-tutorial", images, TUTORIAL_MODEL, tutorial_train, policy),
+        Gantrack("gantrack-default", images, cfg.model, cfg.train, policy),
+    ]
+    for runner in runners:  # warm-up: tracing, caches, oneDNN primitives
+        runner.run(3)
+    best = {r.name: np.inf for r in runners}
+    for round_ in range(args.rounds):
+        order = runners[round_ % len(runners) :] + runners[: round_ % len(runners)]
+        for runner in order:
+            seconds = runner.run(args.steps)
+            batch = BATCH_SIZE if runner.name == "reference" else runner.batch
+            print(f"round {round_ + 1} {runner.name}: {args.steps * batch / seconds:.1f} img/s")
+            best[runner.name] = min(best[runner.name], seconds / (args.steps * batch))
+
+    ceiling = {"float32": matmul_ceiling("float32")}
+    if policy == "mixed_bfloat16":
+        ceiling["bfloat16"] = matmul_ceiling("bfloat16")
+    results = {
+        "cpus": os.cpu_count(),
+        "policy": policy,
+        "matmul_gflops": ceiling,
+        "runs": {},
+    }
+    reference_rate = 1 / best["reference"]
+    for runner in runners:
+        rate = 1 / best[runner.name]
+        gflops = rate * runner.flops_per_image / 1e9
+        results["runs"][runner.name] = {
+            "images_per_s": round(rate, 1),
+            "ratio_to_reference": round(rate / reference_rate, 2),
+            "mflop_per_image": round(runner.flops_per_image / 1e6, 1),
+            "gflops": round(gflops, 1),
+            "share_of_fp32_matmul_ceiling": round(gflops / ceiling["float32"], 2),
+        }
+    print(json.dumps(results, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
