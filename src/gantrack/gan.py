@@ -168,7 +168,12 @@ class GAN(keras.Model):
             self.trackers["d_fake"].update_state(ops.mean(ops.sigmoid(_f32(fake_logits))))
             if self.gp_weight > 0:
                 self.trackers["gp"].update_state(gp)
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs with reduce(MEAN, axis=0), which needs a batch
+            # axis: give each scalar one (the result is a scalar again).
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
 
     def _update_ema(self):
         """After a generator step: ema <- d * ema + (1 - d) * weights, for all weights
