@@ -12,7 +12,8 @@ Both train on Fashion-MNIST (data.source_dir or /usr/share/datasets/fashion-mnis
 Each round times --steps steps of each, in turn (order rotated every round), after a warm-up
 that traces the step. Reports the best round's images/s, ratios to the reference, and the
 achieved FLOP/s (FLOPs of one step, counted by TensorFlow's profiler on the step's graph)
-against the measured float32 matmul ceiling of this machine (and its bf16 one with --mixed).
+against the measured float32 matmul ceiling of this machine (and its bf16 one with --mixed) and
+the nominal fp32 peak (cores x clock x FLOP per cycle of the CPU's vector units).
 """
 
 from __future__ import annotations
@@ -65,6 +66,20 @@ def matmul_ceiling(dtype: str, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n**3 / best / 1e9
 
 
+def nominal_peak_gflops() -> float | None:
+    """fp32 peak from /proc/cpuinfo: cores x MHz x FLOP/cycle (2 FMA units x 8 lanes x 2 with
+    AVX2+FMA, twice that with AVX-512). The clock is the reported one, not the boost clock."""
+    from gantrack.devices import cpu_flags
+
+    text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    mhz = [float(ln.split(":")[1]) for ln in text.splitlines() if ln.startswith("cpu MHz")]
+    flags = cpu_flags()
+    per_cycle = 64 if "avx512f" in flags else 32 if {"avx2", "fma"} <= flags else None
+    if not mhz or per_cycle is None:
+        return None
+    return os.cpu_count() * mhz[0] * per_cycle / 1e3
+
+
 class Reference:
     name = "reference"
 
@@ -97,7 +112,7 @@ class Gantrack:
     def run(self, steps: int) -> float:
         """Seconds for `steps` steps of GAN.fit (input pipeline and callbacks included)."""
         start = time.perf_counter()
-        self.gan.fit(self.dataset, steps_per_epoch=steps, epochs=1, verbose=0)
+        self.gan.fit(self.dataset, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0)
         return time.perf_counter() - start
 
 
@@ -136,10 +151,12 @@ def main() -> None:
     ceiling = {"float32": matmul_ceiling("float32")}
     if policy == "mixed_bfloat16":
         ceiling["bfloat16"] = matmul_ceiling("bfloat16")
+    peak = nominal_peak_gflops()
     results = {
         "cpus": os.cpu_count(),
         "policy": policy,
-        "matmul_gflops": ceiling,
+        "nominal_peak_gflops": peak and round(peak, 1),
+        "matmul_gflops": {k: round(v, 1) for k, v in ceiling.items()},
         "runs": {},
     }
     reference_rate = 1 / best["reference"]
@@ -152,6 +169,7 @@ def main() -> None:
             "mflop_per_image": round(runner.flops_per_image / 1e6, 1),
             "gflops": round(gflops, 1),
             "share_of_fp32_matmul_ceiling": round(gflops / ceiling["float32"], 2),
+            "share_of_nominal_peak": peak and round(gflops / peak, 2),
         }
     print(json.dumps(results, indent=2))
     if args.json:
