@@ -5,7 +5,8 @@ Usage: python benchmarks/bench_tune_memory.py --trials 10 [--dataset fashion_mni
 
 Runs the prepare, classifier and reference stages and then one study of --trials trials in a
 temporary project (MLflow and Optuna stores included), in this process, recording the RSS
-(/proc/self/status, Linux) after each trial through an Optuna callback.
+(/proc/self/status, Linux) and the live threads after each trial through an Optuna callback
+(called after tuning's own, which frees what the trial built). Exits 1 when growth >= 10%.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +52,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cfg = small_config(args.dataset, args.limit, args.trials)
     rss: list[float] = []
+    threads: list[int] = []
+
+    def record(study, trial) -> None:
+        rss.append(rss_mib())
+        threads.append(threading.active_count())
+
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT"):
             os.environ.pop(name, None)
@@ -56,14 +65,19 @@ def main(argv: list[str] | None = None) -> None:
         pipeline.train_classifier(cfg)
         pipeline.reference(cfg)
         start = time.perf_counter()
-        tuning.tune(cfg, callbacks=[lambda study, trial: rss.append(rss_mib())])
+        tuning.tune(cfg, callbacks=[record])
         wall = time.perf_counter() - start
     print(f"{args.dataset} (limit {args.limit}), {args.trials} trials, {wall:.0f} s")
-    print("trial  RSS MiB  vs trial 0")
-    for number, value in enumerate(rss):
-        print(f"{number:>5}  {value:7.0f}  {100 * (value / rss[0] - 1):+6.1f}%")
+    print("trial  RSS MiB  vs trial 0  threads")
+    for number, (value, count) in enumerate(zip(rss, threads, strict=True)):
+        print(f"{number:>5}  {value:7.0f}  {100 * (value / rss[0] - 1):+9.1f}%  {count:7d}")
     growth = 100 * (rss[-1] / rss[0] - 1)
-    print(f"growth after the first trial: {growth:+.1f}% ({'ok' if growth < 10 else 'TOO HIGH'})")
+    print(
+        f"growth after the first trial: {growth:+.1f}% (ratio {rss[-1] / rss[0]:.3f}, "
+        f"{'ok' if growth < 10 else 'TOO HIGH'})"
+    )
+    if growth >= 10:
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -193,6 +193,43 @@ def test_pruned_trials_stop_training_early(project):
     assert [m.step for m in history] == [1]  # training stopped at the pruned epoch
 
 
+def test_hyperband_prunes_a_trial_worse_than_its_bracket(project):
+    # tune.epochs 2, tune.fid_every 1: one bracket (reduction factor 3), its first rung at epoch 1
+    cfg = _cfg(study_name="hyperband", n_trials=2, epochs=2, pruner="hyperband")
+    study = tuning.open_study(cfg.tune)
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
+    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}
+    for lrs in (good, stuck):
+        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
+    study = tuning.tune(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert list(study.trials[0].intermediate_values) == [1, 2]
+    assert list(study.trials[1].intermediate_values) == [1]
+    _, children = _runs(project, "hyperband")
+    assert [c.data.tags["state"] for c in children] == ["complete", "pruned"]
+
+
+def test_trials_leave_no_traced_graph_behind(project):
+    """Every traced optimizer step registers a tf.custom_gradient holding its graph in
+    TensorFlow's global registry; tune drops those after each trial."""
+    import gc
+
+    from tensorflow.python.framework import ops
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    def graphs() -> int:
+        gc.collect()
+        return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+    registry = ops._gradient_registry._registry
+    before, graphs_before = set(registry), graphs()
+    study = tuning.tune(_cfg(study_name="memory", n_trials=1, epochs=1))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert not [name for name in set(registry) - before if name.startswith("CustomGradient-")]
+    assert graphs() <= graphs_before
+
+
 def test_apply_writes_the_best_params_into_params_yaml_keeping_comments(project, tuned):
     target = _write_params(project / "params_apply.yaml", {"study_name": "main"})
     before = target.read_text()

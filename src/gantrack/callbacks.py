@@ -38,7 +38,7 @@ class SampleGrid(keras.callbacks.Callback):
         picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
         images.save_png(self.directory / f"epoch_{done:04d}.png", picture)
         if mlflow.active_run():
-            mlflow.log_image(picture, key="samples", step=done)
+            mlflow.log_image(picture, key="samples", step=done, synchronous=True)
 
 
 class Checkpoint(keras.callbacks.Callback):
