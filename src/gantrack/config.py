@@ -68,7 +68,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    layers: int = knob(3, ge=1, le=MAX_LAYERS)
+    layers: int = knob(2, ge=1, le=MAX_LAYERS)
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
 
@@ -104,8 +104,8 @@ class TrainConfig:
     batch_size: int = knob(128, ge=1)
     loss: str = knob("non_saturating", choices=LOSSES)
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
-    lr_g: float = knob(2e-4, gt=0.0)
-    lr_d: float = knob(2e-4, gt=0.0)
+    lr_g: float = knob(5.4e-4, gt=0.0)
+    lr_d: float = knob(3.1e-4, gt=0.0)
     beta1_g: float = knob(0.5, ge=0.0, lt=1.0)
     beta1_d: float = knob(0.5, ge=0.0, lt=1.0)
     beta2_g: float = knob(0.999, ge=0.0, lt=1.0)
