@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from gantrack import devices, training
+from gantrack import devices, plotting, training
 from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
 
 SHAPE = (8, 8, 1)
@@ -49,6 +49,8 @@ def test_wgan_gp_with_n_critic_takes_n_critic_steps_per_generator_step(images, t
     assert {"gp", "g_loss", "d_loss"} <= set(result.history.columns)
     assert np.isfinite(result.history[["gp", "g_loss", "d_loss"]].to_numpy()).all()
     assert (result.history["gp"] > 0).all()
+    figure = plotting.loss_curves(result.history)
+    assert [line.get_label() for line in figure.axes[0].lines] == ["g_loss", "d_loss", "gp"]
 
 
 def test_gradient_penalty_is_only_added_for_wgan_gp(images):
