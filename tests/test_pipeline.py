@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from ruamel.yaml import YAML
 
+from gantrack import config
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
@@ -129,7 +131,8 @@ def test_dvc_repro_end_to_end(tmp_path):
     experiment = client.get_experiment_by_name("gantrack")
     (run_info,) = client.search_runs([experiment.experiment_id])
     data = run_info.data
-    assert data.params["train.lr_g"] == "0.0002" and data.params["data.dataset"] == "digits"
+    assert data.params["train.lr_g"] == str(config.TrainConfig().lr_g)
+    assert data.params["data.dataset"] == "digits"
     assert data.params["generate.n_samples"] == "300" and "evaluate.batch_size" in data.params
     assert data.tags["dataset.sha256"] == meta["sha256"]
     assert data.tags["precision_policy"] == "float32" and data.tags["replicas"] == "1"
