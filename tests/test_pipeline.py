@@ -154,7 +154,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
     assert len(runs) == 2
     assert runs[0].data.tags["gantrack.forked_from"] == run_info.info.run_id
-    assert runs[0].data.params["train.lr_g"] == "0.0002"
+    assert runs[0].data.params["train.lr_g"] == data.params["train.lr_g"]  # training params
 
     # Metrics and plots through DVC; an experiment with a changed knob.
     assert "fid_classifier" in run(project, "dvc", "metrics", "show").stdout
