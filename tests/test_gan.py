@@ -6,42 +6,24 @@ import logging
 import keras
 import numpy as np
 import pytest
+import tiny
 
 from gantrack import devices, plotting, training
-from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
-
-SHAPE = (8, 8, 1)
-MODEL = ModelConfig(
-    latent_dim=8,
-    kernel_size=3,
-    generator=GeneratorConfig(layers=2, filters=8, max_filters=16),
-    discriminator=DiscriminatorConfig(layers=2, filters=8, max_filters=16),
-)
 
 
 @pytest.fixture
 def images():
-    return np.random.default_rng(0).integers(0, 256, (96, *SHAPE), dtype=np.uint8)
+    return tiny.random_images()
 
 
 def _batch(images):
     return images[:32].astype("float32") / 127.5 - 1.0
 
 
-def _train_cfg(**changes):
-    base = dataclasses.replace(Config().train, batch_size=32, sample_every=1, grid_rows=2)
-    return dataclasses.replace(base, **changes)
-
-
-def _gan(model=MODEL, seed=0, policy=None, **changes):
-    keras.utils.set_random_seed(seed)
-    return training.build_gan(model, _train_cfg(**changes), SHAPE, seed, policy=policy)
-
-
 def test_wgan_gp_with_n_critic_takes_n_critic_steps_per_generator_step(images, tmp_path):
     changes = {"loss": "wgan_gp", "n_critic": 3, "epochs": 4}
-    gan = _gan(**changes)
-    result = training.fit(gan, images, _train_cfg(**changes), seed=0,
+    gan = tiny.gan(**changes)
+    result = training.fit(gan, images, tiny.train_cfg(**changes), seed=0,
                           checkpoint_dir=tmp_path / "c", samples_dir=tmp_path / "s")  # fmt: skip
     # Each step takes 3 batches of 32: one step per epoch, 3 critic updates and 1 generator one.
     assert int(gan.d_optimizer.iterations) == 4 * 3
@@ -54,14 +36,14 @@ def test_wgan_gp_with_n_critic_takes_n_critic_steps_per_generator_step(images, t
 
 
 def test_gradient_penalty_is_only_added_for_wgan_gp(images):
-    assert _gan(loss="wgan_gp").gp_weight == 10.0
-    assert _gan(loss="hinge").gp_weight == 0.0
-    logs = _gan(loss="hinge").train_on_batch(_batch(images), return_dict=True)
+    assert tiny.gan(loss="wgan_gp").gp_weight == 10.0
+    assert tiny.gan(loss="hinge").gp_weight == 0.0
+    logs = tiny.gan(loss="hinge").train_on_batch(_batch(images), return_dict=True)
     assert "gp" not in logs
 
 
 def test_ema_follows_the_warmed_up_average_of_the_generator_weights(images):
-    gan = _gan(ema_decay=0.5)
+    gan = tiny.gan(ema_decay=0.5)
     start = [w.copy() for w in gan.generator.get_weights()]
     np.testing.assert_array_equal(gan.ema_generator.get_weights()[0], start[0])
     gan.train_on_batch(_batch(images))
@@ -71,18 +53,18 @@ def test_ema_follows_the_warmed_up_average_of_the_generator_weights(images):
     ):
         np.testing.assert_allclose(average, decay * before + (1 - decay) * after, atol=1e-6)
     assert gan.sampler is gan.ema_generator
-    plain = _gan()
+    plain = tiny.gan()
     assert plain.ema_generator is None and plain.sampler is plain.generator  # off by default
 
 
 def test_ema_weights_are_checkpointed_and_resumed(images, tmp_path):
     ckpt = tmp_path / "ckpt"
-    cfg = _train_cfg(ema_decay=0.9, epochs=2)
-    first = _gan(ema_decay=0.9)
+    cfg = tiny.train_cfg(ema_decay=0.9, epochs=2)
+    first = tiny.gan(ema_decay=0.9)
     training.fit(first, images, cfg, seed=0, checkpoint_dir=ckpt, samples_dir=tmp_path / "s")
     averaged = first.ema_generator.get_weights()
     assert not np.allclose(averaged[0], first.generator.get_weights()[0])
-    second = _gan(ema_decay=0.9, seed=1)
+    second = tiny.gan(ema_decay=0.9, seed=1)
     training.fit(second, images, cfg, seed=0, checkpoint_dir=ckpt, samples_dir=tmp_path / "s")
     for a, b in zip(second.ema_generator.get_weights(), averaged, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -90,9 +72,9 @@ def test_ema_weights_are_checkpointed_and_resumed(images, tmp_path):
 
 def test_spectral_norm_keeps_each_discriminator_kernel_near_unit_spectral_norm(images):
     spectral = dataclasses.replace(
-        MODEL, discriminator=dataclasses.replace(MODEL.discriminator, spectral_norm=True)
+        tiny.MODEL, discriminator=dataclasses.replace(tiny.MODEL.discriminator, spectral_norm=True)
     )
-    gan = _gan(spectral)
+    gan = tiny.gan(spectral)
     wrapped = [
         la for la in gan.discriminator.layers if isinstance(la, keras.layers.SpectralNormalization)
     ]
@@ -108,7 +90,7 @@ def test_spectral_norm_keeps_each_discriminator_kernel_near_unit_spectral_norm(i
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_steps_keep_float32_images_and_losses(images, policy):
-    gan = _gan(policy=policy)
+    gan = tiny.gan(policy=policy)
     if policy == "mixed_float16":
         assert isinstance(gan.g_optimizer, keras.optimizers.LossScaleOptimizer)
     conv = next(la for la in gan.generator.layers if isinstance(la, keras.layers.Conv2DTranspose))

@@ -1,38 +1,18 @@
-import dataclasses
-
 import keras
 import numpy as np
 import pytest
+import tiny
 
 from gantrack import training
-from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
-
-SHAPE = (8, 8, 1)
-MODEL = ModelConfig(
-    latent_dim=8,
-    kernel_size=3,
-    generator=GeneratorConfig(layers=2, filters=8, max_filters=16),
-    discriminator=DiscriminatorConfig(layers=2, filters=8, max_filters=16),
-)
 
 
 @pytest.fixture
 def images():
-    return np.random.default_rng(0).integers(0, 256, (96, *SHAPE), dtype=np.uint8)
-
-
-def _train_cfg(**changes):
-    base = dataclasses.replace(Config().train, batch_size=32, sample_every=1, grid_rows=2)
-    return dataclasses.replace(base, **changes)
-
-
-def _gan(seed=0):
-    keras.utils.set_random_seed(seed)
-    return training.build_gan(MODEL, _train_cfg(), SHAPE, seed)
+    return tiny.random_images()
 
 
 def test_one_train_step_changes_both_models(images):
-    gan = _gan()
+    gan = tiny.gan()
     g_before = [w.copy() for w in gan.generator.get_weights()]
     d_before = [w.copy() for w in gan.discriminator.get_weights()]
     logs = gan.train_on_batch(images[:32].astype("float32") / 127.5 - 1.0, return_dict=True)
@@ -46,7 +26,7 @@ def test_one_train_step_changes_both_models(images):
 def test_dataset_scales_to_unit_range_and_covers_every_image(images):
     batches = list(training.make_dataset(images, 32, seed=0))
     stacked = np.concatenate([b.numpy() for b in batches])
-    assert stacked.shape == (96, *SHAPE)
+    assert stacked.shape == (96, *tiny.SHAPE)
     assert stacked.min() >= -1.0 and stacked.max() <= 1.0
     expected = np.sort(images.ravel() / 127.5 - 1.0)
     np.testing.assert_allclose(np.sort(stacked.ravel()), expected, atol=1e-6)
@@ -54,16 +34,16 @@ def test_dataset_scales_to_unit_range_and_covers_every_image(images):
 
 def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_path):
     ckpt, samples = tmp_path / "ckpt", tmp_path / "samples"
-    first = _gan()
-    training.fit(first, images, _train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
+    first = tiny.gan()
+    training.fit(first, images, tiny.train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
                  samples_dir=samples)  # fmt: skip
     trained = [w.copy() for w in first.generator.get_weights()]
     d_slots = [v.numpy().copy() for v in first.d_optimizer.variables]
 
     # A fresh process: new random weights, restored from the checkpoint before training on.
-    second = _gan(seed=1)
+    second = tiny.gan(seed=1)
     assert not np.allclose(second.generator.get_weights()[0], trained[0])
-    result = training.fit(second, images, _train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
+    result = training.fit(second, images, tiny.train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
                           samples_dir=samples)  # fmt: skip
     for a, b in zip(second.generator.get_weights(), trained, strict=True):
         np.testing.assert_array_equal(a, b)
@@ -71,8 +51,8 @@ def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_p
         np.testing.assert_array_equal(a.numpy(), b)
     assert list(result.history["epoch"]) == [1, 2]
 
-    third = _gan(seed=2)
-    result = training.fit(third, images, _train_cfg(epochs=3), seed=0, checkpoint_dir=ckpt,
+    third = tiny.gan(seed=2)
+    result = training.fit(third, images, tiny.train_cfg(epochs=3), seed=0, checkpoint_dir=ckpt,
                           samples_dir=samples)  # fmt: skip
     assert list(result.history["epoch"]) == [1, 2, 3]  # only epoch 3 was trained
     assert int(third.g_optimizer.iterations) == 3 * 3
@@ -91,8 +71,8 @@ def test_stale_checkpoints_from_other_params_are_discarded(tmp_path):
 
 
 def test_divergence_stops_training(images, tmp_path):
-    gan = _gan()
+    gan = tiny.gan()
     gan.g_loss_fn = lambda fake: keras.ops.mean(fake) * np.float32("nan")
-    result = training.fit(gan, images, _train_cfg(epochs=3), seed=0,
+    result = training.fit(gan, images, tiny.train_cfg(epochs=3), seed=0,
                           checkpoint_dir=tmp_path / "c", samples_dir=tmp_path / "s")  # fmt: skip
     assert result.diverged_at == 1
