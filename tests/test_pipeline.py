@@ -217,6 +217,21 @@ def test_cli_bad_params_one_line_exit_2_nothing_written(tmp_path, params, messag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
+def test_train_refuses_a_step_larger_than_the_data_before_writing_anything(tmp_path):
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  dataset: digits\ntrain:\n  batch_size: 1000\n  n_critic: 5\n"
+    )
+    env = _env(tmp_path)
+    subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=env, check=True)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    proc = subprocess.run(["gantrack", "train"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "train.batch_size * train.n_critic = 5000 is more than the 1437" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no checkpoints, run or model
+
+
 def test_cli_corrupt_data_one_line_exit_2(tmp_path):
     source = tmp_path / "fashion"
     source.mkdir()

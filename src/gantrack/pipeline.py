@@ -148,6 +148,7 @@ def train(cfg: Config, paths: Paths = PATHS) -> str:
 
     meta = read_json(paths.meta, "prepare")
     split = data.load_split(paths.train)
+    training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
     key = fingerprint(cfg, meta["sha256"])
     state = training.read_state(paths.checkpoints, key)
     keras.utils.set_random_seed(cfg.base.seed)

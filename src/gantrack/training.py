@@ -122,6 +122,18 @@ def write_state(directory: Path, fingerprint: str, **values) -> None:
         tmp.write_text(json.dumps({"fingerprint": fingerprint, **values}, indent=2))
 
 
+def images_per_step(cfg: TrainConfig, n_images: int) -> int:
+    """Images one training step takes: n_critic batches (see GAN), whole ones only.
+    Raises UserError when the training split cannot fill one step."""
+    step_images = cfg.batch_size * cfg.n_critic
+    if n_images < step_images:
+        raise UserError(
+            f"train.batch_size * train.n_critic = {step_images} is more than the "
+            f"{n_images} training images; lower them or raise data.limit"
+        )
+    return step_images
+
+
 @dataclass
 class TrainResult:
     history: pd.DataFrame  # one row per epoch: epoch (1-based), g_loss, d_loss, d_real, d_fake
@@ -167,13 +179,7 @@ def fit(
         # does, so a kill never resumes past an epoch whose records are missing.
         callbacks.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs),
     ]
-    # n_critic > 1: each step takes n_critic batches (see GAN); whole ones only.
-    step_images = cfg.batch_size * cfg.n_critic
-    if len(images) < step_images:
-        raise UserError(
-            f"train.batch_size * train.n_critic = {step_images} is more than the "
-            f"{len(images)} training images; lower them or raise data.limit"
-        )
+    step_images = images_per_step(cfg, len(images))
     if start < cfg.epochs:
         gan.fit(
             make_dataset(images, step_images, seed, drop_remainder=cfg.n_critic > 1),
