@@ -25,7 +25,7 @@ from pathlib import Path
 INPUTS = ("data/prepared", "data/reference", "models/classifier.keras")
 
 
-def rss_mib(pid: int) -> float | None:
+def rss_mib(pid: int | str = "self") -> float | None:
     """Current resident set size of a process from /proc, in MiB (None once it has exited)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -16,6 +16,7 @@ fid_classifier, same sample count), and the ratio to the reference's FID is prin
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import sys
 import time
@@ -140,16 +141,10 @@ def main() -> None:
 
 def _override(raw: dict, overrides: list[str]) -> dict:
     """A copy of the params dict with dotted KEY=VALUE overrides (values parsed as YAML)."""
-    import copy
-
     raw = copy.deepcopy(raw)
     for item in overrides:
         key, _, value = item.partition("=")
-        *sections, name = key.split(".")
-        node = raw
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[name] = YAML(typ="safe", pure=True).load(value)
+        config.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
     return raw
 
 

@@ -22,15 +22,10 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_memory import rss_mib  # noqa: E402
+
 from gantrack import config, pipeline, tuning  # noqa: E402
-
-
-def rss_mib() -> float:
-    """This process's resident set size in MiB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def small_config(dataset: str, limit: int | None, trials: int) -> config.Config:

@@ -241,6 +241,18 @@ def from_dict(raw: dict) -> Config:
     return cfg
 
 
+def set_dotted(raw: dict, key: str, value: Any) -> Any:
+    """Set a dotted key ('train.lr_g') in a nested params dict, creating sections as needed;
+    returns the value it replaced (None if it had none)."""
+    *sections, name = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+    previous = node.get(name)
+    node[name] = value
+    return previous
+
+
 def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
     """Flatten a config into {'train.lr_g': 0.0002, ...} for logging as run params."""
     flat: dict[str, Any] = {}

@@ -98,12 +98,8 @@ def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
     yaml = YAML()  # round-trip
     doc = yaml.load(params_path.read_text()) or {}
     for key, value in best.params.items():
-        *sections, name = key.split(".")
-        node = doc
-        for section in sections:
-            node = node.setdefault(section, {})
-        logger.info("%s: %s: %s -> %s", params_path, key, node.get(name), value)
-        node[name] = value
+        previous = config_lib.set_dotted(doc, key, value)
+        logger.info("%s: %s: %s -> %s", params_path, key, previous, value)
     config_lib.from_dict(doc)  # never write a params file the pipeline would refuse
     with atomic_path(params_path) as tmp:
         yaml.dump(doc, tmp)
