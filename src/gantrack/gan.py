@@ -123,12 +123,16 @@ class GAN(keras.Model):
         self._update_ema()
         return g_loss
 
+    def _forward(self, real_images):
+        """Fakes for this replica's noise and the discriminator's logits of real and fake
+        (run inside the caller's tapes)."""
+        fake_images = self.generator(self._noise(ops.shape(real_images)[0]), training=True)
+        real_logits = self.discriminator(real_images, training=True)
+        return fake_images, real_logits, self.discriminator(fake_images, training=True)
+
     def _critic_step(self, real_images):
-        noise = self._noise(ops.shape(real_images)[0])
         with tf.GradientTape() as tape:
-            fake_images = self.generator(noise, training=True)
-            real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(fake_images, training=True)
+            fake_images, real_logits, fake_logits = self._forward(real_images)
             d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
             scaled = self._scaled(self.d_optimizer, d_loss)
         self._apply(self.d_optimizer, tape, scaled, self.discriminator.trainable_variables)
@@ -136,11 +140,8 @@ class GAN(keras.Model):
 
     def _joint_step(self, real_images):
         """The tutorial's step: both networks updated from one forward pass."""
-        noise = self._noise(ops.shape(real_images)[0])
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_images = self.generator(noise, training=True)
-            real_logits = self.discriminator(real_images, training=True)
-            fake_logits = self.discriminator(fake_images, training=True)
+            fake_images, real_logits, fake_logits = self._forward(real_images)
             g_loss = self.g_loss_fn(fake_logits)
             d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
