@@ -18,7 +18,7 @@ import numpy as np
 import scipy
 import scipy.linalg
 
-from gantrack.metrics import frechet_distance, statistics
+from gantrack.evaluation.metrics import frechet_distance, statistics
 
 
 def sqrtm_fid(mu1, sigma1, mu2, sigma2) -> float:

@@ -29,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
-from gantrack import config, data, devices, training  # noqa: E402
-from gantrack.callbacks import generator_fid  # noqa: E402
-from gantrack.pipeline import PATHS, load_reference  # noqa: E402
+from gantrack import config, data  # noqa: E402
+from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
+from gantrack.evaluation.scoring import load_reference  # noqa: E402
+from gantrack.gan import devices, training  # noqa: E402
+from gantrack.paths import PATHS  # noqa: E402
 
 
 class TimeLimit(keras.callbacks.Callback):

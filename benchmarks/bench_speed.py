@@ -34,7 +34,8 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).parent))
 from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
 
-from gantrack import config, data, devices, training  # noqa: E402
+from gantrack import config, data  # noqa: E402
+from gantrack.gan import devices, training  # noqa: E402
 
 TUTORIAL_MODEL = config.ModelConfig(
     latent_dim=100,
@@ -70,7 +71,7 @@ def matmul_ceiling(dtype: str, n: int = 2048, repeats: int = 10) -> float:
 def nominal_peak_gflops() -> float | None:
     """fp32 peak from /proc/cpuinfo: cores x MHz x FLOP/cycle (2 FMA units x 8 lanes x 2 with
     AVX2+FMA, twice that with AVX-512). The clock is the reported one, not the boost clock."""
-    from gantrack.devices import cpu_flags
+    from gantrack.gan.devices import cpu_flags
 
     text = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
     mhz = [float(ln.split(":")[1]) for ln in text.splitlines() if ln.startswith("cpu MHz")]

@@ -25,7 +25,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_memory import rss_mib  # noqa: E402
 
-from gantrack import config, pipeline, tuning  # noqa: E402
+from gantrack import config  # noqa: E402
+from gantrack.data import DATASETS  # noqa: E402
+from gantrack.stages import classifier, prepare, reference  # noqa: E402
+from gantrack.tuning import study as tuning  # noqa: E402
 
 
 def small_config(dataset: str, limit: int | None, trials: int) -> config.Config:
@@ -42,7 +45,7 @@ def small_config(dataset: str, limit: int | None, trials: int) -> config.Config:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, default=10)
-    parser.add_argument("--dataset", default="digits", choices=tuple(config.DATASET_SHAPES))
+    parser.add_argument("--dataset", default="digits", choices=tuple(DATASETS))
     parser.add_argument("--limit", type=int, default=None, help="train images (data.limit)")
     args = parser.parse_args(argv)
     cfg = small_config(args.dataset, args.limit, args.trials)
@@ -56,9 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):
         for name in ("MLFLOW_TRACKING_URI", "DVC_ROOT"):
             os.environ.pop(name, None)
-        pipeline.prepare(cfg)
-        pipeline.train_classifier(cfg)
-        pipeline.reference(cfg)
+        prepare.run(cfg)
+        classifier.run(cfg)
+        reference.run(cfg)
         start = time.perf_counter()
         tuning.tune(cfg, callbacks=[record])
         wall = time.perf_counter() - start

@@ -6,6 +6,7 @@ from ruamel.yaml import YAML
 
 from gantrack import config
 from gantrack.errors import UserError
+from gantrack.gan import geometry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,10 +83,10 @@ def test_cifar_needs_three_generator_layers_but_digits_one():
 
 
 def test_scale_plan():
-    assert config.scale_plan(28, 28) == (7, 7, 2)
-    assert config.scale_plan(32, 32) == (4, 4, 3)
-    assert config.scale_plan(8, 8) == (4, 4, 1)
-    assert config.scale_plan(27, 27) == (27, 27, 0)
+    assert geometry.scale_plan(28, 28) == (7, 7, 2)
+    assert geometry.scale_plan(32, 32) == (4, 4, 3)
+    assert geometry.scale_plan(8, 8) == (4, 4, 1)
+    assert geometry.scale_plan(27, 27) == (27, 27, 0)
 
 
 def test_missing_or_broken_params_file(tmp_path):

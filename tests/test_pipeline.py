@@ -64,6 +64,8 @@ def make_project(tmp: Path, changes: dict) -> Path:
     project.mkdir()
     for name in ("dvc.yaml", "MLproject", ".gitignore", ".dvcignore"):
         shutil.copy(ROOT / name, project / name)
+    # The stages depend on their code (dvc.yaml deps); the installed package runs it.
+    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info"))
     yaml = YAML()  # round-trip: keeps the comments a user would see
     params = yaml.load((ROOT / "params.yaml").read_text())
     with open(project / "params.yaml", "w") as f:
@@ -146,8 +148,12 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert [m.source_run_id for m in models] == [run_info.info.run_id]
     assert models[0].name == "generator"
 
-    # Nothing changed: nothing runs. An evaluate knob: only evaluate runs.
+    # Nothing changed: nothing runs. Evaluation code changed: only evaluate runs.
     assert ran_stages(run(project, "dvc", "repro").stdout) == set()
+    with (project / "src/gantrack/stages/evaluate.py").open("a") as f:
+        f.write("# edited\n")
+    assert ran_stages(run(project, "dvc", "repro").stdout) == {"evaluate"}
+    # An evaluate knob: only evaluate runs.
     set_params(project, {"evaluate": {"pr_k": 5}})
     assert ran_stages(run(project, "dvc", "repro", "evaluate").stdout) == {"evaluate"}
     # evaluate.pr_k differs from the logged value: a new run, linked to the first.

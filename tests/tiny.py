@@ -5,8 +5,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from gantrack import training
 from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
+from gantrack.gan import training
 
 SHAPE = (8, 8, 1)
 MODEL = ModelConfig(

@@ -18,6 +18,14 @@ from gantrack.errors import UserError
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 
 
+def _stage(name: str):
+    """The `run` of a stage module, imported only when that stage runs (TensorFlow and
+    MLflow take seconds to import; `prepare` needs neither)."""
+    import importlib
+
+    return importlib.import_module(f"gantrack.stages.{name}").run
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gantrack", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")
@@ -36,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     fid = sub.add_parser("fid", help="FID, KID, IS, precision/recall of B's images against A's")
     fid.add_argument("a", help="reference images: a samples .npz or a prepared split .npz")
     fid.add_argument("b", help="images to score: a samples .npz or a prepared split .npz")
-    fid.add_argument("--extractor", default=None, help=f"one of: {', '.join(config.EXTRACTORS)}")
+    fid.add_argument("--extractor", default=None, help="classifier, inception or auto")
     fid.add_argument("--json", action="store_true", help="print JSON instead of a table")
     tune = sub.add_parser("tune", help="Optuna search of the tune params for the lowest FID")
     tune.add_argument(
@@ -53,32 +61,27 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)  # validated before any output is touched
-    from gantrack import pipeline
-
     if args.command == "fid":
-        _fid(args, cfg, pipeline)
+        _fid(args, cfg)
         return
     if args.command == "tune":
-        from gantrack import tuning
+        from gantrack.tuning import study
 
         if args.worker < 0:
             raise UserError(f"--worker: {args.worker} is out of range; must be >= 0")
         if args.apply:
-            tuning.apply(cfg, args.params)
+            study.apply(cfg, args.params)
         else:
-            tuning.tune(cfg, worker=args.worker, create_only=args.create_only)
+            study.tune(cfg, worker=args.worker, create_only=args.create_only)
         return
-    stage = {"classifier": pipeline.train_classifier}.get(args.command)
-    (stage or getattr(pipeline, args.command))(cfg)
+    _stage(args.command)(cfg)
 
 
-def _fid(args: argparse.Namespace, cfg: config.Config, pipeline) -> None:
+def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
     if args.extractor is not None:
-        if args.extractor not in config.EXTRACTORS:
-            allowed = ", ".join(config.EXTRACTORS)
-            raise UserError(f"--extractor: unknown value {args.extractor!r}; allowed: {allowed}")
+        config.check("evaluate.extractor", args.extractor, label="--extractor")
         cfg = replace(cfg, evaluate=replace(cfg.evaluate, extractor=args.extractor))
-    results = pipeline.compare(args.a, args.b, cfg)
+    results = _stage("fid")(args.a, args.b, cfg)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

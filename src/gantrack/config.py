@@ -8,7 +8,6 @@ Validation errors are `UserError`s with one line: the dotted key, what is wrong,
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,37 +15,31 @@ from typing import Any
 
 from ruamel.yaml import YAML, YAMLError
 
+from gantrack import schema
+from gantrack.data.datasets import DATASETS
 from gantrack.errors import UserError
+from gantrack.gan.geometry import MAX_LAYERS, scale_plan
+from gantrack.schema import knob, searched
 
-DATASET_SHAPES: dict[str, tuple[int, int, int]] = {
-    "fashion_mnist": (28, 28, 1),
-    "mnist": (28, 28, 1),
-    "cifar10": (32, 32, 3),
-    "digits": (8, 8, 1),
-}
-LOSSES = ("non_saturating", "minimax", "least_squares", "hinge", "wgan_gp")
-STRATEGIES = ("default", "mirrored", "multi_worker_mirrored")
-EXTRACTORS = ("classifier", "inception", "auto")
-MAX_LAYERS = 8
-PRUNERS = ("median", "hyperband", "none")
-# tune.space name -> the knob each trial sets (and `gantrack tune --apply` writes).
-SEARCH_TARGETS = {
-    "lr_g": "train.lr_g",
-    "lr_d": "train.lr_d",
-    "g_layers": "model.generator.layers",
-    "d_layers": "model.discriminator.layers",
-    "beta1_g": "train.beta1_g",
-    "beta1_d": "train.beta1_d",
-    "batch_size": "train.batch_size",
-    "label_smoothing": "train.label_smoothing",
-}
-LOG_SCALE = ("lr_g", "lr_d")  # searched log-uniformly: bounds must be > 0
+PRUNERS = ("median", "hyperband", "none")  # tuning.study.PRUNERS (config never imports tuning)
 
 
-def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None) -> Any:
-    """A dataclass field with the range or choices its value must respect."""
-    limits = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices}
-    return field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
+def _loss_names() -> tuple[str, ...]:
+    from gantrack.gan.losses import LOSSES  # registry names
+
+    return tuple(LOSSES)
+
+
+def _strategy_names() -> tuple[str, ...]:
+    from gantrack.gan.devices import STRATEGIES  # registry names
+
+    return tuple(STRATEGIES)
+
+
+def _extractor_names() -> tuple[str, ...]:
+    from gantrack.evaluation.extractors import EXTRACTORS  # registry names
+
+    return (*EXTRACTORS, "auto")
 
 
 @dataclass(frozen=True)
@@ -56,14 +49,14 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = knob("fashion_mnist", choices=tuple(DATASET_SHAPES))
+    dataset: str = knob("fashion_mnist", choices=tuple(DATASETS))
     source_dir: str | None = None
     limit: int | None = knob(None, ge=1)
     test_fraction: float = knob(0.2, gt=0.0, lt=1.0)
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return DATASET_SHAPES[self.dataset]
+        return DATASETS[self.dataset].shape
 
 
 @dataclass(frozen=True)
@@ -102,7 +95,7 @@ class ClassifierConfig:
 class TrainConfig:
     epochs: int = knob(5, ge=1)
     batch_size: int = knob(128, ge=1)
-    loss: str = knob("non_saturating", choices=LOSSES)
+    loss: str = knob("non_saturating", choices=_loss_names)
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
     lr_g: float = knob(5.4e-4, gt=0.0)
     lr_d: float = knob(3.1e-4, gt=0.0)
@@ -114,7 +107,7 @@ class TrainConfig:
     gp_weight: float = knob(10.0, ge=0.0)
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
     mixed_precision: bool = False
-    strategy: str = knob("default", choices=STRATEGIES)
+    strategy: str = knob("default", choices=_strategy_names)
     sample_every: int = knob(10, ge=1)
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)
@@ -132,7 +125,7 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    extractor: str = knob("classifier", choices=EXTRACTORS)
+    extractor: str = knob("classifier", choices=_extractor_names)
     inception_weights: str | None = None
     batch_size: int = knob(500, ge=1)
     kid_subsets: int = knob(100, ge=1)
@@ -165,17 +158,22 @@ class IntRange:
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    """What `gantrack tune` searches (see SEARCH_TARGETS); null: not searched, the knob's own
-    value is used. Bounds are checked against the knob's own limits."""
+    """What `gantrack tune` searches; null: not searched, the knob's own value is used. Bounds
+    are checked against the knob's own limits."""
 
-    lr_g: FloatRange | None = field(default_factory=lambda: FloatRange(1e-5, 1e-3))
-    lr_d: FloatRange | None = field(default_factory=lambda: FloatRange(1e-5, 1e-3))
-    g_layers: IntRange | None = field(default_factory=lambda: IntRange(2, 4))
-    d_layers: IntRange | None = field(default_factory=lambda: IntRange(1, 3))
-    beta1_g: FloatRange | None = None
-    beta1_d: FloatRange | None = None
-    batch_size: tuple[int, ...] | None = None  # choices
-    label_smoothing: FloatRange | None = None
+    lr_g: FloatRange | None = searched("train.lr_g", FloatRange(1e-5, 1e-3), log=True)
+    lr_d: FloatRange | None = searched("train.lr_d", FloatRange(1e-5, 1e-3), log=True)
+    g_layers: IntRange | None = searched("model.generator.layers", IntRange(2, 4))
+    d_layers: IntRange | None = searched("model.discriminator.layers", IntRange(1, 3))
+    beta1_g: FloatRange | None = searched("train.beta1_g")
+    beta1_d: FloatRange | None = searched("train.beta1_d")
+    batch_size: tuple[int, ...] | None = searched("train.batch_size")  # choices
+    label_smoothing: FloatRange | None = searched("train.label_smoothing")
+
+
+# tune.space name -> the knob each trial sets; the names searched log-uniformly.
+SEARCH_TARGETS = {f.name: f.metadata["target"] for f in dataclasses.fields(SpaceConfig)}
+LOG_SCALE = tuple(f.name for f in dataclasses.fields(SpaceConfig) if f.metadata["log"])
 
 
 @dataclass(frozen=True)
@@ -208,18 +206,6 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
-def scale_plan(height: int, width: int) -> tuple[int, int, int]:
-    """How a DCGAN reaches (height, width) from a small feature map by 2x upsamplings.
-
-    Returns (base_height, base_width, n): halve while both sides stay even and >= 4, so 28x28
-    -> (7, 7, 2) and 32x32 -> (4, 4, 3). The discriminator mirrors it with n stride-2 convs.
-    """
-    n = 0
-    while height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= 4:
-        height, width, n = height // 2, width // 2, n + 1
-    return height, width, n
-
-
 def load(path: str | Path = "params.yaml") -> Config:
     """Read and validate params.yaml. Raises UserError with one line on any problem."""
     path = Path(path)
@@ -235,7 +221,7 @@ def load(path: str | Path = "params.yaml") -> Config:
 
 def from_dict(raw: dict) -> Config:
     """Build a validated Config from a nested dict (sections -> keys -> values)."""
-    cfg = _build(Config, raw, prefix="")
+    cfg = schema.build(Config, raw, prefix="")
     _check_layers(cfg)
     _check_tune(cfg)
     return cfg
@@ -266,83 +252,12 @@ def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def _build(cls: type, raw: Any, prefix: str) -> Any:
-    where = prefix.rstrip(".") or "params"
-    if not isinstance(raw, dict):
-        raise UserError(f"{where}: must be a mapping of keys to values, got {raw!r}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
-    if unknown:
-        allowed = ", ".join(fields)
-        raise UserError(f"{prefix}{unknown[0]}: unknown key; allowed in {where}: {allowed}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for name, value in raw.items():
-        hint, key = hints[name], f"{prefix}{name}"
-        nested = _dataclass_in(hint)
-        if nested and not (value is None and nested is not hint):  # `X | None` may be null
-            values[name] = _build(nested, value, prefix=f"{key}.")
-        elif nested:
-            values[name] = None
-        else:
-            values[name] = _check_value(key, _coerce(key, value, hint), fields[name].metadata)
-    required = [
-        n
-        for n, f in fields.items()
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    missing = [n for n in required if n not in values]
-    if missing:
-        raise UserError(f"{prefix}{missing[0]}: missing; {where} needs: {', '.join(required)}")
-    return cls(**values)
-
-
-def _dataclass_in(hint: Any) -> type | None:
-    """The dataclass a type hint names (`X` or `X | None`), else None."""
-    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    return next((k for k in kinds if dataclasses.is_dataclass(k)), None)
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-    """Check `value` against a type hint (int, float, str, bool, tuple[X, ...], or X | None).
-    A YAML list becomes a tuple, so configs stay hashable and frozen."""
-    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
-    if value is None:
-        if type(None) in allowed:
-            return None
-        raise UserError(f"{key}: must not be null")
-    for kind in allowed:
-        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind in (str, bool) and isinstance(value, kind):
-            return value
-        if typing.get_origin(kind) is tuple and isinstance(value, list):
-            item = typing.get_args(kind)[0]
-            return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
-    names = " or ".join(
-        "null" if k is type(None) else "list" if typing.get_origin(k) else k.__name__
-        for k in allowed
-    )
-    raise UserError(f"{key}: must be {names}, got {value!r}")
-
-
-def _check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
-    if value is None:
-        return value
-    if "choices" in limits and value not in limits["choices"]:
-        raise UserError(f"{key}: unknown value {value!r}; allowed: {', '.join(limits['choices'])}")
-    checks = {
-        "ge": (lambda v, b: v >= b, ">="),
-        "gt": (lambda v, b: v > b, ">"),
-        "le": (lambda v, b: v <= b, "<="),
-        "lt": (lambda v, b: v < b, "<"),
-    }
-    for name, (ok, symbol) in checks.items():
-        if name in limits and not ok(value, limits[name]):
-            raise UserError(f"{key}: {value!r} is out of range; must be {symbol} {limits[name]}")
-    return value
+def flat_params(cfg: Config, *sections: str) -> dict[str, Any]:
+    """The named sections of cfg flattened to {'train.lr_g': ..., ...} (run params)."""
+    flat: dict[str, Any] = {}
+    for section in sections:
+        flat.update(to_flat_dict(getattr(cfg, section), prefix=f"{section}."))
+    return flat
 
 
 def _check_layers(cfg: Config) -> None:
@@ -384,9 +299,15 @@ def _check_tune(cfg: Config) -> None:
         for bound_key, bound in bounds.items():
             if name in LOG_SCALE and bound <= 0:
                 raise UserError(f"{bound_key}: {bound!r} is out of range; log scale needs > 0")
-            _check_value(bound_key, bound, _limits(SEARCH_TARGETS[name]))
+            schema.check_value(bound_key, bound, _limits(SEARCH_TARGETS[name]))
     if t.space.g_layers is not None:
         _check_generator_layers("tune.space.g_layers.low", t.space.g_layers.low, cfg.data.shape)
+
+
+def check(dotted: str, value: Any, label: str | None = None) -> Any:
+    """Check a value given elsewhere (e.g. a command-line option) against the limits of the knob
+    `dotted` ('evaluate.extractor'); errors name `label` (default: the knob)."""
+    return schema.check_value(label or dotted, value, _limits(dotted))
 
 
 def _limits(dotted: str) -> typing.Mapping[str, Any]:

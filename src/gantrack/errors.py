@@ -7,3 +7,9 @@ class UserError(Exception):
     The CLI prints its message as one line on stderr and exits with code 2, so the message must
     say what is wrong and what is allowed (or how to fix it).
     """
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: first line of message`, so UserError messages built from exceptions stay one line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__

@@ -1,4 +1,5 @@
-"""MLflow: one run per pipeline execution, handed from stage to stage through small files.
+"""Everything MLflow: one run per pipeline execution, handed from stage to stage through small
+files; the Keras callback that logs an epoch; the generator as a logged model.
 
 train starts (or, when resuming, reopens) a run and writes its id to a run file; generate and
 evaluate reopen the run named in their input run file and write it on. If a later execution
@@ -17,7 +18,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import keras
 import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -130,8 +133,6 @@ def log_generator(generator) -> None:
     pip requirements are given explicitly: inferring them imports and scans the environment
     (~5 s), naming them takes well under a second.
     """
-    import keras
-    import numpy as np
     import tensorflow as tf
     from mlflow.models import infer_signature
 
@@ -143,3 +144,20 @@ def log_generator(generator) -> None:
         signature=signature,
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
     )
+
+
+class EpochLogger(keras.callbacks.Callback):
+    """Log each epoch's logs (losses, mean D(x), D(G(z)), and what callbacks before this one
+    added, such as a periodic FID) to the active run, step = epoch. List it after them."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs and mlflow.active_run():
+            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1)
+
+
+def log_grid(epoch: int, picture: np.ndarray) -> None:
+    """A sample grid (uint8 (H, W, C)) as the `samples` image of the active run at step epoch:
+    the MLflow UI shows the grids of all epochs as a slider. Logged synchronously: the async
+    queue leaves threads behind per run."""
+    if mlflow.active_run():
+        mlflow.log_image(picture, key="samples", step=epoch, synchronous=True)

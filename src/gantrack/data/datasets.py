@@ -1,0 +1,128 @@
+"""The datasets gantrack trains on, by name: where their files come from and their image shape.
+
+Adding a dataset is one entry in DATASETS (its shape and a loader) plus its tests.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gantrack.data.readers import read_cifar10_dir, read_idx_dir
+from gantrack.data.splits import Split
+from gantrack.errors import UserError, one_line
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+_FASHION_HINT = (
+    "install the Debian package dataset-fashion-mnist (apt-get install dataset-fashion-mnist) "
+    "or set data.source_dir to a directory with the four IDX files"
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A dataset gantrack knows by name: its image shape and how to read it.
+
+    load(source_dir, test_fraction, seed) -> (train, test); source_dir None means the default
+    place (a system package, Keras' cache or download, or a bundled copy).
+    """
+
+    shape: tuple[int, int, int]
+    load: Callable[[str | None, float, int], tuple[Split, Split]]
+
+
+def _fashion_mnist(source_dir: str | None, test_fraction: float, seed: int):
+    if source_dir is None and SYSTEM_FASHION_MNIST.is_dir():
+        source_dir = str(SYSTEM_FASHION_MNIST)
+    return read_idx_dir(source_dir) if source_dir else _keras_load("fashion_mnist", _FASHION_HINT)
+
+
+def _mnist(source_dir: str | None, test_fraction: float, seed: int):
+    hint = "set data.source_dir to a directory with the four MNIST IDX files"
+    return read_idx_dir(source_dir) if source_dir else _keras_load("mnist", hint)
+
+
+def _cifar10(source_dir: str | None, test_fraction: float, seed: int):
+    hint = "set data.source_dir to the extracted cifar-10-batches-py folder"
+    return read_cifar10_dir(source_dir) if source_dir else _keras_load("cifar10", hint)
+
+
+def _digits(source_dir: str | None, test_fraction: float, seed: int):
+    if source_dir:
+        logger.warning("digits is bundled with scikit-learn; ignoring source_dir %s", source_dir)
+    return _load_digits(test_fraction, seed)
+
+
+DATASETS: dict[str, Dataset] = {
+    "fashion_mnist": Dataset((28, 28, 1), _fashion_mnist),
+    "mnist": Dataset((28, 28, 1), _mnist),
+    "cifar10": Dataset((32, 32, 3), _cifar10),
+    "digits": Dataset((8, 8, 1), _digits),  # scikit-learn's; the only one without a test split
+}
+
+
+def load_dataset(
+    name: str, source_dir: str | None = None, *, test_fraction: float = 0.2, seed: int = 0
+) -> tuple[Split, Split]:
+    """Load (train, test) of a named dataset; images uint8 (N, H, W, C) with (H, W, C) =
+    DATASETS[name].shape, labels int64 (N,). `test_fraction` and `seed` only apply to digits,
+    the one dataset without a fixed test split."""
+    if name not in DATASETS:
+        raise UserError(f"data.dataset: unknown value {name!r}; allowed: {', '.join(DATASETS)}")
+    dataset = DATASETS[name]
+    splits = dataset.load(source_dir, test_fraction, seed)
+    for split, part in zip(splits, ("train", "test"), strict=True):
+        if split.images.shape[1:] != dataset.shape:
+            raise UserError(
+                f"{name} {part} images have shape {split.images.shape[1:]}, expected "
+                f"{dataset.shape}; check data.source_dir holds {name}"
+            )
+    logger.info("loaded %s: %d train, %d test images", name, len(splits[0]), len(splits[1]))
+    return splits
+
+
+def _keras_load(name: str, hint: str) -> tuple[Split, Split]:
+    """Download through keras.datasets (cached in ~/.keras/datasets); shapes as load_dataset."""
+    logger.info("no local %s files; downloading with keras.datasets.%s", name, name)
+    try:
+        import keras
+
+        (x_train, y_train), (x_test, y_test) = getattr(keras.datasets, name).load_data()
+    except Exception as exc:  # no network, proxy, corrupt cache: all fixed the same way
+        raise UserError(
+            f"{name}: download with keras.datasets.{name} failed ({one_line(exc)}); {hint}"
+        ) from None
+    return _keras_split(x_train, y_train), _keras_split(x_test, y_test)
+
+
+def _keras_split(images: np.ndarray, labels: np.ndarray) -> Split:
+    images = np.asarray(images, dtype=np.uint8)
+    if images.ndim == 3:  # grayscale comes as (N, H, W)
+        images = images[..., np.newaxis]
+    return Split(images, np.asarray(labels, dtype=np.int64).reshape(-1))  # cifar10: (N, 1)
+
+
+def _load_digits(test_fraction: float, seed: int) -> tuple[Split, Split]:
+    """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), stratified split."""
+    if not 0.0 < test_fraction < 1.0:
+        raise UserError(
+            f"data.test_fraction is {test_fraction}; it must be between 0 and 1 "
+            f"(exclusive), e.g. 0.2"
+        )
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    images = np.rint(digits.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
+    labels = digits.target.astype(np.int64)
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, stratify=labels, random_state=seed
+    )
+    return Split(x_train, y_train), Split(x_test, y_test)

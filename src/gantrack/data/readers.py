@@ -1,0 +1,185 @@
+"""Readers of the standard dataset file formats: IDX (MNIST, Fashion-MNIST) and the CIFAR-10
+python batches. Every problem with a user's file is a one-line UserError naming the file."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from gantrack.data.splits import Split
+from gantrack.errors import UserError, one_line
+
+_CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read an IDX file (gzipped or plain) into a uint8 array of the shape its header declares.
+
+    Format (http://yann.lecun.com/exdb/mnist/): bytes 0x00 0x00 <dtype code> <ndim>, ndim
+    big-endian uint32 dimensions, then the data. Only dtype code 0x08 (uint8) is supported.
+    """
+    path = Path(path)
+    raw = _read_bytes(path)
+    fix = "re-download or reinstall the original file"
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+        raise UserError(
+            f"{path} is not an IDX file (bad magic {raw[:4].hex() or 'empty'}, "
+            f"expected 0000<type><ndim>); {fix}"
+        )
+    if raw[2] != 0x08:
+        raise UserError(
+            f"{path} has IDX dtype code 0x{raw[2]:02x}; only 0x08 (unsigned byte) "
+            f"is supported; convert the file to uint8 IDX"
+        )
+    ndim = raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise UserError(
+            f"{path} is truncated inside its header (expected {header} bytes, "
+            f"found {len(raw)}); {fix}"
+        )
+    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected, found = int(np.prod(dims, dtype=np.int64)), len(raw) - header
+    if found < expected:
+        raise UserError(
+            f"{path} is truncated (expected {expected} bytes of data for shape "
+            f"{dims}, found {found}); {fix}"
+        )
+    if found > expected:
+        raise UserError(
+            f"{path} has {found - expected} bytes of trailing garbage after the "
+            f"{expected} bytes its header declares; {fix}"
+        )
+    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; check data.source_dir") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({one_line(exc)}); check its permissions") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gzip.decompress(raw)
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(
+            f"{path} is a corrupt gzip file ({one_line(exc)}); re-download it"
+        ) from None
+
+
+def read_idx_dir(
+    directory: str | os.PathLike, prefix_train: str = "train", prefix_test: str = "t10k"
+) -> tuple[Split, Split]:
+    """Read {train,t10k}-{images-idx3,labels-idx1}-ubyte[.gz] from `directory`.
+
+    Returns (train, test); images uint8 (N, rows, cols, 1), labels int64 (N,).
+    """
+    directory = Path(directory)
+    names = [
+        f"{p}-{k}-ubyte"
+        for p in (prefix_train, prefix_test)
+        for k in ("images-idx3", "labels-idx1")
+    ]
+    found = {
+        n: next((c for c in (directory / n, directory / f"{n}.gz") if c.is_file()), None)
+        for n in names
+    }
+    missing = [n for n, p in found.items() if p is None]
+    if missing:
+        raise UserError(
+            f"{directory} lacks IDX files {', '.join(missing)} (each may end in "
+            f".gz); expected {', '.join(names)} there"
+        )
+    train = _idx_split(found[names[0]], found[names[1]])
+    test = _idx_split(found[names[2]], found[names[3]])
+    return train, test
+
+
+def _idx_split(images_path: Path, labels_path: Path) -> Split:
+    images, labels = read_idx(images_path), read_idx(labels_path)
+    if images.ndim != 3 or labels.ndim != 1:
+        raise UserError(
+            f"{images_path} and {labels_path} hold shapes {images.shape} and {labels.shape}, "
+            f"expected (N, rows, cols) and (N,); check they are images-idx3 / labels-idx1 files"
+        )
+    if len(images) != len(labels):
+        raise UserError(
+            f"{images_path} has {len(images)} images but {labels_path} has "
+            f"{len(labels)} labels; use matching files from the same release"
+        )
+    return Split(images[..., np.newaxis], labels.astype(np.int64))
+
+
+def read_cifar10_dir(directory: str | os.PathLike) -> tuple[Split, Split]:
+    """Read the "CIFAR-10 python version": data_batch_1..5 and test_batch.
+
+    `directory` holds those files or the extracted `cifar-10-batches-py/` folder. Each batch is
+    a pickle of {b"data": uint8 (N, 3072) in CHW order, b"labels": list of N ints}, read with
+    a restricted unpickler (see `_CifarUnpickler`): a crafted batch cannot run code.
+    Returns (train, test); images uint8 (N, 32, 32, 3), labels int64 (N,).
+    """
+    directory = Path(directory)
+    if (directory / "cifar-10-batches-py").is_dir():
+        directory = directory / "cifar-10-batches-py"
+    missing = [n for n in [*_CIFAR_BATCHES, "test_batch"] if not (directory / n).is_file()]
+    if missing:
+        raise UserError(
+            f"{directory} lacks CIFAR-10 batches {', '.join(missing)}; point "
+            f"data.source_dir at the extracted cifar-10-batches-py folder"
+        )
+    parts = [_cifar_batch(directory / n) for n in _CIFAR_BATCHES]
+    train = Split(
+        np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts])
+    )
+    return train, _cifar_batch(directory / "test_batch")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, str, numbers and NumPy
+    arrays. Any other global (os.system, builtins.eval, ...) is refused before it is called,
+    so a crafted file cannot run code; plain containers need no globals at all."""
+
+    ALLOWED = frozenset({
+        ("numpy", "ndarray"), ("numpy", "dtype"),
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"), ("numpy._core.multiarray", "scalar"),
+        ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
+        ("_codecs", "encode"),  # how protocol-2 pickles spell bytes
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing {module}.{name}: not part of a CIFAR-10 batch")
+        return super().find_class(module, name)
+
+
+def _cifar_batch(path: Path) -> Split:
+    fix = "re-extract cifar-10-python.tar.gz"
+    try:
+        with path.open("rb") as f:
+            batch = _CifarUnpickler(f, encoding="bytes").load()
+    except Exception as exc:  # unpickling garbage can raise almost anything
+        raise UserError(
+            f"{path} is not a readable CIFAR-10 pickle ({one_line(exc)}); {fix}"
+        ) from None
+    if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
+        raise UserError(f"{path} lacks the b'data' / b'labels' entries of a CIFAR-10 batch; {fix}")
+    data, labels = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"], dtype=np.int64)
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise UserError(
+            f"{path} holds data {data.dtype} {data.shape}, expected uint8 (N, 3072); {fix}"
+        )
+    if labels.shape != (len(data),):
+        raise UserError(f"{path} has {len(data)} images but {labels.size} labels; {fix}")
+    # Rows are 1024 red, then 1024 green, then 1024 blue values: CHW, and we want HWC.
+    images = data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    return Split(np.ascontiguousarray(images), labels)

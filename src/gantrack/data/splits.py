@@ -1,0 +1,89 @@
+"""Splits as uint8 image arrays: the `Split` type, seeded subsets, digests and .npz files."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gantrack.errors import UserError, one_line
+from gantrack.files import atomic_path
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is elementwise, not a bool
+class Split:
+    """One split of a dataset: images uint8 (N, H, W, C), labels int64 (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __post_init__(self) -> None:
+        # ValueError, not UserError: readers validate user files first, so this is our bug.
+        if self.images.dtype != np.uint8 or self.images.ndim != 4:
+            raise ValueError(
+                f"images must be uint8 (N, H, W, C), got {self.images.dtype} {self.images.shape}"
+            )
+        if self.labels.dtype != np.int64 or self.labels.ndim != 1:
+            raise ValueError(
+                f"labels must be int64 (N,), got {self.labels.dtype} {self.labels.shape}"
+            )
+        if len(self.images) != len(self.labels):
+            raise ValueError(f"{len(self.images)} images but {len(self.labels)} labels")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def subsample(split: Split, limit: int | None, seed: int) -> Split:
+    """A seeded random subset of `limit` examples (pairs kept, original order kept).
+
+    limit None or >= len(split) returns `split` itself.
+    """
+    if limit is None or limit >= len(split):
+        return split
+    if limit < 1:
+        raise UserError(f"subset limit is {limit}; it must be a positive integer or null (all)")
+    idx = np.sort(np.random.default_rng(seed).choice(len(split), size=limit, replace=False))
+    return Split(split.images[idx], split.labels[idx])
+
+
+def digest(*splits: Split) -> str:
+    """sha256 hex of the shapes and bytes of images and labels of all splits, in order."""
+    h = hashlib.sha256()
+    for split in splits:
+        for array in (split.images, split.labels):
+            # The shape goes in too: the same bytes reshaped are a different dataset.
+            h.update(f"{array.dtype.str}{array.shape}".encode())
+            h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+def save_split(path: str | os.PathLike, split: Split) -> None:
+    """Write `split` to an uncompressed .npz (keys "images", "labels"), atomically."""
+    with atomic_path(path) as tmp:
+        np.savez(tmp, images=split.images, labels=split.labels)
+
+
+def load_split(path: str | os.PathLike) -> Split:
+    """Read a .npz written by save_split; images uint8 (N, H, W, C), labels int64 (N,)."""
+    path = Path(path)
+    fix = "run `dvc repro prepare` to rebuild it"
+    if not path.is_file():
+        raise UserError(f"{path} does not exist; {fix}")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in ("images", "labels") if k in npz.files}
+    # TypeError: a .npy loads as a bare array, which is no context manager.
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path} is not a readable .npz ({one_line(exc)}); {fix}") from None
+    missing = [k for k in ("images", "labels") if k not in arrays]
+    if missing:
+        raise UserError(f"{path} lacks array(s) {', '.join(missing)}; {fix}")
+    try:
+        return Split(arrays["images"], arrays["labels"])
+    except ValueError as exc:
+        raise UserError(f"{path} holds the wrong arrays ({one_line(exc)}); {fix}") from None

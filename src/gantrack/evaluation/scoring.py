@@ -1,0 +1,90 @@
+"""Scoring: reference statistics, sample files, and all metrics of fake against real features."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gantrack.config import EvaluateConfig
+from gantrack.errors import UserError
+from gantrack.evaluation import metrics
+from gantrack.files import atomic_path
+
+
+def write_reference(path: Path, feats: np.ndarray, extractor: str) -> None:
+    """Save the real split's features (N, D), their mean, covariance and count, and the name
+    of the extractor they come from: KID and precision/recall need the features themselves."""
+    mu, sigma = metrics.statistics(feats)
+    with atomic_path(path) as tmp:
+        np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), features=feats.astype(np.float32),
+                 extractor=extractor)  # fmt: skip
+
+
+def load_reference(path: Path, extractor: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+    """(mu (D,), sigma (D, D), n) of the real split, written by the reference stage.
+
+    extractor: the one the caller's features come from; statistics of another are refused.
+    """
+    if not Path(path).is_file():
+        raise UserError(f"{path} is missing; run `dvc repro reference` first")
+    with np.load(path) as ref:
+        found = str(ref["extractor"])
+        if extractor and found != extractor:
+            raise UserError(
+                f"{path} holds {found} statistics, {extractor} ones are needed; "
+                f"run `dvc repro reference` with evaluate.extractor: {extractor}"
+            )
+        return ref["mu"], ref["sigma"], int(ref["n"])
+
+
+def load_reference_features(path: Path) -> np.ndarray:
+    """The real split's features (N, D) float64 saved by write_reference."""
+    with np.load(path) as ref:
+        return ref["features"].astype(np.float64)
+
+
+def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """Read `images` (uint8 N, H, W, C) from a samples .npz, checking what users can get wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such file")
+    try:
+        with np.load(path) as npz:
+            fakes = npz["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UserError(f"{path}: not a samples .npz with key 'images' ({exc})") from None
+    if fakes.dtype != np.uint8 or fakes.ndim != 4 or len(fakes) < 2:
+        raise UserError(
+            f"{path}: images must be uint8 (N>=2, H, W, C), got {fakes.dtype} {fakes.shape}"
+        )
+    if shape is not None and tuple(fakes.shape[1:]) != tuple(shape):
+        raise UserError(f"{path}: images are {fakes.shape[1:]}, the dataset's are {tuple(shape)}")
+    return fakes
+
+
+def score(name: str, real_feats, fake_feats, fake_probs, e: EvaluateConfig,
+          reference_stats=None) -> dict:  # fmt: skip
+    """FID, KID, IS (when class probabilities exist) and precision/recall of fake against real
+    features (N, D), named after the extractor, with the sample counts beside them.
+    reference_stats: precomputed (mu, sigma) of the real features."""
+    mu, sigma = metrics.statistics(fake_feats)
+    ref_mu, ref_sigma = reference_stats or metrics.statistics(real_feats)
+    kid_mean, kid_std = metrics.kid(real_feats, fake_feats, n_subsets=e.kid_subsets,
+                                    subset_size=e.kid_subset_size, seed=e.seed)  # fmt: skip
+    precision, recall = metrics.precision_recall(real_feats, fake_feats, k=e.pr_k)
+    results = {
+        f"fid_{name}": metrics.frechet_distance(mu, sigma, ref_mu, ref_sigma),
+        f"kid_{name}": kid_mean,
+        f"kid_{name}_std": kid_std,
+        f"precision_{name}": precision,
+        f"recall_{name}": recall,
+        f"n_generated_{name}": len(fake_feats),
+        f"n_reference_{name}": len(real_feats),
+    }
+    if fake_probs is not None:
+        splits = min(e.is_splits, len(fake_probs))
+        results[f"is_{name}"], results[f"is_{name}_std"] = metrics.inception_score(
+            fake_probs, n_splits=splits
+        )
+    return results

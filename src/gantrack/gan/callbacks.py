@@ -1,0 +1,59 @@
+"""Keras callbacks of the training loop: fixed-noise sample grids and the divergence guard.
+
+Nothing here tracks: a tracker hooks in through `on_grid` or a callback of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from gantrack import images
+
+logger = logging.getLogger(__name__)
+
+
+def finite(logs) -> bool:
+    """Whether every value of an epoch's logs is a finite number."""
+    return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
+class SampleGrid(keras.callbacks.Callback):
+    """Every `every` epochs (and after the last), draw fixed noise through the generator and
+    save a grid to `directory/epoch_XXXX.png`; then call on_grid(epoch, picture) if given
+    (picture: uint8 (H, W, C)). Fixed noise makes grids of successive epochs comparable."""
+
+    def __init__(self, directory: Path, noise: np.ndarray, every: int, last_epoch: int, rows: int,
+                 on_grid: Callable[[int, np.ndarray], None] | None = None):  # fmt: skip
+        super().__init__()
+        self.directory, self.noise, self.every = Path(directory), noise, every
+        self.last_epoch, self.rows, self.on_grid = last_epoch, rows, on_grid
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        if not finite(logs) or (done % self.every and done != self.last_epoch):
+            return
+        fakes = self.model.sampler(self.noise, training=False)
+        picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
+        images.save_png(self.directory / f"epoch_{done:04d}.png", picture)
+        if self.on_grid:
+            self.on_grid(done, picture)
+
+
+class StopOnDivergence(keras.callbacks.Callback):
+    """Stop training when a loss becomes NaN or Inf; `diverged_at` holds the epoch (1-based)."""
+
+    def __init__(self):
+        super().__init__()
+        self.diverged_at: int | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not finite(logs):
+            self.diverged_at = epoch + 1
+            self.model.stop_training = True
+            logger.error("losses are not finite at epoch %d: %s", epoch + 1, logs)

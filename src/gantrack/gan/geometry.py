@@ -1,0 +1,17 @@
+"""How a DCGAN reaches an image size: pure arithmetic, shared by the networks and validation."""
+
+from __future__ import annotations
+
+MAX_LAYERS = 8  # per network; deeper stacks at these resolutions only add cost
+
+
+def scale_plan(height: int, width: int) -> tuple[int, int, int]:
+    """How a DCGAN reaches (height, width) from a small feature map by 2x upsamplings.
+
+    Returns (base_height, base_width, n): halve while both sides stay even and >= 4, so 28x28
+    -> (7, 7, 2) and 32x32 -> (4, 4, 3). The discriminator mirrors it with n stride-2 convs.
+    """
+    n = 0
+    while height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= 4:
+        height, width, n = height // 2, width // 2, n + 1
+    return height, width, n

@@ -1,0 +1,190 @@
+"""`GAN(keras.Model)`: one generator and one discriminator trained together by `fit`.
+
+The step follows the TensorFlow DCGAN tutorial: one batch of noise, one generator forward pass,
+and both models updated from the same forward pass (two tapes). Losses are passed in
+(gantrack.gan.losses); tracking lives in callbacks, never here.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+from keras import ops
+
+from gantrack.gan import losses
+
+
+class GAN(keras.Model):
+    """Wraps generator (B, latent) -> (B, H, W, C) and discriminator (B, H, W, C) -> (B, 1).
+
+    `fit` takes batches of real images scaled to [-1, 1], float32 (B, H, W, C).
+    Metrics per epoch: g_loss, d_loss, d_real and d_fake (mean sigmoid of the logits), and gp
+    (the gradient penalty) when gp_weight > 0.
+
+    - n_critic: discriminator steps per generator step. 1 is the tutorial's joint step (both
+      networks updated from one forward pass). Above 1, `fit` takes batches of n_critic * B
+      images: the discriminator steps on each B-image (strided) slice, with fresh fakes each
+      time, then the generator steps once on B fresh noise vectors.
+    - gp_weight: weight of losses.gradient_penalty added to the discriminator loss (WGAN-GP).
+    - ema_decay: keep `ema_generator`, an exponential moving average of the generator's
+      weights (warm-up decay min(ema_decay, (1 + t) / (10 + t)) at generator step t).
+    Under tf.distribute, `fit` runs the step per replica: losses are scaled by 1/replicas (the
+    optimizers sum gradients over replicas) and each replica takes its own slice of one noise
+    draw of the global batch, so a step matches the single-device step.
+    Mixed float16 needs keras.optimizers.LossScaleOptimizer optimizers (see
+    gantrack.gan.training.build_gan).
+    """
+
+    def __init__(
+        self,
+        generator: keras.Model,
+        discriminator: keras.Model,
+        seed: int,
+        *,
+        n_critic: int = 1,
+        gp_weight: float = 0.0,
+        ema_decay: float | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.generator = generator
+        self.discriminator = discriminator
+        self.latent_dim = generator.input_shape[-1]
+        self.n_critic = n_critic
+        self.gp_weight = gp_weight
+        self.ema_decay = ema_decay
+        self.ema_generator = None
+        if ema_decay is not None:
+            self.ema_generator = keras.models.clone_model(generator)
+            self.ema_generator.set_weights(generator.get_weights())
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        names = ("g_loss", "d_loss", "d_real", "d_fake") + (("gp",) if gp_weight > 0 else ())
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+        self.built = True  # both networks are; nothing for fit to build from the data
+
+    def compile(self, g_optimizer, d_optimizer, g_loss_fn, d_loss_fn, **kwargs):
+        super().compile(**kwargs)
+        self.g_optimizer = g_optimizer
+        self.d_optimizer = d_optimizer
+        self.g_loss_fn = g_loss_fn
+        self.d_loss_fn = d_loss_fn
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    @property
+    def sampler(self) -> keras.Model:
+        """The generator that samples, is evaluated and saved: the EMA one when enabled."""
+        return self.ema_generator if self.ema_generator is not None else self.generator
+
+    def call(self, noise, training=False):
+        return self.sampler(noise, training=training)
+
+    def _noise(self, batch):
+        """This replica's slice of one (batch * replicas, latent) normal draw."""
+        context = tf.distribute.get_replica_context()
+        replicas, replica = 1, 0
+        if context is not None:
+            replicas, replica = context.num_replicas_in_sync, context.replica_id_in_sync_group
+        noise = keras.random.normal((batch * replicas, self.latent_dim), seed=self.seed_generator)
+        return noise[replica * batch : (replica + 1) * batch]
+
+    def _d_loss(self, real_images, fake_images, real_logits, fake_logits):
+        d_loss = self.d_loss_fn(real_logits, fake_logits)
+        gp = ops.zeros((), "float32")
+        if self.gp_weight > 0:
+            alpha = keras.random.uniform(
+                (ops.shape(real_images)[0], 1, 1, 1), seed=self.seed_generator
+            )
+            gp = losses.gradient_penalty(self.discriminator, real_images, fake_images, alpha)
+            d_loss = d_loss + self.gp_weight * gp
+        return d_loss, gp
+
+    @staticmethod
+    def _scaled(optimizer, loss):
+        """loss / replicas (the optimizer sums replicas' gradients), times the loss scale under
+        mixed float16. Call it inside the tape."""
+        return optimizer.scale_loss(loss / tf.distribute.get_strategy().num_replicas_in_sync)
+
+    @staticmethod
+    def _apply(optimizer, tape, scaled_loss, variables):
+        grads = tape.gradient(scaled_loss, variables)
+        optimizer.apply_gradients(zip(grads, variables, strict=True))
+
+    def _generator_step(self, batch):
+        noise = self._noise(batch)
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            g_loss = self.g_loss_fn(fake_logits)
+            scaled = self._scaled(self.g_optimizer, g_loss)
+        self._apply(self.g_optimizer, tape, scaled, self.generator.trainable_variables)
+        self._update_ema()
+        return g_loss
+
+    def _forward(self, real_images):
+        """Fakes for this replica's noise and the discriminator's logits of real and fake
+        (run inside the caller's tapes)."""
+        fake_images = self.generator(self._noise(ops.shape(real_images)[0]), training=True)
+        real_logits = self.discriminator(real_images, training=True)
+        return fake_images, real_logits, self.discriminator(fake_images, training=True)
+
+    def _critic_step(self, real_images):
+        with tf.GradientTape() as tape:
+            fake_images, real_logits, fake_logits = self._forward(real_images)
+            d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
+            scaled = self._scaled(self.d_optimizer, d_loss)
+        self._apply(self.d_optimizer, tape, scaled, self.discriminator.trainable_variables)
+        return d_loss, gp, real_logits, fake_logits
+
+    def _joint_step(self, real_images):
+        """The tutorial's step: both networks updated from one forward pass."""
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake_images, real_logits, fake_logits = self._forward(real_images)
+            g_loss = self.g_loss_fn(fake_logits)
+            d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
+            g_scaled = self._scaled(self.g_optimizer, g_loss)
+            d_scaled = self._scaled(self.d_optimizer, d_loss)
+        self._apply(self.g_optimizer, g_tape, g_scaled, self.generator.trainable_variables)
+        self._apply(self.d_optimizer, d_tape, d_scaled, self.discriminator.trainable_variables)
+        self._update_ema()
+        return g_loss, [(d_loss, gp, real_logits, fake_logits)]
+
+    def train_step(self, data):
+        real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        if self.n_critic == 1:
+            g_loss, critic = self._joint_step(real_images)
+        else:
+            # Strided slices: the i-th critic batch is the same images whether the global batch
+            # is on one device or split over replicas. Unrolled, without tf.cond: under
+            # tf.distribute a conditional update would put a cross-replica sum in control flow.
+            chunks = [real_images[i :: self.n_critic] for i in range(self.n_critic)]
+            critic = [self._critic_step(chunk) for chunk in chunks]
+            g_loss = self._generator_step(ops.shape(chunks[0])[0])
+        self.trackers["g_loss"].update_state(g_loss)
+        for d_loss, gp, real_logits, fake_logits in critic:
+            self.trackers["d_loss"].update_state(d_loss)
+            self.trackers["d_real"].update_state(ops.mean(ops.sigmoid(_f32(real_logits))))
+            self.trackers["d_fake"].update_state(ops.mean(ops.sigmoid(_f32(fake_logits))))
+            if self.gp_weight > 0:
+                self.trackers["gp"].update_state(gp)
+        logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
+            # Keras reduces multi-worker logs with reduce(MEAN, axis=0), which needs a batch
+            # axis: give each scalar one (the result is a scalar again).
+            logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
+        return logs
+
+    def _update_ema(self):
+        """After a generator step: ema <- d * ema + (1 - d) * weights, for all weights
+        (BatchNorm statistics included), d warming up with the generator's step count."""
+        if self.ema_generator is None:
+            return
+        steps = ops.cast(self.g_optimizer.iterations, "float32")
+        decay = ops.minimum(self.ema_decay, (1.0 + steps) / (10.0 + steps))
+        for average, value in zip(self.ema_generator.weights, self.generator.weights, strict=True):
+            average.assign(decay * average + (1.0 - decay) * ops.cast(value, average.dtype))
+
+
+def _f32(x):
+    return ops.cast(x, "float32")

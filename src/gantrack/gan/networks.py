@@ -1,0 +1,79 @@
+"""DCGAN generator and discriminator built from layer counts (TensorFlow DCGAN tutorial shape).
+
+With 3 generator layers, 2 discriminator layers, 64 filters (max 256) and kernel 5 the
+models are exactly the tutorial's: Dense 7x7x256 -> ConvT 128 (stride 1) -> ConvT 64 -> ConvT 1,
+and Conv 64 -> Conv 128 -> Dense 1. Extra layers are added at the base resolution (stride 1).
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from gantrack.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
+from gantrack.gan.geometry import scale_plan
+
+
+def _widths(n: int, filters: int, max_filters: int) -> list[int]:
+    """Filters per layer, doubling with depth from `filters`, capped at `max_filters`."""
+    return [min(filters * 2**i, max_filters) for i in range(n)]
+
+
+def build_generator(
+    cfg: ModelConfig, shape: tuple[int, int, int], *, synchronized_bn: bool = False
+) -> keras.Model:
+    """Generator: noise (B, latent_dim) -> images (B, H, W, C) in [-1, 1], float32.
+
+    The last `n` conv layers upsample 2x (n from `scale_plan`); earlier ones keep the base size.
+    synchronized_bn: BatchNormalization statistics over the global batch under tf.distribute.
+    """
+    g: GeneratorConfig = cfg.generator
+    height, width, channels = shape
+    base_h, base_w, n_up = scale_plan(height, width)
+    # widths listed from the output side: the layer before the output has `filters`.
+    hidden = _widths(g.layers, g.filters, g.max_filters)
+    project, hidden = hidden[-1], list(reversed(hidden[:-1]))
+    project = min(project * 2, g.max_filters) if g.layers > 1 else project
+    x = inputs = keras.Input((cfg.latent_dim,), name="noise")
+    x = layers.Dense(base_h * base_w * project, use_bias=False)(x)
+    x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
+    x = layers.LeakyReLU(0.2)(x)
+    x = layers.Reshape((base_h, base_w, project))(x)
+    for i, width_i in enumerate(hidden):
+        stride = 2 if i >= g.layers - n_up else 1
+        x = layers.Conv2DTranspose(
+            width_i, cfg.kernel_size, strides=stride, padding="same", use_bias=False
+        )(x)
+        x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
+        x = layers.LeakyReLU(0.2)(x)
+    stride = 2 if n_up > 0 else 1
+    x = layers.Conv2DTranspose(channels, cfg.kernel_size, strides=stride, padding="same")(x)
+    # float32 output even under a mixed-precision policy: images and losses stay exact.
+    outputs = layers.Activation("tanh", dtype="float32", name="image")(x)
+    return keras.Model(inputs, outputs, name="generator")
+
+
+def build_discriminator(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.Model:
+    """Discriminator: images (B, H, W, C) in [-1, 1] -> logits (B, 1), float32 (no sigmoid).
+
+    With `spectral_norm` every weight layer is wrapped in keras' SpectralNormalization (one
+    power iteration per training call).
+    """
+    d: DiscriminatorConfig = cfg.discriminator
+    _, _, n_down = scale_plan(shape[0], shape[1])
+
+    def weights(layer: layers.Layer, **kwargs) -> layers.Layer:
+        return layers.SpectralNormalization(layer, **kwargs) if d.spectral_norm else layer
+
+    x = inputs = keras.Input(shape, name="image")
+    for i, width_i in enumerate(_widths(d.layers, d.filters, d.max_filters)):
+        stride = 2 if i < n_down else 1
+        x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same"))(x)
+        x = layers.LeakyReLU(0.2)(x)
+        if d.dropout > 0:
+            x = layers.Dropout(d.dropout)(x)
+    x = layers.Flatten()(x)
+    # float32 logits even under a mixed-precision policy.
+    logit = layers.Dense(1, dtype="float32", name=None if d.spectral_norm else "logit")
+    outputs = (weights(logit, dtype="float32", name="logit") if d.spectral_norm else logit)(x)
+    return keras.Model(inputs, outputs, name="discriminator")

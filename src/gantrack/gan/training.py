@@ -1,0 +1,188 @@
+"""Training: tf.data input, a compiled GAN, and `fit` with sample grids and checkpoints."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from gantrack.config import ModelConfig, TrainConfig
+from gantrack.errors import UserError
+from gantrack.gan import callbacks, checkpoints, devices
+from gantrack.gan.losses import LOSSES
+from gantrack.gan.model import GAN
+from gantrack.gan.networks import build_discriminator, build_generator
+
+logger = logging.getLogger(__name__)
+HISTORY_FILE = "history.csv"
+
+
+def make_dataset(
+    images: np.ndarray, batch_size: int, seed: int, drop_remainder: bool = False
+) -> tf.data.Dataset:
+    """uint8 (N, H, W, C) -> shuffled batches of float32 in [-1, 1], prefetched.
+
+    The uint8 array is cached once; scaling runs per batch (vectorised) so the cache holds a
+    quarter of the bytes a float32 copy would.
+    """
+    ds = tf.data.Dataset.from_tensor_slices(images).cache()
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
+        lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0, num_parallel_calls=tf.data.AUTOTUNE
+    )
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def build_gan(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    shape,
+    seed: int,
+    *,
+    policy: str | None = None,
+    strategy: tf.distribute.Strategy | None = None,
+) -> GAN:
+    """A compiled GAN with fresh weights (seeded by the caller) and Adam per network.
+
+    Built in `strategy`'s scope (default: train.strategy) under the dtype `policy` (default:
+    what devices.precision_policy picks for train.mixed_precision); the global policy is
+    restored afterwards. mixed_float16 wraps both optimizers in LossScaleOptimizer. With more
+    than one replica, the generator's BatchNormalization is synchronized across replicas.
+    """
+    policy = policy or devices.precision_policy(train_cfg.mixed_precision)
+    strategy = strategy or devices.strategy(train_cfg.strategy)
+    loss = LOSSES[train_cfg.loss]
+    smoothing = train_cfg.label_smoothing
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        with strategy.scope():
+            synchronized = strategy.num_replicas_in_sync > 1
+            gan = GAN(
+                build_generator(model_cfg, shape, synchronized_bn=synchronized),
+                build_discriminator(model_cfg, shape),
+                seed,
+                n_critic=train_cfg.n_critic,
+                gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
+                ema_decay=train_cfg.ema_decay,
+            )
+            optimizers = _optimizers(train_cfg, loss_scaling=policy == "mixed_float16")
+            gan.compile(
+                g_optimizer=optimizers[0],
+                d_optimizer=optimizers[1],
+                g_loss_fn=loss.generator,
+                d_loss_fn=lambda real, fake: loss.discriminator(
+                    real, fake, label_smoothing=smoothing
+                ),
+                steps_per_execution=train_cfg.steps_per_execution,
+            )
+            # Optimizer slots must exist before a checkpoint restore can fill them.
+            gan.g_optimizer.build(gan.generator.trainable_variables)
+            gan.d_optimizer.build(gan.discriminator.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    return gan
+
+
+def _optimizers(cfg: TrainConfig, loss_scaling: bool) -> list[keras.optimizers.Optimizer]:
+    """Adam for the generator and the discriminator, each with its own rate and betas."""
+    optimizers = [
+        keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1_g, beta_2=cfg.beta2_g),
+        keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1_d, beta_2=cfg.beta2_d),
+    ]
+    if loss_scaling:  # mixed float16: small gradients would underflow unscaled
+        optimizers = [keras.optimizers.LossScaleOptimizer(o) for o in optimizers]
+    return optimizers
+
+
+def images_per_step(cfg: TrainConfig, n_images: int) -> int:
+    """Images one training step takes: n_critic batches (see GAN), whole ones only.
+    Raises UserError when the training split cannot fill one step."""
+    step_images = cfg.batch_size * cfg.n_critic
+    if n_images < step_images:
+        raise UserError(
+            f"train.batch_size * train.n_critic = {step_images} is more than the "
+            f"{n_images} training images; lower them or raise data.limit"
+        )
+    return step_images
+
+
+@dataclass
+class TrainResult:
+    history: pd.DataFrame  # one row per epoch: epoch (1-based), g_loss, d_loss, d_real, d_fake
+    diverged_at: int | None  # epoch whose losses went NaN/Inf, else None
+
+
+def fit(
+    gan: GAN,
+    images: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    checkpoint_dir: Path,
+    samples_dir: Path,
+    extra_callbacks: list[keras.callbacks.Callback] = (),
+    on_grid=None,
+) -> TrainResult:
+    """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir.
+
+    A grid of fixed-noise samples is saved every cfg.sample_every epochs and after the last
+    (and passed to on_grid(epoch, picture)). extra_callbacks run after the history row is
+    written and before the checkpoint; values they add to the epoch's logs reach the callbacks
+    after them (a tracker listed last sees them all).
+    """
+    manager, epoch = checkpoints.restore(gan, checkpoint_dir)
+    start = int(epoch)
+    history_csv = Path(checkpoint_dir) / HISTORY_FILE
+    history_csv.parent.mkdir(parents=True, exist_ok=True)
+    _truncate_history(history_csv, start)
+    noise = np.random.default_rng(seed).standard_normal((cfg.grid_rows**2, gan.latent_dim))
+    divergence = callbacks.StopOnDivergence()
+    cbs = [
+        callbacks.SampleGrid(
+            samples_dir,
+            noise.astype("float32"),
+            cfg.sample_every,
+            cfg.epochs,
+            cfg.grid_rows,
+            on_grid=on_grid,
+        ),
+        keras.callbacks.CSVLogger(str(history_csv), append=start > 0),
+        divergence,
+        *extra_callbacks,
+        # Last: an epoch's grid, history row and logged metrics exist before its checkpoint
+        # does, so a kill never resumes past an epoch whose records are missing.
+        checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs),
+    ]
+    step_images = images_per_step(cfg, len(images))
+    if start < cfg.epochs:
+        gan.fit(
+            make_dataset(images, step_images, seed, drop_remainder=cfg.n_critic > 1),
+            epochs=cfg.epochs,
+            initial_epoch=start,
+            callbacks=cbs,
+            shuffle=False,  # the dataset shuffles itself, seeded
+            verbose=2,
+        )
+    return TrainResult(_read_history(history_csv), divergence.diverged_at)
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    """CSVLogger's rows with epochs counted from 1, as everything else here counts them."""
+    history = pd.read_csv(path)
+    # CSVLogger adds empty val_* columns when there is no validation data.
+    history = history[[c for c in history.columns if not c.startswith("val_")]]
+    history["epoch"] += 1
+    return history
+
+
+def _truncate_history(path: Path, start: int) -> None:
+    """Drop history rows of epochs after the checkpoint (they will be trained again)."""
+    if path.is_file():
+        rows = pd.read_csv(path)
+        rows[rows["epoch"] < start].to_csv(path, index=False)

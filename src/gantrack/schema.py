@@ -1,0 +1,113 @@
+"""Typed, validated frozen dataclasses from YAML mappings: the machinery under gantrack.config.
+
+A field's metadata holds the limits its value must respect (knob) or the knob a search sets
+(searched). Every error is a UserError of one line: the dotted key, what is wrong, what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import field
+from typing import Any
+
+from gantrack.errors import UserError
+
+
+def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None, **meta) -> Any:
+    """A dataclass field with the range or choices its value must respect.
+
+    choices: a tuple, or a function returning one (a registry's names, read when a value is
+    checked, so that loading params does not import TensorFlow for every section).
+    """
+    limits = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, **meta}
+    return field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
+
+
+def searched(target: str, default: Any = None, *, log: bool = False) -> Any:
+    """A tune.space field: the params.yaml knob a trial sets (and `gantrack tune --apply`
+    writes), searched log-uniformly when `log` (bounds must then be > 0)."""
+    return field(default_factory=lambda: default, metadata={"target": target, "log": log})
+
+
+def build(cls: type, raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "params"
+    if not isinstance(raw, dict):
+        raise UserError(f"{where}: must be a mapping of keys to values, got {raw!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        allowed = ", ".join(fields)
+        raise UserError(f"{prefix}{unknown[0]}: unknown key; allowed in {where}: {allowed}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for name, value in raw.items():
+        hint, key = hints[name], f"{prefix}{name}"
+        nested = _dataclass_in(hint)
+        if nested and not (value is None and nested is not hint):  # `X | None` may be null
+            values[name] = build(nested, value, prefix=f"{key}.")
+        elif nested:
+            values[name] = None
+        else:
+            values[name] = check_value(key, _coerce(key, value, hint), fields[name].metadata)
+    required = [
+        n
+        for n, f in fields.items()
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    missing = [n for n in required if n not in values]
+    if missing:
+        raise UserError(f"{prefix}{missing[0]}: missing; {where} needs: {', '.join(required)}")
+    return cls(**values)
+
+
+def _dataclass_in(hint: Any) -> type | None:
+    """The dataclass a type hint names (`X` or `X | None`), else None."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    return next((k for k in kinds if dataclasses.is_dataclass(k)), None)
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check `value` against a type hint (int, float, str, bool, tuple[X, ...], or X | None).
+    A YAML list becomes a tuple, so configs stay hashable and frozen."""
+    allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in allowed:
+            return None
+        raise UserError(f"{key}: must not be null")
+    for kind in allowed:
+        if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind in (str, bool) and isinstance(value, kind):
+            return value
+        if typing.get_origin(kind) is tuple and isinstance(value, list):
+            item = typing.get_args(kind)[0]
+            return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+    names = " or ".join(
+        "null" if k is type(None) else "list" if typing.get_origin(k) else k.__name__
+        for k in allowed
+    )
+    raise UserError(f"{key}: must be {names}, got {value!r}")
+
+
+def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
+    if value is None:
+        return value
+    choices = limits.get("choices")
+    choices = choices() if callable(choices) else choices
+    if choices is not None and value not in choices:
+        raise UserError(f"{key}: unknown value {value!r}; allowed: {', '.join(choices)}")
+    checks = {
+        "ge": (lambda v, b: v >= b, ">="),
+        "gt": (lambda v, b: v > b, ">"),
+        "le": (lambda v, b: v <= b, "<="),
+        "lt": (lambda v, b: v < b, "<"),
+    }
+    for name, (ok, symbol) in checks.items():
+        if name in limits and not ok(value, limits[name]):
+            raise UserError(f"{key}: {value!r} is out of range; must be {symbol} {limits[name]}")
+    return value

@@ -1,0 +1,38 @@
+"""evaluate: the samples against the reference -> metrics/eval.json (FID, KID, IS,
+precision/recall, named after the extractor, with the sample counts beside them)."""
+
+from __future__ import annotations
+
+import logging
+
+import mlflow
+
+from gantrack import tracking
+from gantrack.config import Config, flat_params
+from gantrack.evaluation import extractors, scoring
+from gantrack.files import read_json, write_json
+from gantrack.paths import PATHS, Paths, require
+
+logger = logging.getLogger(__name__)
+
+
+def run(cfg: Config, paths: Paths = PATHS) -> dict:
+    """Score the samples; returns the metrics written to metrics/eval.json."""
+    meta = read_json(require(paths.meta, "prepare"))
+    fakes = scoring.load_samples(paths.samples, meta["shape"])
+    e = cfg.evaluate
+    name = extractors.resolve_extractor(e.extractor, e.inception_weights)
+    extract = extractors.load_extractor(name, paths.classifier, e.inception_weights)
+    ref_mu, ref_sigma, _ = scoring.load_reference(paths.reference, extractor=name)
+    ref_feats = scoring.load_reference_features(paths.reference)
+    feats, probs = extract(fakes, e.batch_size)
+    results = {
+        **scoring.score(name, ref_feats, feats, probs, e, reference_stats=(ref_mu, ref_sigma)),
+        **read_json(require(paths.classifier_metrics, "classifier")),
+    }
+    write_json(paths.eval_metrics, results)
+    tracking.configure(cfg.tracking.experiment)
+    with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
+        mlflow.log_metrics(results)
+    logger.info("%s", results)
+    return results

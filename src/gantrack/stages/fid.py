@@ -1,0 +1,29 @@
+"""`gantrack fid A B`: every metric of B's images against A's, outside the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gantrack.config import Config
+from gantrack.errors import UserError
+from gantrack.evaluation import extractors, scoring
+from gantrack.paths import PATHS, Paths
+
+
+def run(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:
+    """Metrics of B's images against A's (each a samples .npz or a prepared split, key
+    `images`) on the configured extractor (the classifier from paths.classifier)."""
+    real, fake = scoring.load_samples(path_a), scoring.load_samples(path_b)
+    if real.shape[1:] != fake.shape[1:]:
+        raise UserError(
+            f"images differ in shape: {path_a} {real.shape[1:]}, {path_b} {fake.shape[1:]}"
+        )
+    e = cfg.evaluate
+    name = extractors.resolve_extractor(e.extractor, e.inception_weights)
+    extract = extractors.load_extractor(name, paths.classifier, e.inception_weights)
+    try:
+        real_feats, _ = extract(real, e.batch_size)
+    except ValueError as exc:  # e.g. the classifier was trained on other image sizes
+        raise UserError(f"{name} cannot read {path_a}: {str(exc).splitlines()[0]}") from None
+    fake_feats, fake_probs = extract(fake, e.batch_size)
+    return scoring.score(name, real_feats, fake_feats, fake_probs, e)

@@ -1,0 +1,35 @@
+"""generate: the generator -> data/generated/samples.npz (key `images`, uint8 NHWC), a grid of
+the first samples, and the progress GIF of the training grids; logged to the pipeline's run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+
+from gantrack import images, tracking
+from gantrack.config import Config, flat_params
+from gantrack.files import atomic_path
+from gantrack.gan.sampling import sample
+from gantrack.paths import PATHS, Paths, require
+
+
+def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
+    """Sample generate.n_samples images from noise seeded by generate.seed; returns them."""
+    generator = keras.models.load_model(require(paths.generator, "train"))
+    gen = cfg.generate
+    fakes = sample(generator, gen.n_samples, gen.seed, gen.batch_size)
+    tracking.configure(cfg.tracking.experiment)
+    with tracking.continue_run(paths.train_run, flat_params(cfg, "generate")) as run_:
+        with atomic_path(paths.samples) as tmp:
+            np.savez(tmp, images=fakes)
+        images.save_png(paths.samples_png, images.grid(fakes[: cfg.train.grid_rows**2]))
+        frames = [images.load_png(p) for p in sorted(Path(paths.grids_dir).glob("epoch_*.png"))]
+        if frames:
+            images.save_gif(paths.progress_gif, frames)
+            mlflow.log_artifact(str(paths.progress_gif))
+        mlflow.log_artifact(str(paths.samples_png))
+    tracking.write_run_file(paths.generate_run, run_.info.run_id)
+    return fakes

@@ -1,0 +1,35 @@
+"""prepare: the dataset -> data/prepared/{train,test}.npz (uint8 NHWC + labels) and meta.json."""
+
+from __future__ import annotations
+
+import logging
+
+from gantrack import data
+from gantrack.config import Config
+from gantrack.files import write_json
+from gantrack.paths import PATHS, Paths
+
+logger = logging.getLogger(__name__)
+
+
+def run(cfg: Config, paths: Paths = PATHS) -> dict:
+    """Load data.dataset, keep a seeded data.limit subset of train; returns meta.json's values
+    (dataset, shape, n_train, n_test, n_classes, sha256)."""
+    d = cfg.data
+    train, test = data.load_dataset(
+        d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed
+    )
+    train = data.subsample(train, cfg.data.limit, cfg.base.seed)
+    meta = {
+        "dataset": cfg.data.dataset,
+        "shape": list(train.images.shape[1:]),
+        "n_train": len(train),
+        "n_test": len(test),
+        "n_classes": int(max(train.labels.max(), test.labels.max())) + 1,
+        "sha256": data.digest(train, test),
+    }
+    data.save_split(paths.train, train)
+    data.save_split(paths.test, test)
+    write_json(paths.meta, meta)
+    logger.info("prepared %s: %d train, %d test images", cfg.data.dataset, len(train), len(test))
+    return meta

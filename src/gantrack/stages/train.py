@@ -1,0 +1,83 @@
+"""train: the train split -> models/generator.keras, the loss history and plots, a grid of
+fixed-noise samples every train.sample_every epochs; resumes from checkpoints/ after a kill and
+keeps logging into the same MLflow run."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict
+
+import keras
+import mlflow
+
+from gantrack import data, tracking
+from gantrack.config import Config, flat_params
+from gantrack.errors import UserError
+from gantrack.evaluation import generator_fid, scoring
+from gantrack.files import atomic_path, read_json
+from gantrack.gan import checkpoints, plots, training
+from gantrack.paths import PATHS, Paths, require
+
+
+def fingerprint(cfg: Config, dataset_sha256: str) -> str:
+    """Identifies what a checkpoint was trained from: params that shape training, and data."""
+    used = {k: asdict(getattr(cfg, k)) for k in ("base", "data", "model", "train")}
+    blob = json.dumps({"params": used, "data": dataset_sha256}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def run(cfg: Config, paths: Paths = PATHS) -> str:
+    """Train the GAN (resuming from checkpoints after a kill); returns the MLflow run id."""
+    meta = read_json(require(paths.meta, "prepare"))
+    split = data.load_split(paths.train)
+    training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
+    fid_callbacks = _fid_callbacks(cfg, paths)
+    key = fingerprint(cfg, meta["sha256"])
+    state = checkpoints.read_state(paths.checkpoints, key)
+    keras.utils.set_random_seed(cfg.base.seed)
+    gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed)
+    tracking.configure(cfg.tracking.experiment)
+    with tracking.start_run(state.get("run_id")) as run_:
+        checkpoints.write_state(paths.checkpoints, key, run_id=run_.info.run_id)
+        mlflow.log_params(flat_params(cfg, "base", "data", "model", "train"))
+        mlflow.set_tags({
+            "dataset": meta["dataset"], "dataset.sha256": meta["sha256"],
+            "precision_policy": gan.generator.dtype_policy.name,
+            "replicas": gan.distribute_strategy.num_replicas_in_sync,
+        })  # fmt: skip
+        result = training.fit(
+            gan, split.images, cfg.train, seed=cfg.base.seed,
+            checkpoint_dir=paths.checkpoints, samples_dir=paths.grids_dir,
+            extra_callbacks=[*fid_callbacks, tracking.EpochLogger()], on_grid=tracking.log_grid,
+        )  # fmt: skip
+        if result.diverged_at:
+            raise UserError(
+                f"training diverged at epoch {result.diverged_at} (losses not finite); "
+                "lower train.lr_g / train.lr_d or change train.loss"
+            )
+        with atomic_path(paths.generator) as tmp:
+            gan.sampler.save(tmp)
+        with atomic_path(paths.losses_csv) as tmp:
+            result.history.to_csv(tmp, index=False)
+        figure = plots.loss_curves(result.history)
+        figure.savefig(paths.losses_png, dpi=100)
+        mlflow.log_figure(figure, "losses.png")
+        tracking.log_generator(gan.sampler)
+    tracking.write_run_file(paths.train_run, run_.info.run_id)
+    shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
+    return run_.info.run_id
+
+
+def _fid_callbacks(cfg: Config, paths: Paths) -> list:
+    """The optional per-epoch FID (train.fid_every > 0) on the classifier extractor."""
+    t = cfg.train
+    if not t.fid_every:
+        return []
+    mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
+    classifier = keras.models.load_model(require(paths.classifier, "classifier"))
+    return [
+        generator_fid.PeriodicFID(t.fid_every, classifier, (mu, sigma), t.fid_samples,
+                            cfg.generate.seed, cfg.generate.batch_size)
+    ]  # fmt: skip

@@ -1,0 +1,150 @@
+"""One trial: draw the searched knobs, train as the train stage does (gantrack.gan), report an
+FID every tune.fid_every epochs to the pruner, and return the final FID; each trial in its own
+nested MLflow run tagged with how it ended."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import keras
+import mlflow
+import numpy as np
+import optuna
+
+from gantrack import data, tracking
+from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneConfig
+from gantrack.errors import UserError
+from gantrack.evaluation import generator_fid, scoring
+from gantrack.gan import training
+from gantrack.paths import PATHS, Paths
+
+logger = logging.getLogger(__name__)
+RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow child run
+STATE_TAG = "state"  # child run tag: complete | pruned | failed
+
+
+class TrialDiverged(Exception):
+    """Losses went NaN/Inf: the trial is recorded as failed and the study goes on."""
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What every trial reads: the prepared train split and the classifier's reference stats."""
+
+    images: np.ndarray  # uint8 (N, H, W, C)
+    reference: tuple[np.ndarray, np.ndarray]  # mu (D,), sigma (D, D)
+    classifier: Path
+
+
+def metric_name(t: TuneConfig) -> str:
+    """The objective's name: FID depends on the sample count, so the count is in the name."""
+    return f"fid_classifier_n{t.fid_samples}"
+
+
+def load_inputs(paths: Paths = PATHS) -> Inputs:
+    """The prepare, classifier and reference stages' outputs, or one UserError line."""
+    for path in (paths.train, paths.classifier, paths.reference):
+        if not Path(path).is_file():
+            raise UserError(f"{path} is missing; run `dvc repro reference` before `gantrack tune`")
+    mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
+    return Inputs(data.load_split(paths.train).images, (mu, sigma), Path(paths.classifier))
+
+
+def suggest(trial: optuna.Trial, cfg: Config) -> Config:
+    """Draw every searched knob (named by its dotted params.yaml key) and return the config the
+    trial trains with: tune.epochs, a checkpoint only at the end, a grid at each FID."""
+    values: dict[str, Any] = {}
+    for name, key in SEARCH_TARGETS.items():
+        bounds = getattr(cfg.tune.space, name)
+        if bounds is None:
+            continue
+        if isinstance(bounds, tuple):
+            values[key] = trial.suggest_categorical(key, list(bounds))
+        elif isinstance(bounds, IntRange):
+            values[key] = trial.suggest_int(key, bounds.low, bounds.high)
+        else:
+            values[key] = trial.suggest_float(key, bounds.low, bounds.high, log=name in LOG_SCALE)
+    t = cfg.tune
+    values.update({"train.epochs": t.epochs, "train.checkpoint_every": t.epochs,
+                   "train.sample_every": t.fid_every})  # fmt: skip
+    for key, value in values.items():
+        cfg = _replace_key(cfg, key, value)
+    return cfg
+
+
+def _replace_key(cfg: Any, key: str, value: Any) -> Any:
+    """dataclasses.replace for a dotted key: _replace_key(cfg, 'train.lr_g', 1e-4)."""
+    head, _, rest = key.partition(".")
+    return replace(cfg, **{head: _replace_key(getattr(cfg, head), rest, value) if rest else value})
+
+
+def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
+    """One trial in its own nested MLflow run, tagged with how it ended."""
+    keras.backend.clear_session(free_memory=True)  # the previous trial's graphs and models
+    trial_cfg = suggest(trial, cfg)
+    run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
+    trial.set_user_attr(RUN_ATTR, run.info.run_id)
+    mlflow.log_params(trial.params)
+    mlflow.set_tags({"optuna.study": cfg.tune.study_name, "optuna.trial": trial.number})
+    state = "failed"
+    try:
+        value = _train_and_score(trial, trial_cfg, inputs)
+        state = "complete"
+        return value
+    except optuna.TrialPruned:
+        state = "pruned"
+        raise
+    finally:
+        mlflow.set_tag(STATE_TAG, state)
+        mlflow.end_run("FAILED" if state == "failed" else "FINISHED")
+
+
+class _Pruning:
+    """PeriodicFID's on_value: report each FID; when the pruner says so, stop `fit` cleanly
+    (an exception inside Keras' loop would skip its cleanup) and remember the epoch."""
+
+    def __init__(self, trial: optuna.Trial, model):
+        self.trial, self.model, self.epoch = trial, model, None
+
+    def __call__(self, epoch: int, fid: float) -> None:
+        self.trial.report(fid, epoch)
+        if self.trial.should_prune():
+            self.epoch = epoch
+            self.model.stop_training = True
+
+
+def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
+    """Train as the train stage does (same functions), then FID at tune.fid_samples samples."""
+    t = cfg.tune
+    keras.utils.set_random_seed(cfg.base.seed)
+    gan = training.build_gan(cfg.model, cfg.train, inputs.images.shape[1:], cfg.base.seed)
+    classifier = keras.models.load_model(inputs.classifier)
+    pruning = _Pruning(trial, gan)
+    g = cfg.generate
+    fid = generator_fid.PeriodicFID(t.fid_every, classifier, inputs.reference, t.fid_samples,
+                                g.seed, g.batch_size, on_value=pruning)  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
+        result = training.fit(
+            gan, inputs.images, cfg.train, seed=cfg.base.seed,
+            checkpoint_dir=Path(tmp) / "checkpoints", samples_dir=Path(tmp) / "samples",
+            extra_callbacks=[fid, tracking.EpochLogger()], on_grid=tracking.log_grid,
+        )  # fmt: skip
+        grids = sorted((Path(tmp) / "samples").glob("epoch_*.png"))
+        if grids:  # the last grid, also of pruned trials
+            mlflow.log_artifact(str(grids[-1]), artifact_path="samples")
+    if result.diverged_at:
+        raise TrialDiverged(f"losses not finite at epoch {result.diverged_at}")
+    if pruning.epoch:
+        raise optuna.TrialPruned(f"pruned at epoch {pruning.epoch}")
+    value = fid.values.get(t.epochs)
+    if value is None:  # tune.epochs is not a multiple of tune.fid_every
+        g = cfg.generate
+        value = generator_fid.generator_fid(gan.sampler, classifier, inputs.reference,
+                                        t.fid_samples, g.seed, g.batch_size)  # fmt: skip
+        mlflow.log_metric(fid.name, value, step=t.epochs)
+    mlflow.log_metric(f"final_{fid.name}", value)
+    return value

@@ -1,0 +1,57 @@
+import dataclasses
+
+import numpy as np
+import pytest
+
+from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
+from gantrack.gan.networks import build_discriminator, build_generator
+
+
+def _cfg(g_layers, d_layers):
+    return dataclasses.replace(
+        ModelConfig(latent_dim=16, kernel_size=3),
+        generator=GeneratorConfig(layers=g_layers, filters=8, max_filters=32),
+        discriminator=DiscriminatorConfig(layers=d_layers, filters=8, max_filters=32),
+    )
+
+
+@pytest.mark.parametrize("shape", [(28, 28, 1), (32, 32, 3), (8, 8, 1)])
+@pytest.mark.parametrize(("g_layers", "d_layers"), [(3, 1), (4, 2), (6, 5)])
+def test_output_shapes_and_ranges(shape, g_layers, d_layers):
+    cfg = _cfg(g_layers, d_layers)
+    generator, discriminator = build_generator(cfg, shape), build_discriminator(cfg, shape)
+    noise = np.random.default_rng(0).standard_normal((5, 16)).astype("float32") * 10
+    images = np.asarray(generator(noise, training=False))
+    assert images.shape == (5, *shape)
+    assert images.dtype == np.float32
+    assert images.min() >= -1.0 and images.max() <= 1.0
+    logits = np.asarray(discriminator(images, training=False))
+    assert logits.shape == (5, 1)
+    assert np.isfinite(logits).all()
+
+
+def test_layer_counts_add_conv_layers():
+    def convs(model):
+        return sum("conv" in layer.name for layer in model.layers)
+
+    shape = (28, 28, 1)
+    assert convs(build_generator(_cfg(3, 2), shape)) == 3
+    assert convs(build_generator(_cfg(5, 2), shape)) == 5
+    assert convs(build_discriminator(_cfg(3, 2), shape)) == 2
+    assert convs(build_discriminator(_cfg(3, 4), shape)) == 4
+
+
+def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
+    tutorial = {"filters": 64, "max_filters": 256}
+    cfg = dataclasses.replace(
+        Config().model,
+        kernel_size=5,
+        generator=GeneratorConfig(layers=3, **tutorial),
+        discriminator=DiscriminatorConfig(layers=2, dropout=0.3, **tutorial),
+    )
+    generator = build_generator(cfg, (28, 28, 1))
+    discriminator = build_discriminator(cfg, (28, 28, 1))
+    # Tutorial: Dense 7*7*256 (no bias) + ConvT 128/64/1 (5x5, no bias but the last).
+    assert generator.count_params() == 2_330_945
+    # Tutorial: Conv 64, Conv 128 (5x5) + Dense 1.
+    assert discriminator.count_params() == 212_865

@@ -1,0 +1,78 @@
+import keras
+import numpy as np
+import pytest
+import tiny
+
+from gantrack.gan import checkpoints, training
+
+
+@pytest.fixture
+def images():
+    return tiny.random_images()
+
+
+def test_one_train_step_changes_both_models(images):
+    gan = tiny.gan()
+    g_before = [w.copy() for w in gan.generator.get_weights()]
+    d_before = [w.copy() for w in gan.discriminator.get_weights()]
+    logs = gan.train_on_batch(images[:32].astype("float32") / 127.5 - 1.0, return_dict=True)
+    assert set(logs) == {"g_loss", "d_loss", "d_real", "d_fake"}
+    assert all(np.isfinite(v) for v in logs.values())
+    g_after, d_after = gan.generator.get_weights(), gan.discriminator.get_weights()
+    assert any(not np.allclose(a, b) for a, b in zip(g_before, g_after, strict=True))
+    assert any(not np.allclose(a, b) for a, b in zip(d_before, d_after, strict=True))
+
+
+def test_dataset_scales_to_unit_range_and_covers_every_image(images):
+    batches = list(training.make_dataset(images, 32, seed=0))
+    stacked = np.concatenate([b.numpy() for b in batches])
+    assert stacked.shape == (96, *tiny.SHAPE)
+    assert stacked.min() >= -1.0 and stacked.max() <= 1.0
+    expected = np.sort(images.ravel() / 127.5 - 1.0)
+    np.testing.assert_allclose(np.sort(stacked.ravel()), expected, atol=1e-6)
+
+
+def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_path):
+    ckpt, samples = tmp_path / "ckpt", tmp_path / "samples"
+    first = tiny.gan()
+    training.fit(first, images, tiny.train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
+                 samples_dir=samples)  # fmt: skip
+    trained = [w.copy() for w in first.generator.get_weights()]
+    d_slots = [v.numpy().copy() for v in first.d_optimizer.variables]
+
+    # A fresh process: new random weights, restored from the checkpoint before training on.
+    second = tiny.gan(seed=1)
+    assert not np.allclose(second.generator.get_weights()[0], trained[0])
+    result = training.fit(second, images, tiny.train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
+                          samples_dir=samples)  # fmt: skip
+    for a, b in zip(second.generator.get_weights(), trained, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(second.d_optimizer.variables, d_slots, strict=True):
+        np.testing.assert_array_equal(a.numpy(), b)
+    assert list(result.history["epoch"]) == [1, 2]
+
+    third = tiny.gan(seed=2)
+    result = training.fit(third, images, tiny.train_cfg(epochs=3), seed=0, checkpoint_dir=ckpt,
+                          samples_dir=samples)  # fmt: skip
+    assert list(result.history["epoch"]) == [1, 2, 3]  # only epoch 3 was trained
+    assert int(third.g_optimizer.iterations) == 3 * 3
+    assert sorted(p.name for p in samples.iterdir()) == [
+        "epoch_0001.png", "epoch_0002.png", "epoch_0003.png"
+    ]  # fmt: skip
+
+
+def test_stale_checkpoints_from_other_params_are_discarded(tmp_path):
+    checkpoints.write_state(tmp_path / "ckpt", "old-fingerprint", run_id="abc")
+    (tmp_path / "ckpt" / "ckpt-1.index").write_text("x")
+    assert checkpoints.read_state(tmp_path / "ckpt", "new-fingerprint") == {}
+    assert not (tmp_path / "ckpt").exists()
+    checkpoints.write_state(tmp_path / "ckpt", "same", run_id="abc")
+    assert checkpoints.read_state(tmp_path / "ckpt", "same")["run_id"] == "abc"
+
+
+def test_divergence_stops_training(images, tmp_path):
+    gan = tiny.gan()
+    gan.g_loss_fn = lambda fake: keras.ops.mean(fake) * np.float32("nan")
+    result = training.fit(gan, images, tiny.train_cfg(epochs=3), seed=0,
+                          checkpoint_dir=tmp_path / "c", samples_dir=tmp_path / "s")  # fmt: skip
+    assert result.diverged_at == 1

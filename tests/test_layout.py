@@ -1,0 +1,156 @@
+"""The package's shape as a newcomer relies on it: import rules between the packages, each
+dvc.yaml stage depending on the code it runs, and one source for the files stages exchange."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+from ruamel.yaml import YAML
+
+from gantrack import config, paths
+from gantrack.data import DATASETS
+from gantrack.evaluation.extractors import EXTRACTORS
+from gantrack.gan.devices import STRATEGIES
+from gantrack.gan.losses import LOSSES
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "gantrack"
+DVC = YAML(typ="safe").load((ROOT / "dvc.yaml").read_text())
+
+
+def _module_file(name: str) -> Path:
+    """src/gantrack/... file of a dotted gantrack module (a package's __init__.py)."""
+    base = PACKAGE.joinpath(*name.split(".")[1:])
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def _imports(module: str) -> set[str]:
+    """gantrack modules `module` imports anywhere in its file (also inside functions)."""
+    found = set()
+    source = _module_file(module).read_text()
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source)):
+        if "# registry names" in lines[getattr(node, "lineno", 1) - 1]:
+            continue  # config reads a registry's names to validate a value, not its code
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("gantrack")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gantrack"):
+            for alias in node.names:  # `from gantrack.gan import losses` names a module
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if _module_file(sub).is_file() else node.module)
+    return found - {module}
+
+
+def _closure(module: str) -> set[str]:
+    seen, todo = set(), [module]
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += sorted(_imports(name))
+    return seen
+
+
+def _all_modules() -> list[str]:
+    return [
+        "gantrack."
+        + ".".join(p.relative_to(PACKAGE).with_suffix("").parts).removesuffix(".__init__")
+        for p in sorted(PACKAGE.rglob("*.py"))
+    ]
+
+
+LIBRARY = ("gantrack.data", "gantrack.gan", "gantrack.evaluation")
+FORBIDDEN = ("mlflow", "gantrack.tracking", "gantrack.stages", "gantrack.tuning", "gantrack.cli")
+
+
+def _external_imports(module: str) -> set[str]:
+    tree = ast.parse(_module_file(module).read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
+    return names
+
+
+@pytest.mark.parametrize(
+    "module", [m for m in _all_modules() if m.startswith(LIBRARY)], ids=lambda m: m
+)
+def test_library_packages_never_import_tracking_stages_or_tuning(module):
+    bad = {n for n in _external_imports(module) if n.startswith(FORBIDDEN)}
+    assert not bad, f"{module} imports {sorted(bad)}"
+
+
+def test_tuning_reuses_the_library_not_the_stages():
+    for module in (m for m in _all_modules() if m.startswith("gantrack.tuning")):
+        assert not {n for n in _imports(module) if n.startswith("gantrack.stages")}, module
+
+
+def test_only_the_cli_imports_stages_and_tuning():
+    for module in _all_modules():
+        if module.startswith(("gantrack.cli", "gantrack.stages", "gantrack.tuning")):
+            continue
+        wrong = {
+            n for n in _imports(module) if n.startswith(("gantrack.stages", "gantrack.tuning"))
+        }
+        assert not wrong, f"{module} imports {sorted(wrong)}"
+
+
+@pytest.mark.parametrize("stage", sorted(DVC["stages"]))
+def test_every_stage_depends_on_all_the_code_it_runs(stage):
+    """Editing any module a stage imports (directly or not) must rerun it in `dvc repro`."""
+    deps = [ROOT / d for d in DVC["stages"][stage].get("deps", [])]
+    needed = {_module_file(m) for m in _closure(f"gantrack.stages.{stage}")}
+    uncovered = [
+        str(f.relative_to(ROOT)) for f in needed if not any(f == d or d in f.parents for d in deps)
+    ]
+    assert not uncovered, f"dvc.yaml stage {stage} lacks deps {sorted(uncovered)}"
+    assert DVC["stages"][stage]["cmd"] == f"gantrack {stage}"
+
+
+def _declared_files() -> set[str]:
+    files = set()
+    for stage in DVC["stages"].values():
+        for key in ("deps", "outs", "metrics", "plots"):
+            for entry in stage.get(key, []):
+                files.add(next(iter(entry)) if isinstance(entry, dict) else entry)
+    return files
+
+
+def test_paths_are_the_files_dvc_yaml_declares():
+    declared = _declared_files()
+    for field in dataclasses.fields(paths.Paths):
+        path = str(getattr(paths.PATHS, field.name))
+        if field.name != "checkpoints":  # resume state, deliberately no DVC output
+            assert path in declared, f"Paths.{field.name} = {path} is not in dvc.yaml"
+    exchanged = {p for p in declared if not p.startswith("src/")}
+    assert exchanged <= {str(getattr(paths.PATHS, f.name)) for f in dataclasses.fields(paths.Paths)}
+
+
+def test_config_choices_are_the_registries():
+    """A name valid in params.yaml is one a registry can build, and every entry is reachable."""
+
+    def choices(cls, name):
+        found = next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
+        return tuple(found() if callable(found) else found)
+
+    assert choices(config.DataConfig, "dataset") == tuple(DATASETS)
+    assert choices(config.TrainConfig, "loss") == tuple(LOSSES)
+    assert choices(config.TrainConfig, "strategy") == tuple(STRATEGIES)
+    assert choices(config.EvaluateConfig, "extractor") == (*EXTRACTORS, "auto")
+    from gantrack.tuning.study import PRUNERS
+
+    assert choices(config.TuneConfig, "pruner") == tuple(PRUNERS)
+
+
+def test_modules_and_functions_stay_readable():
+    """No module over ~300 lines, no function over ~50: each can be read at once."""
+    for path in PACKAGE.rglob("*.py"):
+        lines = path.read_text().splitlines()
+        assert len(lines) <= 330, f"{path.relative_to(ROOT)}: {len(lines)} lines"
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                length = node.end_lineno - node.lineno + 1
+                assert length <= 55, f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"

@@ -1,0 +1,378 @@
+"""`gantrack tune` for real: tiny studies on digits, sqlite and PostgreSQL storage, MLflow runs."""
+
+import contextlib
+import copy
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from ruamel.yaml import YAML
+
+from gantrack import config, tracking
+from gantrack.errors import UserError
+from gantrack.stages import classifier, prepare, reference
+from gantrack.tuning import study as tuning
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SPACE = {
+    "lr_g": {"low": 1e-4, "high": 3e-3},
+    "lr_d": {"low": 1e-4, "high": 3e-3},
+    "g_layers": {"low": 1, "high": 2},
+    "d_layers": {"low": 1, "high": 2},
+}
+TINY = {
+    "data": {"dataset": "digits"},
+    "model": {"generator": {"filters": 16, "max_filters": 32}},
+    "classifier": {"epochs": 20, "batch_size": 64, "filters": 8},
+    "train": {"batch_size": 64, "grid_rows": 4},
+    "tune": {"epochs": 2, "fid_samples": 200, "n_trials": 4, "pruner": "none", "space": SPACE},
+}
+
+
+def _merge(base: dict, changes: dict) -> dict:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def _cfg(**tune) -> config.Config:
+    return config.from_dict(_merge(copy.deepcopy(TINY), {"tune": tune}))
+
+
+def _write_params(path: Path, tune: dict) -> Path:
+    """The shipped params.yaml (comments and all) with TINY and `tune` merged in."""
+    yaml = YAML()
+    params = yaml.load((ROOT / "params.yaml").read_text())
+    with open(path, "w") as f:
+        yaml.dump(_merge(_merge(params, copy.deepcopy(TINY)), {"tune": tune}), f)
+    return path
+
+
+def _env() -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    return env
+
+
+def _gantrack(cwd: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["gantrack", *args], cwd=cwd, env=_env(), capture_output=True,
+                          text=True, **kwargs)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """A project with the prepare, classifier and reference outputs, as the cwd of the module's
+    tests (tune runs in-process here, as `gantrack tune` would)."""
+    root = tmp_path_factory.mktemp("tune") / "project"
+    root.mkdir()
+    _write_params(root / "params.yaml", {})
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "DVC_ROOT"):
+            mp.delenv(name, raising=False)
+        cfg = config.load("params.yaml")
+        prepare.run(cfg)
+        classifier.run(cfg)
+        reference.run(cfg)
+        tracking.configure(cfg.tracking.experiment)  # workers started together share it
+        yield root
+
+
+def _mlflow(project: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+
+
+def _runs(project: Path, study: str) -> tuple[list, list]:
+    """(parent runs, child runs) of a study, oldest first."""
+    client = _mlflow(project)
+    experiment = client.get_experiment_by_name("gantrack")
+    runs = client.search_runs([experiment.experiment_id], f"tags.`optuna.study` = '{study}'",
+                              order_by=["start_time ASC"])  # fmt: skip
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    return parents, [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+
+
+@pytest.fixture(scope="module")
+def tuned(project):
+    """A finished 4-trial study (`main`) in the project's default sqlite storage."""
+    return tuning.tune(_cfg(study_name="main"))
+
+
+def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, tuned):
+    study = optuna.load_study(study_name="main", storage=f"sqlite:///{project}/tuning/optuna.db")
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE] * 4
+    assert {t.number for t in study.trials} == {0, 1, 2, 3}
+    keys = {"train.lr_g", "train.lr_d", "model.generator.layers", "model.discriminator.layers"}
+    assert all(set(t.params) == keys for t in study.trials)
+
+    best = YAML(typ="safe").load((project / "tuning/best_params.yaml").read_text())
+    assert best["trial"] == study.best_trial.number and best["params"] == study.best_params
+    assert best["fid_classifier_n200"] == pytest.approx(study.best_value)
+    csv = (project / "tuning/trials.csv").read_text().splitlines()
+    assert len(csv) == 5 and "params_train.lr_g" in csv[0]
+    for name in ("optimization_history", "parallel_coordinate", "param_importances"):
+        assert (project / f"tuning/{name}.png").stat().st_size > 0, name
+
+    client = _mlflow(project)
+    (parent,), children = _runs(project, "main")
+    assert parent.info.status == "FINISHED"
+    assert parent.data.metrics["best_fid_classifier_n200"] == pytest.approx(study.best_value)
+    assert parent.data.params["tune.epochs"] == "2"
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"trials.csv", "best_params.yaml", "plots"} <= parent_files
+    assert len(children) == 4
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
+    for trial in study.trials:
+        (child,) = [c for c in children if c.data.tags["optuna.trial"] == str(trial.number)]
+        assert child.info.run_id == trial.user_attrs["mlflow_run_id"]
+        assert child.data.tags["state"] == "complete" and child.info.status == "FINISHED"
+        assert child.data.params == {k: str(v) for k, v in trial.params.items()}
+        assert child.data.metrics["final_fid_classifier_n200"] == pytest.approx(trial.value)
+        fids = client.get_metric_history(child.info.run_id, "fid_classifier_n200")
+        assert {m.step: m.value for m in fids} == pytest.approx(trial.intermediate_values)
+        assert [m.step for m in client.get_metric_history(child.info.run_id, "g_loss")] == [1, 2]
+        grids = [a.path for a in client.list_artifacts(child.info.run_id, "samples")]
+        assert grids == ["samples/epoch_0002.png"]
+
+
+def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
+    tune = {"study_name": "killed", "epochs": 200, "n_trials": 1, "heartbeat_seconds": 1}
+    params = _write_params(project / "params_killed.yaml", tune)
+    study = tuning.open_study(config.load(params).tune)
+    command = ["gantrack", "--params", params.name, "tune"]
+    proc = subprocess.Popen(command, cwd=project, env=_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.monotonic() + 120
+    # Kill it once its trial is training (an intermediate FID is stored).
+    while not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        assert proc.poll() is None, "gantrack tune ended before it could be killed"
+        assert time.monotonic() < deadline, "no trial started training in time"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    time.sleep(4)  # well beyond the grace period (two missed heartbeats), also under load
+
+    study = tuning.tune(_cfg(study_name="killed", epochs=1, n_trials=1, heartbeat_seconds=1))
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    parents, children = _runs(project, "killed")
+    assert [p.info.status for p in parents] == ["FAILED", "FINISHED"]
+    assert [c.data.tags["state"] for c in children] == ["failed", "complete"]
+    assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
+
+
+def test_pruned_trials_stop_training_early(project):
+    cfg = _cfg(study_name="pruned", n_trials=2, epochs=3, pruner="median",
+               prune_startup_trials=1)  # fmt: skip
+    study = tuning.open_study(cfg.tune)
+    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
+    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}  # barely moves: worse FID than `good`
+    for lrs in (good, stuck):
+        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
+    study = tuning.tune(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    pruned = study.trials[1]
+    assert list(pruned.intermediate_values) == [1]
+    _, children = _runs(project, "pruned")
+    assert children[1].data.tags["state"] == "pruned"
+    history = _mlflow(project).get_metric_history(children[1].info.run_id, "g_loss")
+    assert [m.step for m in history] == [1]  # training stopped at the pruned epoch
+
+
+def test_hyperband_prunes_a_trial_worse_than_its_bracket(project):
+    # tune.epochs 2, tune.fid_every 1: one bracket (reduction factor 3), its first rung at epoch 1
+    cfg = _cfg(study_name="hyperband", n_trials=2, epochs=2, pruner="hyperband")
+    study = tuning.open_study(cfg.tune)
+    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
+    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
+    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}
+    for lrs in (good, stuck):
+        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
+    study = tuning.tune(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert list(study.trials[0].intermediate_values) == [1, 2]
+    assert list(study.trials[1].intermediate_values) == [1]
+    _, children = _runs(project, "hyperband")
+    assert [c.data.tags["state"] for c in children] == ["complete", "pruned"]
+
+
+def test_trials_leave_no_traced_graph_behind(project):
+    """Every traced optimizer step registers a tf.custom_gradient holding its graph in
+    TensorFlow's global registry; tune drops those after each trial."""
+    import gc
+
+    from tensorflow.python.framework import ops
+    from tensorflow.python.framework.func_graph import FuncGraph
+
+    def graphs() -> int:
+        gc.collect()
+        return sum(isinstance(o, FuncGraph) for o in gc.get_objects())
+
+    registry = ops._gradient_registry._registry
+    before, graphs_before = set(registry), graphs()
+    study = tuning.tune(_cfg(study_name="memory", n_trials=1, epochs=1))
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE]
+    assert not [name for name in set(registry) - before if name.startswith("CustomGradient-")]
+    assert graphs() <= graphs_before
+
+
+def test_apply_writes_the_best_params_into_params_yaml_keeping_comments(project, tuned):
+    target = _write_params(project / "params_apply.yaml", {"study_name": "main"})
+    before = target.read_text()
+    proc = _gantrack(project, "--params", "params_apply.yaml", "tune", "--apply")
+    assert proc.returncode == 0, proc.stderr
+    after = target.read_text()
+    applied = config.load(target)
+    best = tuned.best_params
+    assert applied.train.lr_g == best["train.lr_g"] and applied.train.lr_d == best["train.lr_d"]
+    assert applied.model.generator.layers == best["model.generator.layers"]
+    assert applied.model.discriminator.layers == best["model.discriminator.layers"]
+    assert applied.tune == _cfg(study_name="main").tune
+    old, new = before.splitlines(), after.splitlines()
+    assert len(old) == len(new)
+    changed = [b for a, b in zip(old, new, strict=True) if a != b]
+    assert changed and all(line.split(":")[0].strip() in {"lr_g", "lr_d", "layers"}
+                           for line in changed)  # fmt: skip
+    assert [line for line in old if "#" in line] != [] and all(
+        line.split("#", 1)[1] in after for line in old if "#" in line
+    )  # every comment survives
+
+
+@pytest.mark.parametrize(
+    ("space", "message"),
+    [
+        ({"lr_g": {"low": 1e-3, "high": 1e-4}}, r"tune\.space\.lr_g: low 0\.001 must be < high"),
+        ({"g_layers": {"low": 2, "high": 2}}, r"tune\.space\.g_layers: low 2 must be < high 2"),
+        ({"lr_d": {"low": 0, "high": 1e-3}}, r"lr_d\.low: 0\.0 is out of range; log scale"),
+        ({"lr_g": {"low": -1e-4, "high": 1e-3}}, r"lr_g\.low: -0\.0001 .* log scale needs > 0"),
+        ({"lr_gen": {"low": 1e-4, "high": 1e-3}}, r"tune\.space\.lr_gen: unknown key; allowed in "
+                                                  r"tune\.space: lr_g, lr_d, g_layers"),
+        ({"lr_g": {"low": 1e-4, "mid": 1e-3}}, r"lr_g\.mid: unknown key; allowed in tune"),
+        ({"lr_g": {"low": 1e-4}}, r"tune\.space\.lr_g\.high: missing; tune\.space\.lr_g needs"),
+        ({"d_layers": {"low": 0, "high": 3}}, r"d_layers\.low: 0 is out of range; must be >= 1"),
+        ({"label_smoothing": {"low": 0.0, "high": 1.0}}, r"label_smoothing\.high: 1\.0 is out"),
+        ({"batch_size": []}, r"tune\.space\.batch_size: no choices"),
+        ({"batch_size": [64, 0]}, r"batch_size\[1\]: 0 is out of range; must be >= 1"),
+        ({"g_layers": {"low": 1.5, "high": 3}}, r"g_layers\.low: must be int, got 1\.5"),
+        ({k: None for k in SPACE}, r"tune\.space: nothing to search; give one of: lr_g, "),
+    ],
+)  # fmt: skip
+def test_invalid_search_space_is_one_line_naming_the_key(space, message):
+    raw = copy.deepcopy(TINY)
+    raw["tune"]["space"] = {**SPACE, **space}  # each named parameter replaced, not merged
+    with pytest.raises(UserError, match=message) as info:
+        config.from_dict(raw)
+    assert "\n" not in str(info.value)
+
+
+def test_generator_layers_searched_must_reach_the_image_size():
+    raw = {"tune": {"space": {"g_layers": {"low": 1, "high": 3}}}}  # fashion_mnist: 28x28
+    with pytest.raises(UserError, match=r"tune\.space\.g_layers\.low: 1 is too few for 28x28"):
+        config.from_dict(raw)
+    with pytest.raises(UserError, match=r"tune\.n_trials: null needs tune\.timeout"):
+        config.from_dict({"tune": {"n_trials": None}})
+    space = config.from_dict({"tune": {"space": {"batch_size": [64, 128]}}}).tune.space
+    assert space.batch_size == (64, 128) and space.beta1_g is None
+
+
+@pytest.mark.parametrize(
+    ("tune", "args", "message"),
+    [
+        ({"space": {"lr_g": {"low": 1, "high": 0.1}}}, [], "tune.space.lr_g: low 1.0 must be <"),
+        ({}, [], "data/prepared/train.npz is missing; run `dvc repro reference`"),
+        ({"storage": "postgresql+psycopg2://me:secret@127.0.0.1:{port}/db"}, ["--create-only"],
+         "tune.storage: cannot open postgresql+psycopg2://me:***@127.0.0.1:"),
+        ({"storage": "sqlite:////nonexistent/dir/optuna.db"}, ["--create-only"],
+         "tune.storage: cannot open sqlite:////nonexistent/dir/optuna.db ("),
+    ],
+)  # fmt: skip
+def test_cli_bad_tune_input_one_line_exit_2_before_any_trial(tmp_path, tune, args, message):
+    tune = {k: v.format(port=_free_port()) if k == "storage" else v for k, v in tune.items()}
+    _write_params(tmp_path / "params.yaml", tune)
+    proc = _gantrack(tmp_path, "tune", *args, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gantrack tune: error: ") and message in line and "secret" not in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package), one database."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    if not found and not shutil.which("initdb"):
+        pytest.skip("PostgreSQL server binaries not found (scripts/setup.sh --test installs them)")
+    pytest.importorskip("psycopg2", reason="psycopg2 missing (pip install '.[postgres]')")
+    bin_dir = found[-1].parent if found else Path(shutil.which("initdb")).parent
+    as_user = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        with contextlib.suppress(KeyError):
+            pwd.getpwnam("postgres")
+            as_user = ["runuser", "-u", "postgres", "--"]
+        if not as_user:
+            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
+    root = Path(tempfile.mkdtemp(prefix="gantrack-pg-"))
+    if as_user:
+        shutil.chown(root, "postgres")
+    port, data = _free_port(), root / "data"
+
+    def pg(tool: str, *args: str) -> None:
+        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True)
+
+    try:
+        pg("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "--no-locale")
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+        pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start")
+        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
+        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"
+    finally:
+        with contextlib.suppress(subprocess.CalledProcessError):
+            pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_parallel_workers_share_one_postgresql_study(project, postgres_url):
+    tune = {"study_name": "parallel", "storage": postgres_url, "n_trials": 2, "epochs": 1}
+    _write_params(project / "params_pg.yaml", tune)
+    args = ["--params", "params_pg.yaml", "tune"]
+    created = _gantrack(project, *args, "--create-only")
+    assert created.returncode == 0, created.stderr
+    logs = [project / f"worker{i}.log" for i in range(2)]
+    with contextlib.ExitStack() as files:
+        workers = [subprocess.Popen(["gantrack", *args, "--worker", str(i)], cwd=project,
+                                    env=_env(), stdout=subprocess.DEVNULL,
+                                    stderr=files.enter_context(log.open("w")))
+                   for i, log in enumerate(logs)]  # fmt: skip
+        for worker, log in zip(workers, logs, strict=True):
+            assert worker.wait(timeout=300) == 0, log.read_text()
+
+    study = optuna.load_study(study_name="parallel", storage=postgres_url)
+    assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
+    assert all(t.state.is_finished() for t in study.trials)
+    parents, children = _runs(project, "parallel")
+    assert sorted(p.data.tags["optuna.worker"] for p in parents) == ["0", "1"]
+    assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2, 3]
+    run_ids = {t.user_attrs["mlflow_run_id"] for t in study.trials}
+    assert run_ids == {c.info.run_id for c in children}
