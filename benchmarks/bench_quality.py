@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
-from gantrack import config, data  # noqa: E402
+from gantrack import config, data, schema  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
 from gantrack.evaluation.scoring import load_reference  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
@@ -146,7 +146,7 @@ def _override(raw: dict, overrides: list[str]) -> dict:
     raw = copy.deepcopy(raw)
     for item in overrides:
         key, _, value = item.partition("=")
-        config.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
+        schema.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
     return raw
 
 

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from gantrack import config
+from gantrack import config, schema
 from gantrack.errors import UserError
 from gantrack.gan import geometry
 
@@ -99,6 +99,6 @@ def test_missing_or_broken_params_file(tmp_path):
 
 
 def test_flat_dict_names_params_by_dotted_path():
-    flat = config.to_flat_dict(config.Config())
+    flat = schema.to_flat_dict(config.Config())
     assert flat["train.lr_g"] == config.TrainConfig().lr_g
     assert flat["model.generator.layers"] == config.GeneratorConfig().layers

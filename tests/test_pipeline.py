@@ -44,9 +44,9 @@ def _merge(base: dict, changes: dict) -> dict:
 
 
 def _env(project: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    # As a user's shell has it: no tracking or DVC state, TensorFlow's logging left to the CLI.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
     env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
     return env
@@ -174,6 +174,20 @@ def test_dvc_repro_end_to_end(tmp_path):
     plots = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
     assert {"Losses", "Discriminator outputs"} <= set(plots)
     assert "g_loss" in json.dumps(plots["Losses"]) and "d_fake" in json.dumps(plots)
+
+    # Deleted in the MLflow UI: the run is not reused (a new one names it); the experiment is
+    # one line to restore it.
+    latest = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
+    client.delete_run(latest.info.run_id)
+    run(project, "dvc", "repro", "-f", "evaluate")
+    replacement = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
+    assert replacement.data.tags["gantrack.replaces"] == latest.info.run_id
+    assert replacement.data.metrics["fid_classifier"] > 0
+    client.delete_experiment(experiment.experiment_id)
+    proc = run(project, "gantrack", "evaluate", check=False)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert "tracking.experiment: 'gantrack' is deleted in the MLflow store; restore it" in line
 
 
 @pytest.mark.slow

@@ -12,8 +12,8 @@ import os
 import sys
 from dataclasses import replace
 
-from gantrack import config
-from gantrack.errors import UserError
+from gantrack import config, redact
+from gantrack.errors import UserError, one_line
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 
@@ -26,11 +26,23 @@ def _stage(name: str):
     return importlib.import_module(f"gantrack.stages.{name}").run
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error contract: one line on stderr, exit code 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog.split()[0]} --help\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gantrack", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="gantrack", description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="debug logging, TensorFlow's own messages"
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_Parser
+    )
     helps = {
         "prepare": "dataset -> data/prepared/{train,test}.npz + meta.json",
         "classifier": "train the feature-extractor CNN -> models/classifier.keras",
@@ -94,20 +106,53 @@ def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
             )
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("gantrack")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's C++ banner
-    logging.getLogger("absl").setLevel(logging.WARNING)  # per-checkpoint chatter
+    if not args.verbose:
+        # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors
+        # (grappler's remapper) to stderr; level 3 keeps only fatal ones. Read once, when
+        # TensorFlow is first imported: nothing has imported it yet.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    handler = logging.StreamHandler()
+    handler.setFormatter(redact.MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
+    if not args.verbose:
+        # Chatter a user cannot act on: per-checkpoint notes, the store's table creation,
+        # connection retries (a store that stays unreachable ends in one error line).
+        os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow loads
+        for name, level in (("absl", logging.WARNING), ("alembic", logging.WARNING),
+                            ("urllib3", logging.ERROR)):  # fmt: skip
+            logging.getLogger(name).setLevel(level)
     try:
         _run(args)
     except UserError as exc:
-        print(f"gantrack {args.command}: error: {exc}", file=sys.stderr)
+        print(redact.mask(f"gantrack {args.command}: error: {exc}"), file=sys.stderr)
         return 2
+    except Exception as exc:
+        if not _tracking_failure(exc):
+            raise
+        # The store went away mid-run: nothing is lost (checkpoints stay); say so in one line.
+        print(redact.mask(f"gantrack {args.command}: error: MLflow store "
+                          f"{os.environ.get('MLFLOW_TRACKING_URI', '(default)')} failed "
+                          f"({one_line(exc)[:300]}); what was done is kept: run it again once "
+                          "the store is back"), file=sys.stderr)  # fmt: skip
+        return 1
     return 0
+
+
+def _tracking_failure(exc: BaseException) -> bool:
+    """Whether exc comes from talking to the MLflow store (MLflow, requests, urllib3)."""
+    modules = {cls.__module__.split(".")[0] for cls in type(exc).__mro__}
+    return bool(modules & {"mlflow", "requests", "urllib3"})
 
 
 if __name__ == "__main__":

@@ -17,10 +17,11 @@ from ruamel.yaml import YAML, YAMLError
 
 from gantrack import schema
 from gantrack.data.datasets import DATASETS
-from gantrack.errors import UserError
+from gantrack.errors import UserError, one_line
 from gantrack.gan.geometry import MAX_LAYERS, scale_plan
 from gantrack.schema import knob, searched
 
+MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 PRUNERS = ("median", "hyperband", "none")  # tuning.study.PRUNERS (config never imports tuning)
 
 
@@ -44,7 +45,7 @@ def _extractor_names() -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class BaseConfig:
-    seed: int = knob(42, ge=0)
+    seed: int = knob(42, ge=0, le=MAX_SEED)
 
 
 @dataclass(frozen=True)
@@ -119,7 +120,7 @@ class TrainConfig:
 @dataclass(frozen=True)
 class GenerateConfig:
     n_samples: int = knob(10000, ge=2)
-    seed: int = knob(1234, ge=0)
+    seed: int = knob(1234, ge=0, le=MAX_SEED)
     batch_size: int = knob(500, ge=1)
 
 
@@ -132,12 +133,12 @@ class EvaluateConfig:
     kid_subset_size: int = knob(1000, ge=2)
     is_splits: int = knob(10, ge=1)
     pr_k: int = knob(3, ge=1)
-    seed: int = knob(0, ge=0)
+    seed: int = knob(0, ge=0, le=MAX_SEED)
 
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    experiment: str = "gantrack"
+    experiment: str = knob("gantrack", nonempty=True)
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,14 @@ LOG_SCALE = tuple(f.name for f in dataclasses.fields(SpaceConfig) if f.metadata[
 
 @dataclass(frozen=True)
 class TuneConfig:
-    study_name: str = "gantrack"
+    study_name: str = knob("gantrack", nonempty=True)
     storage: str | None = None  # SQLAlchemy URL; None: sqlite:///<root>/tuning/optuna.db
     n_trials: int | None = knob(20, ge=1)  # per invocation (per worker)
     timeout: int | None = knob(None, ge=1)  # seconds, per invocation
     epochs: int = knob(2, ge=1)
     fid_every: int = knob(1, ge=1)
     fid_samples: int = knob(1000, ge=2)
-    seed: int = knob(0, ge=0)
+    seed: int = knob(0, ge=0, le=MAX_SEED)
     pruner: str = knob("median", choices=PRUNERS)
     prune_startup_trials: int = knob(5, ge=0)
     prune_warmup_epochs: int = knob(0, ge=0)
@@ -212,11 +213,23 @@ def load(path: str | Path = "params.yaml") -> Config:
     if not path.is_file():
         raise UserError(f"{path}: no such params file; run from the project root or pass --params")
     try:
-        raw = YAML(typ="safe", pure=True).load(path.read_text())
+        raw = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot be read ({one_line(exc)})") from None
     except YAMLError as exc:
-        reason = str(exc).replace("\n", " ")
+        reason = " ".join(str(exc).split())
         raise UserError(f"{path}: not valid YAML ({reason})") from None
-    return from_dict(raw or {})
+    if not raw:  # a run on nothing but defaults would overwrite a project's outputs
+        raise UserError(f"{path}: empty; give at least one section ({', '.join(_sections())})")
+    if not isinstance(raw, dict):
+        raise UserError(f"{path}: must be a mapping of sections ({', '.join(_sections())})")
+    return from_dict(raw)
+
+
+def _sections() -> list[str]:
+    return [f.name for f in dataclasses.fields(Config)]
 
 
 def from_dict(raw: dict) -> Config:
@@ -227,36 +240,11 @@ def from_dict(raw: dict) -> Config:
     return cfg
 
 
-def set_dotted(raw: dict, key: str, value: Any) -> Any:
-    """Set a dotted key ('train.lr_g') in a nested params dict, creating sections as needed;
-    returns the value it replaced (None if it had none)."""
-    *sections, name = key.split(".")
-    node = raw
-    for section in sections:
-        node = node.setdefault(section, {})
-    previous = node.get(name)
-    node[name] = value
-    return previous
-
-
-def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    """Flatten a config into {'train.lr_g': 0.0002, ...} for logging as run params."""
-    flat: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        key = f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(value):
-            flat.update(to_flat_dict(value, prefix=f"{key}."))
-        else:
-            flat[key] = value
-    return flat
-
-
 def flat_params(cfg: Config, *sections: str) -> dict[str, Any]:
     """The named sections of cfg flattened to {'train.lr_g': ..., ...} (run params)."""
     flat: dict[str, Any] = {}
     for section in sections:
-        flat.update(to_flat_dict(getattr(cfg, section), prefix=f"{section}."))
+        flat.update(schema.to_flat_dict(getattr(cfg, section), prefix=f"{section}."))
     return flat
 
 

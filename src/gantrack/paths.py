@@ -11,8 +11,8 @@ from gantrack.errors import UserError
 
 @dataclass(frozen=True)
 class Paths:
-    """Every file a stage reads or writes (as in dvc.yaml); `checkpoints` is training's resume
-    state, not a DVC output."""
+    """Every file a stage reads or writes (as in dvc.yaml); `checkpoints` (training's resume
+    state) and `train_lock` are deliberately no DVC outputs."""
 
     train: Path = Path("data/prepared/train.npz")
     test: Path = Path("data/prepared/test.npz")
@@ -23,6 +23,7 @@ class Paths:
     generator: Path = Path("models/generator.keras")
     train_run: Path = Path("models/run.json")
     checkpoints: Path = Path("checkpoints")
+    train_lock: Path = Path("checkpoints.lock")  # held by the one `gantrack train` running
     grids_dir: Path = Path("plots/samples")  # one fixed-noise grid PNG per sampled epoch
     losses_csv: Path = Path("plots/losses.csv")
     losses_png: Path = Path("plots/losses.png")

@@ -8,6 +8,7 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import field
@@ -79,6 +80,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         raise UserError(f"{key}: must not be null")
     for kind in allowed:
         if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
+            if not math.isfinite(value):
+                raise UserError(f"{key}: must be a finite number, got {value!r}")
             return float(value)
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -97,6 +100,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
     if value is None:
         return value
+    if limits.get("nonempty") and not str(value).strip():
+        raise UserError(f"{key}: must not be empty")
     choices = limits.get("choices")
     choices = choices() if callable(choices) else choices
     if choices is not None and value not in choices:
@@ -111,3 +116,28 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
         if name in limits and not ok(value, limits[name]):
             raise UserError(f"{key}: {value!r} is out of range; must be {symbol} {limits[name]}")
     return value
+
+
+def set_dotted(raw: dict, key: str, value: Any) -> Any:
+    """Set a dotted key ('train.lr_g') in a nested params dict, creating sections as needed;
+    returns the value it replaced (None if it had none)."""
+    *sections, name = key.split(".")
+    node = raw
+    for section in sections:
+        node = node.setdefault(section, {})
+    previous = node.get(name)
+    node[name] = value
+    return previous
+
+
+def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    """Flatten a config into {'train.lr_g': 0.0002, ...} for logging as run params."""
+    flat: dict[str, Any] = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        key = f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(value):
+            flat.update(to_flat_dict(value, prefix=f"{key}."))
+        else:
+            flat[key] = value
+    return flat

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,14 +22,20 @@ from typing import Any
 import keras
 import mlflow
 import numpy as np
+import pandas as pd
+from filelock import FileLock
+from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from gantrack import images, redact
+from gantrack.errors import UserError, one_line
 from gantrack.files import atomic_path
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "gantrack.forked_from"
 LOGGED_TO_TAG = "gantrack.logged_to"
+REPLACES_TAG = "gantrack.replaces"  # a new run started because the one to continue was deleted
 
 
 def project_root() -> Path:
@@ -39,15 +46,48 @@ def project_root() -> Path:
     return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
 
 
+# An unreachable server fails in seconds, not after minutes of retries (users may override).
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # fmt: skip
+
+
 def configure(experiment: str) -> None:
     """Point MLflow at MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db, and pick the
-    experiment (created with artifacts in <root>/mlruns when the default store is used)."""
+    experiment (created with artifacts in <root>/mlruns when the default store is used).
+
+    Raises UserError (one line, no password) when the store cannot be reached or read, or the
+    experiment was deleted. Processes starting together on a fresh project (parallel tuning
+    workers) create and migrate the default store one at a time.
+    """
+    for name, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
     root = project_root()
-    if not os.environ.get("MLFLOW_TRACKING_URI"):
-        mlflow.set_tracking_uri(f"sqlite:///{root / 'mlflow.db'}")
-        if mlflow.get_experiment_by_name(experiment) is None:
-            mlflow.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
-    mlflow.set_experiment(experiment)
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    try:
+        if uri:
+            mlflow.set_tracking_uri(uri)
+            mlflow.set_experiment(experiment)
+            return
+        database = root / "mlflow.db"
+        with FileLock(root / "mlflow.db.lock"):
+            mlflow.set_tracking_uri(f"sqlite:///{database}")
+            if mlflow.get_experiment_by_name(experiment) is None:
+                mlflow.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
+            mlflow.set_experiment(experiment)
+    except MlflowException as exc:
+        if "deleted experiment" in str(exc):
+            raise UserError(
+                f"tracking.experiment: {experiment!r} is deleted in the MLflow store; restore it "
+                "(mlflow experiments restore) or choose another tracking.experiment"
+            ) from None
+        raise UserError(f"MLflow store {_store(uri)}: {one_line(exc)}") from None
+    except Exception as exc:  # unreachable server, corrupt database file: all end the same way
+        raise UserError(f"MLflow store {_store(uri)} cannot be used ({one_line(exc)})") from None
+
+
+def _store(uri: str | None) -> str:
+    where = uri or f"sqlite:///{project_root() / 'mlflow.db'}"
+    return redact.mask(where)
 
 
 def git_commit(root: Path | None = None) -> str | None:
@@ -69,20 +109,25 @@ def git_commit(root: Path | None = None) -> str | None:
 def start_run(run_id: str | None = None, run_name: str | None = None) -> Iterator[Any]:
     """Reopen run_id if it still exists, else start a new run (also inside `mlflow run`, which
     hands its run through MLFLOW_RUN_ID). Tags the git commit."""
+    replaced = None
     if run_id and not _exists(run_id):
-        logger.warning("MLflow run %s is gone from the store; starting a new run", run_id)
-        run_id = None
+        logger.warning("MLflow run %s is deleted or gone from the store; starting a new run",
+                       run_id)  # fmt: skip
+        replaced, run_id = run_id, None
     with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
         _link_project_run(run.info.run_id)
         commit = git_commit()
         if commit and run_id is None:
             mlflow.set_tag("mlflow.source.git.commit", commit)
+        if replaced:
+            mlflow.set_tag(REPLACES_TAG, replaced)
         yield run
 
 
 @contextlib.contextmanager
 def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
     """Reopen the run named in run_file and log params; fork if they conflict with logged ones."""
+    params = redact.mask_values(params)
     run_id = read_run_file(run_file)
     if run_id and _exists(run_id):
         old = MlflowClient().get_run(run_id).data.params
@@ -90,13 +135,13 @@ def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
         if conflicts:
             logger.info("params %s changed since run %s: logging to a new run", conflicts, run_id)
             with start_run(run_name=None) as run:
-                mlflow.log_params({k: v for k, v in old.items() if k not in params})
-                mlflow.log_params(params)
+                log_params({k: v for k, v in old.items() if k not in params})
+                log_params(params)
                 mlflow.set_tag(PARENT_TAG, run_id)
                 yield run
             return
     with start_run(run_id) as run:
-        mlflow.log_params(params)
+        log_params(params)
         yield run
 
 
@@ -109,17 +154,18 @@ def _link_project_run(run_id: str) -> None:
 
 
 def _exists(run_id: str) -> bool:
+    """Whether run_id is an active run of the store (a run deleted in the UI is not)."""
     try:
-        MlflowClient().get_run(run_id)
+        return MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
     except MlflowException:
         return False
-    return True
 
 
 def write_run_file(path: Path, run_id: str) -> None:
     """Record the MLflow run id for the next stage (a small JSON DVC output)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": mlflow.get_tracking_uri()}))
+        uri = redact.mask(mlflow.get_tracking_uri())  # the file is tracked by git
+        tmp.write_text(json.dumps({"run_id": run_id, "tracking_uri": uri}))
 
 
 def read_run_file(path: Path) -> str | None:
@@ -161,3 +207,56 @@ def log_grid(epoch: int, picture: np.ndarray) -> None:
     queue leaves threads behind per run."""
     if mlflow.active_run():
         mlflow.log_image(picture, key="samples", step=epoch, synchronous=True)
+
+
+class CheckpointSync:
+    """training.fit's after_checkpoint: log to the active run what training has checkpointed
+    (history rows as metrics, step = epoch; sample grids as the `samples` image), each epoch
+    once. Epochs after the last checkpoint are trained again after a kill, so they are logged
+    only once checkpointed; a resume first logs what a kill right after a checkpoint left out.
+    """
+
+    STEP_KEY = "g_loss"  # in every history row: which epochs the run already holds
+
+    def __init__(self):
+        self.logged: int | None = None  # the last epoch whose metrics the run holds
+        self.grids: set[int] = set()  # the epochs whose grids it holds
+
+    def __call__(self, epoch: int, history: pd.DataFrame, grids: dict[int, Path]) -> None:
+        run_id = mlflow.active_run().info.run_id
+        client = MlflowClient()
+        if self.logged is None:  # after a resume: ask the store, a kill may have come anywhere
+            steps = [m.step for m in client.get_metric_history(run_id, self.STEP_KEY)]
+            self.logged = max(steps, default=0)
+            names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
+            self.grids = {int(n.split("+")[2]) for n in names if n.startswith("samples+step+")}
+        for step, path in grids.items():
+            if step not in self.grids:
+                mlflow.log_image(images.load_png(path), key="samples", step=step,
+                                 synchronous=True)  # fmt: skip
+                self.grids.add(step)
+        timestamp = int(time.time() * 1000)
+        metrics = [
+            Metric(key, float(value), timestamp, int(row["epoch"]))
+            for row in history[history["epoch"] > self.logged].to_dict("records")
+            for key, value in row.items()
+            if key != "epoch" and pd.notna(value)
+        ]
+        for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
+            client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
+        self.logged = max(self.logged, epoch)
+
+
+def log_params(params: dict[str, Any]) -> None:
+    """Log run params with URL passwords masked (e.g. a tune.storage given in params.yaml)."""
+    mlflow.log_params(redact.mask_values(params))
+
+
+def log_metrics_once(metrics: dict[str, float]) -> None:
+    """Log metrics (step 0) to the active run unless it holds these very values already: a
+    stage rerun after a kill between logging and exiting adds no second point."""
+    run = mlflow.active_run()
+    logged = MlflowClient().get_run(run.info.run_id).data.metrics
+    new = {k: v for k, v in metrics.items() if k not in logged or logged[k] != float(v)}
+    if new:
+        mlflow.log_metrics(new, synchronous=True)

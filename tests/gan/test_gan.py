@@ -24,7 +24,7 @@ def test_wgan_gp_with_n_critic_takes_n_critic_steps_per_generator_step(images, t
     changes = {"loss": "wgan_gp", "n_critic": 3, "epochs": 4}
     gan = tiny.gan(**changes)
     result = training.fit(gan, images, tiny.train_cfg(**changes), seed=0,
-                          checkpoint_dir=tmp_path / "c", samples_dir=tmp_path / "s")  # fmt: skip
+                          checkpoint_dir=tmp_path / "c", grids_dir=tmp_path / "s")  # fmt: skip
     # Each step takes 3 batches of 32: one step per epoch, 3 critic updates and 1 generator one.
     assert int(gan.d_optimizer.iterations) == 4 * 3
     assert int(gan.g_optimizer.iterations) == 4
@@ -61,11 +61,11 @@ def test_ema_weights_are_checkpointed_and_resumed(images, tmp_path):
     ckpt = tmp_path / "ckpt"
     cfg = tiny.train_cfg(ema_decay=0.9, epochs=2)
     first = tiny.gan(ema_decay=0.9)
-    training.fit(first, images, cfg, seed=0, checkpoint_dir=ckpt, samples_dir=tmp_path / "s")
+    training.fit(first, images, cfg, seed=0, checkpoint_dir=ckpt, grids_dir=tmp_path / "s")
     averaged = first.ema_generator.get_weights()
     assert not np.allclose(averaged[0], first.generator.get_weights()[0])
     second = tiny.gan(ema_decay=0.9, seed=1)
-    training.fit(second, images, cfg, seed=0, checkpoint_dir=ckpt, samples_dir=tmp_path / "s")
+    training.fit(second, images, cfg, seed=0, checkpoint_dir=ckpt, grids_dir=tmp_path / "s")
     for a, b in zip(second.ema_generator.get_weights(), averaged, strict=True):
         np.testing.assert_array_equal(a, b)
 

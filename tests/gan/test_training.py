@@ -36,7 +36,7 @@ def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_p
     ckpt, samples = tmp_path / "ckpt", tmp_path / "samples"
     first = tiny.gan()
     training.fit(first, images, tiny.train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
-                 samples_dir=samples)  # fmt: skip
+                 grids_dir=samples)  # fmt: skip
     trained = [w.copy() for w in first.generator.get_weights()]
     d_slots = [v.numpy().copy() for v in first.d_optimizer.variables]
 
@@ -44,7 +44,7 @@ def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_p
     second = tiny.gan(seed=1)
     assert not np.allclose(second.generator.get_weights()[0], trained[0])
     result = training.fit(second, images, tiny.train_cfg(epochs=2), seed=0, checkpoint_dir=ckpt,
-                          samples_dir=samples)  # fmt: skip
+                          grids_dir=samples)  # fmt: skip
     for a, b in zip(second.generator.get_weights(), trained, strict=True):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(second.d_optimizer.variables, d_slots, strict=True):
@@ -53,7 +53,7 @@ def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_p
 
     third = tiny.gan(seed=2)
     result = training.fit(third, images, tiny.train_cfg(epochs=3), seed=0, checkpoint_dir=ckpt,
-                          samples_dir=samples)  # fmt: skip
+                          grids_dir=samples)  # fmt: skip
     assert list(result.history["epoch"]) == [1, 2, 3]  # only epoch 3 was trained
     assert int(third.g_optimizer.iterations) == 3 * 3
     assert sorted(p.name for p in samples.iterdir()) == [
@@ -74,5 +74,5 @@ def test_divergence_stops_training(images, tmp_path):
     gan = tiny.gan()
     gan.g_loss_fn = lambda fake: keras.ops.mean(fake) * np.float32("nan")
     result = training.fit(gan, images, tiny.train_cfg(epochs=3), seed=0,
-                          checkpoint_dir=tmp_path / "c", samples_dir=tmp_path / "s")  # fmt: skip
+                          checkpoint_dir=tmp_path / "c", grids_dir=tmp_path / "s")  # fmt: skip
     assert result.diverged_at == 1

@@ -18,7 +18,7 @@ import pytest
 from optuna.trial import TrialState
 from ruamel.yaml import YAML
 
-from gantrack import config, tracking
+from gantrack import config
 from gantrack.errors import UserError
 from gantrack.stages import classifier, prepare, reference
 from gantrack.tuning import study as tuning
@@ -63,14 +63,14 @@ def _write_params(path: Path, tune: dict) -> Path:
 
 
 def _env() -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_"))}
+    # As a user's shell has it: no tracking or DVC state, TensorFlow's logging left to the CLI.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     return env
 
 
-def _gantrack(cwd: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["gantrack", *args], cwd=cwd, env=_env(), capture_output=True,
+def _gantrack(cwd: Path, *args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["gantrack", *args], cwd=cwd, env=env or _env(), capture_output=True,
                           text=True, **kwargs)  # fmt: skip
 
 
@@ -89,7 +89,6 @@ def project(tmp_path_factory):
         prepare.run(cfg)
         classifier.run(cfg)
         reference.run(cfg)
-        tracking.configure(cfg.tracking.experiment)  # workers started together share it
         yield root
 
 
@@ -318,9 +317,13 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+PG_PASSWORD = "s3cret-Pw"  # must never reach a param, tag, file, log line or error
+
+
 @pytest.fixture(scope="module")
 def postgres_url():
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package), one database."""
+    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package) with password
+    authentication, one database; yields its URL, password included."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found and not shutil.which("initdb"):
         pytest.skip("PostgreSQL server binaries not found (scripts/setup.sh --test installs them)")
@@ -339,40 +342,97 @@ def postgres_url():
     port, data = _free_port(), root / "data"
 
     def pg(tool: str, *args: str) -> None:
-        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True)
+        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True,
+                       env={**os.environ, "PGPASSWORD": PG_PASSWORD})  # fmt: skip
 
+    (root / "pw").write_text(PG_PASSWORD)
+    if as_user:
+        shutil.chown(root / "pw", "postgres")
     try:
-        pg("initdb", "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync", "--no-locale")
+        pg("initdb", "-D", str(data), "-U", "postgres", "-A", "scram-sha-256", "--pwfile",
+           str(root / "pw"), "--no-sync", "--no-locale")  # fmt: skip
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start")
         pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/optuna"
+        yield f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:{port}/optuna"
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_parallel_workers_share_one_postgresql_study(project, postgres_url):
-    tune = {"study_name": "parallel", "storage": postgres_url, "n_trials": 2, "epochs": 1}
-    _write_params(project / "params_pg.yaml", tune)
-    args = ["--params", "params_pg.yaml", "tune"]
-    created = _gantrack(project, *args, "--create-only")
+@pytest.fixture
+def fresh_project(project, tmp_path):
+    """The module's project inputs in a new project that has no MLflow store yet."""
+    fresh = tmp_path / "fresh"
+    for name in ("data", "models", "params.yaml"):
+        copy_ = shutil.copytree if (project / name).is_dir() else shutil.copy
+        copy_(project / name, fresh / name if name != "params.yaml" else fresh)
+    return fresh
+
+
+def test_four_workers_on_a_fresh_project_share_one_study_and_leak_no_password(
+    fresh_project, postgres_url
+):
+    """Four `gantrack tune` workers started at once on a project without an MLflow store (they
+    create and migrate the default sqlite store together) share a PostgreSQL study whose URL,
+    password included, comes from the environment; the password appears nowhere."""
+    project = fresh_project
+    _write_params(project / "params.yaml", {"study_name": "parallel", "n_trials": 1, "epochs": 1})
+    env = {**_env(), "GANTRACK_TUNE_STORAGE": postgres_url}
+    created = _gantrack(project, "tune", "--create-only", env=env)
     assert created.returncode == 0, created.stderr
-    logs = [project / f"worker{i}.log" for i in range(2)]
+    logs = [project / f"worker{i}.log" for i in range(4)]
     with contextlib.ExitStack() as files:
-        workers = [subprocess.Popen(["gantrack", *args, "--worker", str(i)], cwd=project,
-                                    env=_env(), stdout=subprocess.DEVNULL,
+        workers = [subprocess.Popen(["gantrack", "tune", "--worker", str(i)], cwd=project,
+                                    env=env, stdout=subprocess.DEVNULL,
                                     stderr=files.enter_context(log.open("w")))
                    for i, log in enumerate(logs)]  # fmt: skip
         for worker, log in zip(workers, logs, strict=True):
-            assert worker.wait(timeout=300) == 0, log.read_text()
+            assert worker.wait(timeout=600) == 0, log.read_text()
 
     study = optuna.load_study(study_name="parallel", storage=postgres_url)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert all(t.state.is_finished() for t in study.trials)
     parents, children = _runs(project, "parallel")
-    assert sorted(p.data.tags["optuna.worker"] for p in parents) == ["0", "1"]
+    assert sorted(p.data.tags["optuna.worker"] for p in parents) == ["0", "1", "2", "3"]
     assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2, 3]
     run_ids = {t.user_attrs["mlflow_run_id"] for t in study.trials}
     assert run_ids == {c.info.run_id for c in children}
+    # The password: not in any file of the project (the MLflow store, its artifacts, tuning/
+    # reports, worker logs), nor in what the CLI printed.
+    assert PG_PASSWORD not in created.stdout + created.stderr
+    for path in project.rglob("*"):
+        if path.is_file():
+            assert PG_PASSWORD.encode() not in path.read_bytes(), path
+    assert "postgres:***@127.0.0.1" in created.stderr  # the log names the study's storage
+
+
+def test_storage_errors_mask_the_password_also_when_the_url_does_not_parse(tmp_path, postgres_url):
+    _write_params(tmp_path / "params.yaml", {})
+    wrong = postgres_url.replace(PG_PASSWORD, PG_PASSWORD + "-wrong")
+    for url in (wrong, f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:notaport/x"):
+        env = {**_env(), "GANTRACK_TUNE_STORAGE": url}
+        proc = _gantrack(tmp_path, "tune", "--create-only", env=env, timeout=120)
+        assert proc.returncode == 2
+        (line,) = proc.stderr.strip().splitlines()
+        assert "tune.storage: cannot open postgresql+psycopg2://postgres:***@" in line
+        assert PG_PASSWORD not in line
+
+
+def test_batches_larger_than_the_training_split_are_refused_before_any_trial(project):
+    space = {**SPACE, "batch_size": [64, 4096]}
+    with pytest.raises(UserError, match=r"tune.space.batch_size: 4096 \* train.n_critic = 4096"):
+        tuning.tune(_cfg(study_name="big-batches", space=space))
+    with pytest.raises(KeyError):  # refused before the study was even created
+        optuna.load_study(study_name="big-batches", storage=f"sqlite:///{project}/tuning/optuna.db")
+
+
+def test_a_study_is_not_reused_with_another_objective(project, tuned):
+    """The `main` study holds FIDs on 200 samples: trials on 100 would not be comparable."""
+    trials = len(tuned.trials)
+    with pytest.raises(UserError, match="holds trials of objective fid_classifier_n200, this"):
+        tuning.tune(_cfg(study_name="main", fid_samples=100))
+    study = optuna.load_study(study_name="main", storage=f"sqlite:///{project}/tuning/optuna.db")
+    assert len(study.trials) == trials
+    assert study.user_attrs["gantrack.dataset"] == tuned.user_attrs["gantrack.dataset"]

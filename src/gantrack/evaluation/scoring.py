@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from gantrack.config import EvaluateConfig
-from gantrack.errors import UserError
+from gantrack.errors import UserError, one_line
 from gantrack.evaluation import metrics
 from gantrack.files import atomic_path
 
@@ -52,8 +53,9 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
     try:
         with np.load(path) as npz:
             fakes = npz["images"]
-    except (OSError, ValueError, KeyError) as exc:
-        raise UserError(f"{path}: not a samples .npz with key 'images' ({exc})") from None
+    # A damaged file fails in many ways: not a zip, truncated, empty, a pickle refused.
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: not a samples .npz with key 'images' ({one_line(exc)})") from None
     if fakes.dtype != np.uint8 or fakes.ndim != 4 or len(fakes) < 2:
         raise UserError(
             f"{path}: images must be uint8 (N>=2, H, W, C), got {fakes.dtype} {fakes.shape}"

@@ -25,13 +25,14 @@ def finite(logs) -> bool:
 
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` epochs (and after the last), draw fixed noise through the generator and
-    save a grid to `directory/epoch_XXXX.png`; then call on_grid(epoch, picture) if given
-    (picture: uint8 (H, W, C)). Fixed noise makes grids of successive epochs comparable."""
+    save a grid as `epoch_XXXX.png` in each of `directories`; then call on_grid(epoch,
+    picture) if given (picture: uint8 (H, W, C)). Fixed noise makes grids of successive epochs
+    comparable."""
 
-    def __init__(self, directory: Path, noise: np.ndarray, every: int, last_epoch: int, rows: int,
-                 on_grid: Callable[[int, np.ndarray], None] | None = None):  # fmt: skip
+    def __init__(self, directories: list[Path], noise: np.ndarray, every: int, last_epoch: int,
+                 rows: int, on_grid: Callable[[int, np.ndarray], None] | None = None):  # fmt: skip
         super().__init__()
-        self.directory, self.noise, self.every = Path(directory), noise, every
+        self.directories, self.noise, self.every = [Path(d) for d in directories], noise, every
         self.last_epoch, self.rows, self.on_grid = last_epoch, rows, on_grid
 
     def on_epoch_end(self, epoch, logs=None):
@@ -40,7 +41,8 @@ class SampleGrid(keras.callbacks.Callback):
             return
         fakes = self.model.sampler(self.noise, training=False)
         picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
-        images.save_png(self.directory / f"epoch_{done:04d}.png", picture)
+        for directory in self.directories:
+            images.save_png(directory / f"epoch_{done:04d}.png", picture)
         if self.on_grid:
             self.on_grid(done, picture)
 

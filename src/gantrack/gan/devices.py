@@ -4,10 +4,14 @@ tf.distribute strategy named in params."""
 from __future__ import annotations
 
 import functools
+import json
 import logging
+import os
 from pathlib import Path
 
 import tensorflow as tf
+
+from gantrack.errors import UserError
 
 logger = logging.getLogger(__name__)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -54,16 +58,44 @@ def _mirrored() -> tf.distribute.Strategy:
     return tf.distribute.MirroredStrategy([d.name for d in devices])
 
 
+def _multi_worker() -> tf.distribute.Strategy:
+    """The workers of TF_CONFIG (unset: this process alone), checked before TensorFlow reads it."""
+    raw = os.environ.get("TF_CONFIG")
+    if raw:
+        try:
+            spec = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"TF_CONFIG: not valid JSON ({exc})") from None
+        if not isinstance(spec, dict) or not {"cluster", "task"} <= set(spec):
+            raise UserError(
+                'TF_CONFIG: must hold "cluster" and "task", e.g. {"cluster": {"worker": '
+                '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
+            )
+    return tf.distribute.MultiWorkerMirroredStrategy()
+
+
 # train.strategy -> the tf.distribute strategy. default: the current (single-device) one;
 # mirrored: one replica per local GPU, or per logical CPU device when there is no GPU;
 # multi_worker_mirrored: the workers in TF_CONFIG.
 STRATEGIES = {
     "default": tf.distribute.get_strategy,
     "mirrored": _mirrored,
-    "multi_worker_mirrored": tf.distribute.MultiWorkerMirroredStrategy,
+    "multi_worker_mirrored": _multi_worker,
 }
 
 
 def strategy(name: str) -> tf.distribute.Strategy:
     """The tf.distribute strategy for `train.strategy` (see STRATEGIES)."""
     return STRATEGIES[name]()
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes outputs: always, but under multi-worker training, where
+    only the chief does (TF_CONFIG's `chief` task, else worker 0: TensorFlow's convention)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in resolver.cluster_spec().as_dict()
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief

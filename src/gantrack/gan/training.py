@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,6 @@ from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
 
 logger = logging.getLogger(__name__)
-HISTORY_FILE = "history.csv"
 
 
 def make_dataset(
@@ -118,6 +118,13 @@ class TrainResult:
     diverged_at: int | None  # epoch whose losses went NaN/Inf, else None
 
 
+def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories, on_grid):
+    """The grid callback, its noise fixed by `seed` so that grids of all epochs compare."""
+    noise = np.random.default_rng(seed).standard_normal((cfg.grid_rows**2, gan.latent_dim))
+    return callbacks.SampleGrid(directories, noise.astype("float32"), cfg.sample_every,
+                                cfg.epochs, cfg.grid_rows, on_grid=on_grid)  # fmt: skip
+
+
 def fit(
     gan: GAN,
     images: np.ndarray,
@@ -125,39 +132,40 @@ def fit(
     *,
     seed: int,
     checkpoint_dir: Path,
-    samples_dir: Path,
+    grids_dir: Path,
     extra_callbacks: list[keras.callbacks.Callback] = (),
-    on_grid=None,
+    on_grid: Callable[[int, np.ndarray], None] | None = None,
+    after_checkpoint: Callable[[int, pd.DataFrame, dict[int, Path]], None] | None = None,
 ) -> TrainResult:
     """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir.
 
-    A grid of fixed-noise samples is saved every cfg.sample_every epochs and after the last
-    (and passed to on_grid(epoch, picture)). extra_callbacks run after the history row is
-    written and before the checkpoint; values they add to the epoch's logs reach the callbacks
-    after them (a tracker listed last sees them all).
+    Fixed-noise grids go to grids_dir (and on_grid(epoch, picture)) every cfg.sample_every
+    epochs and after the last. Values extra_callbacks add to the logs land in the history.
+    after_checkpoint(epoch, history, {epoch: grid PNG}) gets the records of the epochs
+    checkpointed so far, after each checkpoint and at a resume: a tracker logs each epoch once.
     """
     manager, epoch = checkpoints.restore(gan, checkpoint_dir)
     start = int(epoch)
-    history_csv = Path(checkpoint_dir) / HISTORY_FILE
-    history_csv.parent.mkdir(parents=True, exist_ok=True)
-    _truncate_history(history_csv, start)
-    noise = np.random.default_rng(seed).standard_normal((cfg.grid_rows**2, gan.latent_dim))
+    history_csv = Path(checkpoint_dir) / checkpoints.HISTORY_FILE
+    kept_grids = Path(checkpoint_dir) / checkpoints.GRIDS_DIR
+    checkpoints.restore_grids(kept_grids, Path(grids_dir), start)
+
+    def checkpointed(done: int) -> None:
+        history = checkpoints.read_history(history_csv, upto=done)
+        after_checkpoint(done, history, checkpoints.grids(kept_grids, upto=done))
+
+    if after_checkpoint and start:
+        checkpointed(start)  # what a kill between a checkpoint and its records left out
     divergence = callbacks.StopOnDivergence()
+    save = checkpointed if after_checkpoint else None
     cbs = [
-        callbacks.SampleGrid(
-            samples_dir,
-            noise.astype("float32"),
-            cfg.sample_every,
-            cfg.epochs,
-            cfg.grid_rows,
-            on_grid=on_grid,
-        ),
-        keras.callbacks.CSVLogger(str(history_csv), append=start > 0),
+        _sample_grid(gan, cfg, seed, [grids_dir, kept_grids], on_grid),
         divergence,
         *extra_callbacks,
-        # Last: an epoch's grid, history row and logged metrics exist before its checkpoint
-        # does, so a kill never resumes past an epoch whose records are missing.
-        checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs),
+        checkpoints.History(history_csv, start),
+        # Last: an epoch's grid and history row exist before its checkpoint does, so a kill
+        # never resumes past an epoch whose records are missing.
+        checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs, save),
     ]
     step_images = images_per_step(cfg, len(images))
     if start < cfg.epochs:
@@ -169,20 +177,4 @@ def fit(
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=2,
         )
-    return TrainResult(_read_history(history_csv), divergence.diverged_at)
-
-
-def _read_history(path: Path) -> pd.DataFrame:
-    """CSVLogger's rows with epochs counted from 1, as everything else here counts them."""
-    history = pd.read_csv(path)
-    # CSVLogger adds empty val_* columns when there is no validation data.
-    history = history[[c for c in history.columns if not c.startswith("val_")]]
-    history["epoch"] += 1
-    return history
-
-
-def _truncate_history(path: Path, start: int) -> None:
-    """Drop history rows of epochs after the checkpoint (they will be trained again)."""
-    if path.is_file():
-        rows = pd.read_csv(path)
-        rows[rows["epoch"] < start].to_csv(path, index=False)
+    return TrainResult(checkpoints.read_history(history_csv), divergence.diverged_at)

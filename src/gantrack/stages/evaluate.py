@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import logging
 
-import mlflow
-
 from gantrack import tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import extractors, scoring
@@ -33,6 +31,6 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     write_json(paths.eval_metrics, results)
     tracking.configure(cfg.tracking.experiment)
     with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
-        mlflow.log_metrics(results)
+        tracking.log_metrics_once(results)
     logger.info("%s", results)
     return results

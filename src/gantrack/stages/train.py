@@ -4,20 +4,24 @@ keeps logging into the same MLflow run."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
+import tempfile
 from dataclasses import asdict
+from pathlib import Path
 
 import keras
 import mlflow
+from filelock import FileLock, Timeout
 
 from gantrack import data, tracking
 from gantrack.config import Config, flat_params
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
 from gantrack.files import atomic_path, read_json
-from gantrack.gan import checkpoints, plots, training
+from gantrack.gan import checkpoints, devices, plots, training
 from gantrack.paths import PATHS, Paths, require
 
 
@@ -28,29 +32,62 @@ def fingerprint(cfg: Config, dataset_sha256: str) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def run(cfg: Config, paths: Paths = PATHS) -> str:
-    """Train the GAN (resuming from checkpoints after a kill); returns the MLflow run id."""
+def run(cfg: Config, paths: Paths = PATHS) -> str | None:
+    """Train the GAN (resuming from checkpoints after a kill); returns the MLflow run id.
+
+    Everything a user can get wrong is checked before any file is written. One training per
+    project at a time: a second one would write the same checkpoints. Under
+    multi_worker_mirrored only the chief writes outputs, checkpoints and MLflow; the other
+    workers train alongside it in a temporary directory and return None.
+    """
     meta = read_json(require(paths.meta, "prepare"))
     split = data.load_split(paths.train)
     training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
     fid_callbacks = _fid_callbacks(cfg, paths)
-    key = fingerprint(cfg, meta["sha256"])
-    state = checkpoints.read_state(paths.checkpoints, key)
     keras.utils.set_random_seed(cfg.base.seed)
     gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed)
-    tracking.configure(cfg.tracking.experiment)
+    if not devices.is_chief(gan.distribute_strategy):
+        with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:
+            training.fit(gan, split.images, cfg.train, seed=cfg.base.seed,
+                         checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "grids",
+                         extra_callbacks=fid_callbacks)  # fmt: skip
+        return None
+    tracking.configure(cfg.tracking.experiment)  # an unusable store fails before training
+    with _only_writer(paths.train_lock):
+        return _train(cfg, paths, meta, split.images, gan, fid_callbacks)
+
+
+@contextlib.contextmanager
+def _only_writer(lock_path: Path):
+    lock = FileLock(lock_path)
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise UserError(
+            f"another `gantrack train` is running in this project (it holds {lock_path}); "
+            "wait for it to finish or stop it"
+        ) from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) -> str:
+    key = fingerprint(cfg, meta["sha256"])
+    state = checkpoints.read_state(paths.checkpoints, key)
     with tracking.start_run(state.get("run_id")) as run_:
         checkpoints.write_state(paths.checkpoints, key, run_id=run_.info.run_id)
-        mlflow.log_params(flat_params(cfg, "base", "data", "model", "train"))
+        tracking.log_params(flat_params(cfg, "base", "data", "model", "train"))
         mlflow.set_tags({
             "dataset": meta["dataset"], "dataset.sha256": meta["sha256"],
             "precision_policy": gan.generator.dtype_policy.name,
             "replicas": gan.distribute_strategy.num_replicas_in_sync,
         })  # fmt: skip
         result = training.fit(
-            gan, split.images, cfg.train, seed=cfg.base.seed,
-            checkpoint_dir=paths.checkpoints, samples_dir=paths.grids_dir,
-            extra_callbacks=[*fid_callbacks, tracking.EpochLogger()], on_grid=tracking.log_grid,
+            gan, images, cfg.train, seed=cfg.base.seed,
+            checkpoint_dir=paths.checkpoints, grids_dir=paths.grids_dir,
+            extra_callbacks=fid_callbacks, after_checkpoint=tracking.CheckpointSync(),
         )  # fmt: skip
         if result.diverged_at:
             raise UserError(

@@ -19,8 +19,9 @@ from gantrack import data, tracking
 from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneConfig
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
+from gantrack.files import read_json
 from gantrack.gan import training
-from gantrack.paths import PATHS, Paths
+from gantrack.paths import PATHS, Paths, require
 
 logger = logging.getLogger(__name__)
 RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow child run
@@ -38,6 +39,7 @@ class Inputs:
     images: np.ndarray  # uint8 (N, H, W, C)
     reference: tuple[np.ndarray, np.ndarray]  # mu (D,), sigma (D, D)
     classifier: Path
+    dataset: str  # sha256 of the prepared splits (meta.json)
 
 
 def metric_name(t: TuneConfig) -> str:
@@ -51,7 +53,21 @@ def load_inputs(paths: Paths = PATHS) -> Inputs:
         if not Path(path).is_file():
             raise UserError(f"{path} is missing; run `dvc repro reference` before `gantrack tune`")
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
-    return Inputs(data.load_split(paths.train).images, (mu, sigma), Path(paths.classifier))
+    images = data.load_split(paths.train).images
+    dataset = read_json(require(paths.meta, "prepare"))["sha256"]
+    return Inputs(images, (mu, sigma), Path(paths.classifier), dataset)
+
+
+def check_inputs(cfg: Config, inputs: Inputs) -> None:
+    """Refuse, before any trial, a space whose largest batch cannot fill one training step."""
+    batches = cfg.tune.space.batch_size or (cfg.train.batch_size,)
+    key = "tune.space.batch_size" if cfg.tune.space.batch_size else "train.batch_size"
+    step = max(batches) * cfg.train.n_critic
+    if step > len(inputs.images):
+        raise UserError(
+            f"{key}: {max(batches)} * train.n_critic = {step} is more than the "
+            f"{len(inputs.images)} training images; use smaller batches or raise data.limit"
+        )
 
 
 def suggest(trial: optuna.Trial, cfg: Config) -> Config:
@@ -130,7 +146,7 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
         result = training.fit(
             gan, inputs.images, cfg.train, seed=cfg.base.seed,
-            checkpoint_dir=Path(tmp) / "checkpoints", samples_dir=Path(tmp) / "samples",
+            checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "samples",
             extra_callbacks=[fid, tracking.EpochLogger()], on_grid=tracking.log_grid,
         )  # fmt: skip
         grids = sorted((Path(tmp) / "samples").glob("epoch_*.png"))

@@ -17,6 +17,7 @@ from optuna.trial import FrozenTrial, TrialState
 from ruamel.yaml import YAML
 
 from gantrack import config as config_lib
+from gantrack import schema
 from gantrack.config import SEARCH_TARGETS
 from gantrack.errors import UserError
 from gantrack.files import atomic_path
@@ -98,7 +99,7 @@ def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
     yaml = YAML()  # round-trip
     doc = yaml.load(params_path.read_text()) or {}
     for key, value in best.params.items():
-        previous = config_lib.set_dotted(doc, key, value)
+        previous = schema.set_dotted(doc, key, value)
         logger.info("%s: %s: %s -> %s", params_path, key, previous, value)
     config_lib.from_dict(doc)  # never write a params file the pipeline would refuse
     with atomic_path(params_path) as tmp:

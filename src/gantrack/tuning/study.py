@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,7 +26,7 @@ import optuna
 from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial
 
-from gantrack import tracking
+from gantrack import redact, tracking
 from gantrack.config import Config, TuneConfig, flat_params
 from gantrack.errors import UserError
 from gantrack.paths import PATHS, Paths
@@ -35,6 +36,7 @@ from gantrack.tuning.objective import (
     RUN_ATTR,
     STATE_TAG,
     TrialDiverged,
+    check_inputs,
     load_inputs,
     metric_name,
     objective,
@@ -61,9 +63,13 @@ def tune(
     """
     t = cfg.tune
     inputs = None if create_only else load_inputs(paths)
+    if inputs:
+        check_inputs(cfg, inputs)
     study = open_study(t)
+    if inputs:
+        _check_identity(study, {"objective": metric_name(t), "dataset": inputs.dataset})
     if create_only:
-        logger.info("study %r ready in %s", t.study_name, _safe_url(storage_url(t)))
+        logger.info("study %r ready in %s", t.study_name, redact.mask(storage_url(t)))
         return study
     tracking.configure(cfg.tracking.experiment)
     with warnings.catch_warnings():
@@ -74,7 +80,7 @@ def tune(
     study.sampler = optuna.samplers.TPESampler(seed=int(seed), constant_liar=True)
     trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs)
     with tracking.start_run(run_name=f"tune {t.study_name}"):
-        mlflow.log_params(flat_params(cfg, "base", "data", "model", "train", "tune"))
+        tracking.log_params(flat_params(cfg, "base", "data", "model", "train", "tune"))
         mlflow.set_tags({"optuna.study": t.study_name, "optuna.worker": worker})
         study.optimize(
             trial_objective, n_trials=t.n_trials, timeout=t.timeout, catch=(TrialDiverged,),
@@ -84,10 +90,30 @@ def tune(
     return study
 
 
+def _check_identity(study: optuna.Study, identity: dict[str, str]) -> None:
+    """A study compares trials of one objective on one dataset: record what this one is on its
+    first run; refuse to add trials of another objective (or sample count) or dataset."""
+    for key, value in identity.items():
+        attr = f"gantrack.{key}"
+        found = study.user_attrs.get(attr)
+        if found is None:
+            study.set_user_attr(attr, value)
+        elif found != value:
+            raise UserError(
+                f"tune.study_name: study {study.study_name!r} holds trials of {key} {found}, "
+                f"this run's is {value}; choose another tune.study_name"
+            )
+
+
+STORAGE_ENV = "GANTRACK_TUNE_STORAGE"  # where a storage URL with a password belongs
+
+
 def storage_url(t: TuneConfig) -> str:
-    """tune.storage, else a sqlite file in the project's tuning/ folder (created)."""
-    if t.storage:
-        return t.storage
+    """tune.storage, else $GANTRACK_TUNE_STORAGE, else a sqlite file in the project's tuning/
+    folder (created). A URL with a password belongs in the environment, not in params.yaml,
+    which git tracks."""
+    if t.storage or os.environ.get(STORAGE_ENV):
+        return t.storage or os.environ[STORAGE_ENV]
     out = tracking.project_root() / OUT_DIR
     out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{out / 'optuna.db'}"
@@ -105,7 +131,7 @@ def open_study(t: TuneConfig, *, create: bool = True) -> optuna.Study:
         )  # fmt: skip
     except KeyError:
         raise UserError(
-            f"tune.study_name: no study {t.study_name!r} in {_safe_url(storage.url)}; "
+            f"tune.study_name: no study {t.study_name!r} in {redact.mask(storage.url)}; "
             "run `gantrack tune` first"
         ) from None
 
@@ -127,17 +153,8 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
             )  # fmt: skip
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UserError(f"tune.storage: cannot open {_safe_url(url)} ({reason})") from None
-
-
-def _safe_url(url: str) -> str:
-    """The URL with its password masked, for messages and tags."""
-    import sqlalchemy
-
-    try:
-        return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
-    except sqlalchemy.exc.ArgumentError:
-        return url
+            message = f"tune.storage: cannot open {url} ({reason})"
+            raise UserError(redact.mask(message)) from None
 
 
 # tune.pruner -> the Optuna pruner for the tune section (config.PRUNERS lists these names).

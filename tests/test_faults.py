@@ -1,0 +1,363 @@
+"""Faults as users meet them: kill -9 of the whole `dvc repro` at every point, then `dvc repro`
+again; bad input of every kind; secrets; one writer."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from test_pipeline import TINY, _env, _merge, make_project, mlflow_client
+
+# --- faults: kill -9 of the whole `dvc repro`, then `dvc repro` again -------------------------
+
+FAULT_PARAMS = {"train": {"epochs": 6, "checkpoint_every": 2, "sample_every": 1, "fid_every": 1}}
+
+
+class _Repro:
+    """`dvc repro` in its own process group, its output collected while it runs."""
+
+    def __init__(self, project: Path):
+        self.project = project
+        self.proc = subprocess.Popen(
+            ["dvc", "repro"], cwd=project, env=_env(project), stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )  # fmt: skip
+        self.output = ""
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.output += line
+
+    def kill_when(self, ready, timeout=300) -> None:
+        """kill -9 the whole process group (DVC and the stage) once ready(project, output)."""
+        deadline = time.monotonic() + timeout
+        while not ready(self.project, self.output):
+            assert self.proc.poll() is None, f"finished before the fault:\n{self.output}"
+            assert time.monotonic() < deadline, f"no fault point in time:\n{self.output}"
+            time.sleep(0.05)
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+        self.reader.join()
+
+    def finish(self) -> str:
+        self.proc.wait(timeout=600)
+        self.reader.join()
+        assert self.proc.returncode == 0, self.output
+        return self.output
+
+
+def _in_stage(stage: str, after: str = ""):
+    """Ready once `stage` runs and, after its start, `after` appears in the output."""
+
+    def ready(project, output):
+        start = output.find(f"Running stage '{stage}'")
+        return start >= 0 and after in output[start:]
+
+    return ready
+
+
+def _checkpointed(epoch: int, grid: int | None = None):
+    """Ready once checkpoint `epoch` is the latest and the grid of epoch `grid` exists."""
+
+    def ready(project, output):
+        index = project / "checkpoints" / "checkpoint"
+        latest = index.is_file() and f'model_checkpoint_path: "ckpt-{epoch}"' in index.read_text()
+        return latest and (
+            grid is None or (project / f"plots/samples/epoch_{grid:04d}.png").exists()
+        )
+
+    return ready
+
+
+def _first_epoch(project, output):
+    """train runs, its MLflow run exists, and no checkpoint yet."""
+    state = project / "checkpoints" / "state.json"
+    return (
+        "Running stage 'train'" in output
+        and state.exists()
+        and not (project / "checkpoints" / "checkpoint").exists()
+    )
+
+
+@pytest.mark.slow
+def test_dvc_repro_survives_kill_9_anywhere_and_loses_nothing(tmp_path):
+    """One project, killed (kill -9 of the whole `dvc repro`) at each point in turn; each
+    following `dvc repro` goes on from where the last one died."""
+    project = make_project(tmp_path, _merge(json.loads(json.dumps(TINY)), FAULT_PARAMS))
+    faults = [
+        ("prepare", _in_stage("prepare")),
+        ("classifier", _in_stage("classifier", "Epoch 2/")),
+        ("reference", _in_stage("reference")),
+        ("the first epoch", _first_epoch),
+        ("between checkpoints", _checkpointed(2, grid=3)),
+        ("after a checkpoint, whose files then rot", _checkpointed(4, grid=5)),
+        ("after the last checkpoint", _checkpointed(6)),
+        ("generate", _in_stage("generate")),
+        ("evaluate", _in_stage("evaluate")),
+    ]
+    outputs = []
+    for name, ready in faults:
+        repro = _Repro(project)
+        repro.kill_when(ready)
+        outputs.append((name, repro.output))
+        if name.startswith("after a checkpoint"):
+            for data in (project / "checkpoints").glob("ckpt-4.data-*"):
+                data.write_bytes(data.read_bytes()[:100])  # truncated, as a disk fault would
+    final = _Repro(project).finish()
+    log = "".join(out for _, out in outputs) + final
+
+    # Resumes: after the first epoch nothing to resume; later at most one interval redone.
+    assert "resuming from checkpoints/ckpt-2" in log
+    assert "ckpt-4" in log and "falling back" in log  # the damaged checkpoint is skipped
+    assert "resuming from checkpoints/ckpt-6" in log
+
+    # Every record once: history rows, grids, GIF frames, MLflow steps.
+    epochs = list(range(1, 7))
+    history = (project / "plots/losses.csv").read_text().splitlines()
+    assert [int(row.split(",")[0]) for row in history[1:]] == epochs
+    assert sorted(p.name for p in (project / "plots/samples").iterdir()) == [
+        f"epoch_{e:04d}.png" for e in epochs
+    ]
+    from PIL import Image
+
+    assert Image.open(project / "plots/progress.gif").n_frames == 6
+    client = mlflow_client(project)
+    experiment = client.get_experiment_by_name("gantrack")
+    (run_info,) = client.search_runs([experiment.experiment_id])
+    assert run_info.info.status == "FINISHED"
+    run_id = run_info.info.run_id
+    for key in ("g_loss", "d_loss", "fid_classifier_n100"):
+        assert [m.step for m in client.get_metric_history(run_id, key)] == epochs, key
+    assert len(client.get_metric_history(run_id, "fid_classifier")) == 1
+    images = [a.path for a in client.list_artifacts(run_id, "images")]
+    # MLflow names them samples+step+<epoch>+timestamp+...png
+    steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images if p.endswith(".png"))
+    assert steps == epochs
+    assert json.loads((project / "metrics/eval.json").read_text())["fid_classifier"] > 0
+
+
+# --- bad input: one line on stderr, exit code 2, nothing written --------------------------------
+
+
+def _cli(cwd: Path, *args: str, env: dict | None = None, timeout: int = 120):
+    return subprocess.run(["gantrack", *args], cwd=cwd, env=env or _env(cwd), capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+
+
+def _one_line_error(proc, command: str, message: str) -> str:
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith(f"gantrack {command}: error: "), line
+    assert message in line, line
+    return line
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        (b"", "params.yaml: empty; give at least one section"),
+        (b"# only a comment\n", "params.yaml: empty"),
+        (b"- a list\n", "params.yaml: must be a mapping of sections"),
+        (b"data:\n  dataset: caf\xe9\n", "params.yaml: not UTF-8 text"),
+        (b"train:\n  lr_g: .inf\n", "train.lr_g: must be a finite number, got inf"),
+        (b"train:\n  gp_weight: .nan\n", "train.gp_weight: must be a finite number, got nan"),
+        (b"base:\n  seed: 99999999999\n", "base.seed: 99999999999 is out of range; must be <="),
+        (b"tracking:\n  experiment: ''\n", "tracking.experiment: must not be empty"),
+        (b"train:\n  loss: wgan\n", "train.loss: unknown value 'wgan'; allowed: non_saturating"),
+        (b"train: [1, 2]\n", "train: must be a mapping of keys to values"),
+        (b"data: {dataset: digits\n", "params.yaml: not valid YAML"),
+    ],
+)
+def test_bad_params_one_line_exit_2_nothing_written(tmp_path, params, message):
+    (tmp_path / "params.yaml").write_bytes(params)
+    _one_line_error(_cli(tmp_path, "prepare"), "prepare", message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["prepare", "--bogus"], "unrecognized arguments: --bogus"),
+        (["tune", "--worker", "x"], "argument --worker: invalid int value: 'x'"),
+        (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
+        (["--params", "missing.yaml", "prepare"], "missing.yaml: no such params file"),
+        (["--params", ".", "prepare"], "no such params file"),
+    ],
+)
+def test_bad_command_lines_one_line_exit_2(tmp_path, args, message):
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    proc = _cli(tmp_path, *args)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert message in line and "usage:" not in line
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"not an npz at all", "a.npz: not a samples .npz with key 'images'"),
+        (b"PK\x03\x04truncated", "a.npz: not a samples .npz with key 'images'"),
+        (b"", "a.npz: not a samples .npz with key 'images'"),
+    ],
+)
+def test_fid_refuses_files_that_are_not_samples(tmp_path, content, message):
+    import numpy as np
+
+    (tmp_path / "a.npz").write_bytes(content)
+    np.savez(tmp_path / "b.npz", images=np.zeros((5, 8, 8, 1), np.uint8))
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    _one_line_error(_cli(tmp_path, "fid", "a.npz", "b.npz"), "fid", message)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    """A project dir with the digits prepared (what train reads)."""
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\ntrain:\n  epochs: 1\n")
+    assert _cli(tmp_path, "prepare").returncode == 0
+    return tmp_path
+
+
+def test_unreachable_tracking_server_is_one_line_within_30_s_and_masks_its_password(prepared):
+    port = _closed_port()
+    env = {**_env(prepared), "MLFLOW_TRACKING_URI": f"http://me:hunter2@127.0.0.1:{port}"}
+    started = time.monotonic()
+    line = _one_line_error(_cli(prepared, "train", env=env), "train", "MLflow store http://me:***@")
+    assert time.monotonic() - started < 60  # ~30 s of retries at most, plus TensorFlow's start
+    assert "hunter2" not in line
+    assert not (prepared / "checkpoints").exists() and not (prepared / "models").exists()
+
+
+def test_corrupt_mlflow_store_is_one_line_naming_the_file(prepared):
+    (prepared / "mlflow.db").write_bytes(b"this is not a database" * 100)
+    _one_line_error(_cli(prepared, "train"), "train", f"sqlite:///{prepared / 'mlflow.db'}")
+    assert not (prepared / "models").exists()
+
+
+def test_a_second_train_in_the_same_project_refuses_while_one_runs(prepared):
+    from filelock import FileLock
+
+    with FileLock(prepared / "checkpoints.lock"):  # what a running `gantrack train` holds
+        proc = _cli(prepared, "train")
+    _one_line_error(proc, "train", "another `gantrack train` is running in this project")
+    assert not (prepared / "models").exists()
+
+
+def test_malformed_tf_config_is_one_line(prepared):
+    params = prepared / "params.yaml"
+    params.write_text(params.read_text() + "  strategy: multi_worker_mirrored\n")
+    env = {**_env(prepared), "TF_CONFIG": "{not json"}
+    _one_line_error(_cli(prepared, "train", env=env), "train", "TF_CONFIG: not valid JSON")
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_multi_worker_training_writes_only_from_the_chief(prepared):
+    """Two `gantrack train` workers (TF_CONFIG) in one project train one model; only worker 0,
+    the chief, takes the project's lock and writes the model, the history and the MLflow run."""
+    params = prepared / "params.yaml"
+    params.write_text(params.read_text() + "  strategy: multi_worker_mirrored\n  batch_size: 64\n")
+    cluster = {"worker": [f"127.0.0.1:{_closed_port()}" for _ in range(2)]}
+    workers = [
+        subprocess.Popen(
+            ["gantrack", "train"],
+            cwd=prepared,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **_env(prepared),
+                "TF_CONFIG": json.dumps(
+                    {"cluster": cluster, "task": {"type": "worker", "index": i}}
+                ),
+            },
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    for worker in workers:
+        out, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0, out[-3000:]
+    assert (prepared / "models/generator.keras").is_file()
+    assert not (prepared / "checkpoints").exists()
+    client = mlflow_client(prepared)
+    (run_info,) = client.search_runs([client.get_experiment_by_name("gantrack").experiment_id])
+    assert run_info.data.tags["replicas"] == "2"
+    assert [m.step for m in client.get_metric_history(run_info.info.run_id, "g_loss")] == [1]
+
+
+# --- a real MLflow server that goes away ------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _mlflow_server(root: Path, port: int):
+    """`mlflow server` on 127.0.0.1 with a sqlite backend in root (two processes, ~4 s)."""
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    server = subprocess.Popen(
+        ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
+         "--artifacts-destination", str(root / "artifacts")],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
+            time.sleep(0.5)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_training_survives_its_tracking_server_going_away(prepared, tmp_path_factory):
+    """The server stops mid-training: one line, checkpoints kept. It returns: the rerun resumes
+    into the same run, every epoch logged once."""
+    params = prepared / "params.yaml"
+    params.write_text(params.read_text().replace("epochs: 1", "epochs: 6") + "  batch_size: 64\n")
+    server_root, port = tmp_path_factory.mktemp("mlflow-server"), _closed_port()
+    with _mlflow_server(server_root, port) as uri:
+        env = {**_env(prepared), "MLFLOW_TRACKING_URI": uri}
+        train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=env, text=True,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+        index = prepared / "checkpoints" / "checkpoint"
+        deadline = time.monotonic() + 180
+        while not (index.exists() and "ckpt-2" in index.read_text()):
+            assert train.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+    _, err = train.communicate(timeout=120)  # the server is gone
+    assert train.returncode == 1
+    (line,) = err.strip().splitlines()
+    assert line.startswith("gantrack train: error: MLflow store ") and "run it again" in line
+    run_id = json.loads((prepared / "checkpoints/state.json").read_text())["run_id"]
+    assert (prepared / "checkpoints").is_dir()
+
+    with _mlflow_server(server_root, port) as uri:
+        env = {**_env(prepared), "MLFLOW_TRACKING_URI": uri}
+        resumed = _cli(prepared, "train", env=env, timeout=300)
+        assert resumed.returncode == 0, resumed.stderr
+        assert "resuming from checkpoints/ckpt-" in resumed.stderr
+        assert json.loads((prepared / "models/run.json").read_text())["run_id"] == run_id
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        assert [m.step for m in client.get_metric_history(run_id, "g_loss")] == list(range(1, 7))
+        assert client.get_run(run_id).info.status == "FINISHED"
