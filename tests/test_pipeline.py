@@ -177,11 +177,11 @@ def test_dvc_repro_end_to_end(tmp_path):
 
     # Deleted in the MLflow UI: the run is not reused (a new one names it); the experiment is
     # one line to restore it.
-    latest = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
-    client.delete_run(latest.info.run_id)
-    run(project, "dvc", "repro", "-f", "evaluate")
+    continued = json.loads((project / "data/generated/run.json").read_text())["run_id"]
+    client.delete_run(continued)  # the run evaluate would log into
+    run(project, "gantrack", "evaluate")
     replacement = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])[0]
-    assert replacement.data.tags["gantrack.replaces"] == latest.info.run_id
+    assert replacement.data.tags["gantrack.replaces"] == continued
     assert replacement.data.metrics["fid_classifier"] > 0
     client.delete_experiment(experiment.experiment_id)
     proc = run(project, "gantrack", "evaluate", check=False)
@@ -217,6 +217,21 @@ def test_killed_training_resumes_and_continues_the_same_run(tmp_path):
     epochs = [int(line.split(",")[0]) for line in (project / "plots/losses.csv").open()
               if line[0].isdigit()]  # fmt: skip
     assert epochs == list(range(1, 41))
+
+    # Killed again, then trained with other params: the killed run is closed, never resumed.
+    proc = subprocess.Popen(["gantrack", "train"], cwd=project, env=_env(project),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    while not (state.exists() and "ckpt-1" in state.read_text()):
+        assert proc.poll() is None and time.monotonic() < deadline + 120
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = json.loads((project / "checkpoints/state.json").read_text())["run_id"]
+    assert mlflow_client(project).get_run(killed).info.status == "RUNNING"
+    set_params(project, {"train": {"epochs": 2, "lr_g": 1e-4}})
+    run(project, "gantrack", "train")
+    assert mlflow_client(project).get_run(killed).info.status == "KILLED"
+    assert json.loads((project / "models/run.json").read_text())["run_id"] != killed
 
 
 @pytest.mark.parametrize(

@@ -260,3 +260,15 @@ def log_metrics_once(metrics: dict[str, float]) -> None:
     new = {k: v for k, v in metrics.items() if k not in logged or logged[k] != float(v)}
     if new:
         mlflow.log_metrics(new, synchronous=True)
+
+
+def end_abandoned(run_id: str) -> None:
+    """Mark a run KILLED whose training was killed and will never be resumed (its checkpoints
+    were for other params or data), so that it does not stay RUNNING in the store."""
+    client = MlflowClient()
+    try:
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, "KILLED")
+            logger.info("MLflow run %s: its training was abandoned; marked KILLED", run_id)
+    except MlflowException:
+        pass  # deleted or gone: nothing left to close

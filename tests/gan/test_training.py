@@ -64,10 +64,14 @@ def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_p
 def test_stale_checkpoints_from_other_params_are_discarded(tmp_path):
     checkpoints.write_state(tmp_path / "ckpt", "old-fingerprint", run_id="abc")
     (tmp_path / "ckpt" / "ckpt-1.index").write_text("x")
-    assert checkpoints.read_state(tmp_path / "ckpt", "new-fingerprint") == {}
+    state, discarded = checkpoints.read_state(tmp_path / "ckpt", "new-fingerprint")
+    assert state == {} and discarded["run_id"] == "abc"  # so its MLflow run can be closed
     assert not (tmp_path / "ckpt").exists()
     checkpoints.write_state(tmp_path / "ckpt", "same", run_id="abc")
-    assert checkpoints.read_state(tmp_path / "ckpt", "same")["run_id"] == "abc"
+    assert checkpoints.read_state(tmp_path / "ckpt", "same") == (
+        {"fingerprint": "same", "run_id": "abc"},
+        {},
+    )
 
 
 def test_divergence_stops_training(images, tmp_path):

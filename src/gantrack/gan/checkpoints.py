@@ -80,21 +80,25 @@ def restore_grids(kept: Path, samples_dir: Path, start: int) -> None:
             shutil.copyfile(path, samples_dir / path.name)
 
 
-def read_state(directory: Path, fingerprint: str) -> dict:
-    """The resume state saved beside the checkpoints, or {} when there is none to resume.
+def read_state(directory: Path, fingerprint: str) -> tuple[dict, dict]:
+    """(the resume state saved beside the checkpoints, or {} when there is none to resume;
+    the state of checkpoints discarded now, or {}).
 
     Checkpoints written for other params or data (another fingerprint) are deleted: resuming
-    them would silently mix two configurations.
+    them would silently mix two configurations. So is a state file a kill left unreadable.
     """
     path = Path(directory) / STATE_FILE
     if not path.is_file():
-        return {}
-    state = json.loads(path.read_text())
+        return {}, {}
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        state = {}
     if state.get("fingerprint") != fingerprint:
         logger.warning("discarding checkpoints in %s: written for other params or data", directory)
         shutil.rmtree(directory)
-        return {}
-    return state
+        return {}, state
+    return state, {}
 
 
 def write_state(directory: Path, fingerprint: str, **values) -> None:

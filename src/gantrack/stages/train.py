@@ -75,7 +75,9 @@ def _only_writer(lock_path: Path):
 
 def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) -> str:
     key = fingerprint(cfg, meta["sha256"])
-    state = checkpoints.read_state(paths.checkpoints, key)
+    state, abandoned = checkpoints.read_state(paths.checkpoints, key)
+    if abandoned.get("run_id"):  # its training will never be resumed
+        tracking.end_abandoned(abandoned["run_id"])
     with tracking.start_run(state.get("run_id")) as run_:
         checkpoints.write_state(paths.checkpoints, key, run_id=run_.info.run_id)
         tracking.log_params(flat_params(cfg, "base", "data", "model", "train"))
