@@ -53,30 +53,35 @@ class History(keras.callbacks.Callback):
         self.path = Path(path)
         self.rows = read_history(self.path, upto=start).to_dict("records")
 
+    def frame(self, upto: int | None = None) -> pd.DataFrame:
+        """The rows so far (those of epochs <= upto when given), as read_history gives them."""
+        rows = [r for r in self.rows if upto is None or r["epoch"] <= upto]
+        return pd.DataFrame(rows) if rows else pd.DataFrame({"epoch": pd.Series(dtype="int64")})
+
     def on_epoch_end(self, epoch, logs=None):
         self.rows.append({"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}})
         with atomic_path(self.path) as tmp:
-            pd.DataFrame(self.rows).to_csv(tmp, index=False)
+            self.frame().to_csv(tmp, index=False)
 
 
-def grids(directory: Path, upto: int) -> dict[int, Path]:
-    """{epoch: grid PNG} kept in directory for epochs <= upto."""
+def grids(directory: Path, upto: int | None = None) -> dict[int, Path]:
+    """{epoch: grid PNG} in directory (named epoch_XXXX.png), of epochs <= upto when given."""
     found = {int(p.stem.split("_")[1]): p for p in Path(directory).glob("epoch_*.png")}
-    return {epoch: path for epoch, path in sorted(found.items()) if epoch <= upto}
+    return {e: p for e, p in sorted(found.items()) if upto is None or e <= upto}
 
 
 def restore_grids(kept: Path, samples_dir: Path, start: int) -> None:
     """After a resume at epoch `start`: put back the grids of epochs <= start into samples_dir
-    (DVC deletes a stage's outputs before it reruns it) and forget kept grids of later epochs
-    (they are drawn again)."""
+    (DVC deletes a stage's outputs before it reruns it) and forget grids of later epochs in
+    both places (they are drawn again)."""
     samples_dir.mkdir(parents=True, exist_ok=True)
-    for path in samples_dir.glob("epoch_*.png"):  # left by a run that is not resumed
-        if int(path.stem.split("_")[1]) > start:
-            path.unlink()
-    for path in Path(kept).glob("epoch_*.png"):
-        if int(path.stem.split("_")[1]) > start:
-            path.unlink()
-        elif not (samples_dir / path.name).exists():
+    for directory in (samples_dir, kept):
+        for epoch, path in grids(directory).items():
+            if epoch > start:
+                path.unlink()
+    present = grids(samples_dir)
+    for epoch, path in grids(kept).items():
+        if epoch not in present:
             shutil.copyfile(path, samples_dir / path.name)
 
 

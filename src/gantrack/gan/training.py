@@ -149,10 +149,10 @@ def fit(
     history_csv = Path(checkpoint_dir) / checkpoints.HISTORY_FILE
     kept_grids = Path(checkpoint_dir) / checkpoints.GRIDS_DIR
     checkpoints.restore_grids(kept_grids, Path(grids_dir), start)
+    history = checkpoints.History(history_csv, start)
 
     def checkpointed(done: int) -> None:
-        history = checkpoints.read_history(history_csv, upto=done)
-        after_checkpoint(done, history, checkpoints.grids(kept_grids, upto=done))
+        after_checkpoint(done, history.frame(upto=done), checkpoints.grids(kept_grids, upto=done))
 
     if after_checkpoint and start:
         checkpointed(start)  # what a kill between a checkpoint and its records left out
@@ -162,7 +162,7 @@ def fit(
         _sample_grid(gan, cfg, seed, [grids_dir, kept_grids], on_grid),
         divergence,
         *extra_callbacks,
-        checkpoints.History(history_csv, start),
+        history,
         # Last: an epoch's grid and history row exist before its checkpoint does, so a kill
         # never resumes past an epoch whose records are missing.
         checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs, save),
@@ -177,4 +177,4 @@ def fit(
             shuffle=False,  # the dataset shuffles itself, seeded
             verbose=2,
         )
-    return TrainResult(checkpoints.read_history(history_csv), divergence.diverged_at)
+    return TrainResult(history.frame(), divergence.diverged_at)
