@@ -225,12 +225,10 @@ def prepared(tmp_path):
     return tmp_path
 
 
-def test_unreachable_tracking_server_is_one_line_within_30_s_and_masks_its_password(prepared):
+def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):
     port = _closed_port()
     env = {**_env(prepared), "MLFLOW_TRACKING_URI": f"http://me:hunter2@127.0.0.1:{port}"}
-    started = time.monotonic()
     line = _one_line_error(_cli(prepared, "train", env=env), "train", "MLflow store http://me:***@")
-    assert time.monotonic() - started < 60  # ~30 s of retries at most, plus TensorFlow's start
     assert "hunter2" not in line
     assert not (prepared / "checkpoints").exists() and not (prepared / "models").exists()
 
