@@ -1,17 +1,16 @@
 """Faults as users meet them: kill -9 of the whole `dvc repro` at every point, then `dvc repro`
 again; bad input of every kind; secrets; one writer."""
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
+from servers import free_port, mlflow_server
 from test_pipeline import TINY, _env, _merge, make_project, mlflow_client
 
 # --- faults: kill -9 of the whole `dvc repro`, then `dvc repro` again -------------------------
@@ -226,7 +225,7 @@ def prepared(tmp_path):
 
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):
-    port = _closed_port()
+    port = free_port()
     env = {**_env(prepared), "MLFLOW_TRACKING_URI": f"http://me:hunter2@127.0.0.1:{port}"}
     line = _one_line_error(_cli(prepared, "train", env=env), "train", "MLflow store http://me:***@")
     assert "hunter2" not in line
@@ -255,21 +254,13 @@ def test_malformed_tf_config_is_one_line(prepared):
     _one_line_error(_cli(prepared, "train", env=env), "train", "TF_CONFIG: not valid JSON")
 
 
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_multi_worker_training_writes_only_from_the_chief(prepared):
     """Two `gantrack train` workers (TF_CONFIG) in one project train one model; only worker 0,
     the chief, takes the project's lock and writes the model, the history and the MLflow run."""
     params = prepared / "params.yaml"
     params.write_text(params.read_text() + "  strategy: multi_worker_mirrored\n  batch_size: 64\n")
-    cluster = {"worker": [f"127.0.0.1:{_closed_port()}" for _ in range(2)]}
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
     workers = [
         subprocess.Popen(
             ["gantrack", "train"],
@@ -300,39 +291,17 @@ def test_multi_worker_training_writes_only_from_the_chief(prepared):
 # --- a real MLflow server that goes away ------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _mlflow_server(root: Path, port: int):
-    """`mlflow server` on 127.0.0.1 with a sqlite backend in root (two processes, ~4 s)."""
-    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    server = subprocess.Popen(
-        ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts")],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
-            time.sleep(0.5)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
-
-
 @pytest.mark.slow
-def test_training_survives_its_tracking_server_going_away(prepared, tmp_path_factory):
+def test_pipeline_survives_its_tracking_server_going_away(prepared, tmp_path_factory):
     """The server stops mid-training: one line, checkpoints kept. It returns: the rerun resumes
-    into the same run, every epoch logged once."""
+    into the same run, every epoch logged once, and generate and evaluate log into that run."""
     params = prepared / "params.yaml"
-    params.write_text(params.read_text().replace("epochs: 1", "epochs: 6") + "  batch_size: 64\n")
-    server_root, port = tmp_path_factory.mktemp("mlflow-server"), _closed_port()
-    with _mlflow_server(server_root, port) as uri:
+    params.write_text(
+        params.read_text().replace("epochs: 1", "epochs: 6") + "  batch_size: 64\n"
+        "classifier:\n  epochs: 2\n  filters: 8\ngenerate:\n  n_samples: 300\n"
+    )
+    server_root, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
+    with mlflow_server(server_root, port) as uri:
         env = {**_env(prepared), "MLFLOW_TRACKING_URI": uri}
         train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=env, text=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
@@ -348,7 +317,7 @@ def test_training_survives_its_tracking_server_going_away(prepared, tmp_path_fac
     run_id = json.loads((prepared / "checkpoints/state.json").read_text())["run_id"]
     assert (prepared / "checkpoints").is_dir()
 
-    with _mlflow_server(server_root, port) as uri:
+    with mlflow_server(server_root, port) as uri:
         env = {**_env(prepared), "MLFLOW_TRACKING_URI": uri}
         resumed = _cli(prepared, "train", env=env, timeout=300)
         assert resumed.returncode == 0, resumed.stderr
@@ -359,3 +328,11 @@ def test_training_survives_its_tracking_server_going_away(prepared, tmp_path_fac
         client = MlflowClient(tracking_uri=uri)
         assert [m.step for m in client.get_metric_history(run_id, "g_loss")] == list(range(1, 7))
         assert client.get_run(run_id).info.status == "FINISHED"
+
+        for stage in ("classifier", "reference", "generate", "evaluate"):
+            done = _cli(prepared, stage, env=env, timeout=300)
+            assert done.returncode == 0, done.stderr
+        run = client.get_run(run_id)
+        assert run.data.metrics["fid_classifier"] > 0 and run.data.params["generate.n_samples"]
+        assert json.loads((prepared / "data/generated/run.json").read_text())["run_id"] == run_id
+    assert not (prepared / "mlflow.db").exists()

@@ -15,7 +15,7 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +110,7 @@ def start_run(run_id: str | None = None, run_name: str | None = None) -> Iterato
     """Reopen run_id if it still exists, else start a new run (also inside `mlflow run`, which
     hands its run through MLFLOW_RUN_ID). Tags the git commit."""
     replaced = None
-    if run_id and not _exists(run_id):
+    if run_id and not exists(run_id):
         logger.warning("MLflow run %s is deleted or gone from the store; starting a new run",
                        run_id)  # fmt: skip
         replaced, run_id = run_id, None
@@ -125,11 +125,26 @@ def start_run(run_id: str | None = None, run_name: str | None = None) -> Iterato
 
 
 @contextlib.contextmanager
+def shared_run(run_id: str, still_used: Callable[[], bool]) -> Iterator[Any]:
+    """Make run_id, a run other processes log into as well (a study's parent run), the active
+    run. On leaving it ends FINISHED (FAILED on an exception), or stays RUNNING while
+    still_used() says another process still works under it."""
+    run = mlflow.start_run(run_id=run_id)
+    _link_project_run(run_id)
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        mlflow.end_run("RUNNING" if still_used() else status)
+
+
+@contextlib.contextmanager
 def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
     """Reopen the run named in run_file and log params; fork if they conflict with logged ones."""
     params = redact.mask_values(params)
     run_id = read_run_file(run_file)
-    if run_id and _exists(run_id):
+    if run_id and exists(run_id):
         old = MlflowClient().get_run(run_id).data.params
         conflicts = {k for k, v in params.items() if k in old and old[k] != str(v)}
         if conflicts:
@@ -149,11 +164,11 @@ def _link_project_run(run_id: str) -> None:
     """Inside `mlflow run -e STAGE`, MLflow made a run of its own (MLFLOW_RUN_ID) while the stage
     logs into the pipeline's run: tag the former with where the results went."""
     project_run = os.environ.get("MLFLOW_RUN_ID")
-    if project_run and project_run != run_id and _exists(project_run):
+    if project_run and project_run != run_id and exists(project_run):
         MlflowClient().set_tag(project_run, LOGGED_TO_TAG, run_id)
 
 
-def _exists(run_id: str) -> bool:
+def exists(run_id: str) -> bool:
     """Whether run_id is an active run of the store (a run deleted in the UI is not)."""
     try:
         return MlflowClient().get_run(run_id).info.lifecycle_stage == "active"

@@ -3,13 +3,10 @@
 import contextlib
 import copy
 import os
-import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,6 +14,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 from ruamel.yaml import YAML
+from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 
 from gantrack import config
 from gantrack.errors import UserError
@@ -98,9 +96,9 @@ def _mlflow(project: Path):
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
 
 
-def _runs(project: Path, study: str) -> tuple[list, list]:
-    """(parent runs, child runs) of a study, oldest first."""
-    client = _mlflow(project)
+def _runs(project: Path, study: str, client=None) -> tuple[list, list]:
+    """(parent runs, child runs) of a study, oldest first, in the project's store or client's."""
+    client = client or _mlflow(project)
     experiment = client.get_experiment_by_name("gantrack")
     runs = client.search_runs([experiment.experiment_id], f"tags.`optuna.study` = '{study}'",
                               order_by=["start_time ASC"])  # fmt: skip
@@ -126,7 +124,9 @@ def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, t
     assert best["fid_classifier_n200"] == pytest.approx(study.best_value)
     csv = (project / "tuning/trials.csv").read_text().splitlines()
     assert len(csv) == 5 and "params_train.lr_g" in csv[0]
-    for name in ("optimization_history", "parallel_coordinate", "param_importances"):
+    plots = ("optimization_history", "intermediate_values", "parallel_coordinate",
+             "param_importances")  # fmt: skip
+    for name in plots:
         assert (project / f"tuning/{name}.png").stat().st_size > 0, name
 
     client = _mlflow(project)
@@ -170,10 +170,23 @@ def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
 
     study = tuning.tune(_cfg(study_name="killed", epochs=1, n_trials=1, heartbeat_seconds=1))
     assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
-    parents, children = _runs(project, "killed")
-    assert [p.info.status for p in parents] == ["FAILED", "FINISHED"]
+    (parent,), children = _runs(project, "killed")  # one run for the study, across workers
+    assert parent.info.status == "FINISHED"
     assert [c.data.tags["state"] for c in children] == ["failed", "complete"]
     assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
+
+
+def test_a_study_whose_run_was_deleted_in_the_ui_gets_a_new_run_linking_it(project, caplog):
+    cfg = _cfg(study_name="deleted-run", epochs=1, n_trials=1)
+    study = tuning.tune(cfg)
+    old = study.user_attrs["gantrack.mlflow_run"]
+    _mlflow(project).delete_run(old)
+    study = tuning.tune(cfg)
+    (parent,), children = _runs(project, "deleted-run")  # the deleted run is not listed
+    assert parent.info.run_id == study.user_attrs["gantrack.mlflow_run"] != old
+    assert parent.data.tags["gantrack.replaces"] == old and parent.info.status == "FINISHED"
+    new = [c for c in children if c.data.tags["mlflow.parentRunId"] == parent.info.run_id]
+    assert len(new) == 1 and "is deleted" in caplog.text
 
 
 def test_pruned_trials_stop_training_early(project):
@@ -302,7 +315,7 @@ def test_generator_layers_searched_must_reach_the_image_size():
     ],
 )  # fmt: skip
 def test_cli_bad_tune_input_one_line_exit_2_before_any_trial(tmp_path, tune, args, message):
-    tune = {k: v.format(port=_free_port()) if k == "storage" else v for k, v in tune.items()}
+    tune = {k: v.format(port=free_port()) if k == "storage" else v for k, v in tune.items()}
     _write_params(tmp_path / "params.yaml", tune)
     proc = _gantrack(tmp_path, "tune", *args, timeout=120)
     assert proc.returncode == 2, proc.stderr
@@ -311,54 +324,10 @@ def test_cli_bad_tune_input_one_line_exit_2_before_any_trial(tmp_path, tune, arg
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-PG_PASSWORD = "s3cret-Pw"  # must never reach a param, tag, file, log line or error
-
-
 @pytest.fixture(scope="module")
 def postgres_url():
-    """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package) with password
-    authentication, one database; yields its URL, password included."""
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
-    if not found and not shutil.which("initdb"):
-        pytest.skip("PostgreSQL server binaries not found (scripts/setup.sh --test installs them)")
-    pytest.importorskip("psycopg2", reason="psycopg2 missing (pip install '.[postgres]')")
-    bin_dir = found[-1].parent if found else Path(shutil.which("initdb")).parent
-    as_user = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        with contextlib.suppress(KeyError):
-            pwd.getpwnam("postgres")
-            as_user = ["runuser", "-u", "postgres", "--"]
-        if not as_user:
-            pytest.skip("running as root and there is no `postgres` user to run PostgreSQL as")
-    root = Path(tempfile.mkdtemp(prefix="gantrack-pg-"))
-    if as_user:
-        shutil.chown(root, "postgres")
-    port, data = _free_port(), root / "data"
-
-    def pg(tool: str, *args: str) -> None:
-        subprocess.run([*as_user, str(bin_dir / tool), *args], check=True, capture_output=True,
-                       env={**os.environ, "PGPASSWORD": PG_PASSWORD})  # fmt: skip
-
-    (root / "pw").write_text(PG_PASSWORD)
-    if as_user:
-        shutil.chown(root / "pw", "postgres")
-    try:
-        pg("initdb", "-D", str(data), "-U", "postgres", "-A", "scram-sha-256", "--pwfile",
-           str(root / "pw"), "--no-sync", "--no-locale")  # fmt: skip
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
-        pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start")
-        pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
-        yield f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:{port}/optuna"
-    finally:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
+    with postgres_server() as url:
+        yield url
 
 
 @pytest.fixture
@@ -394,9 +363,11 @@ def test_four_workers_on_a_fresh_project_share_one_study_and_leak_no_password(
     study = optuna.load_study(study_name="parallel", storage=postgres_url)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert all(t.state.is_finished() for t in study.trials)
-    parents, children = _runs(project, "parallel")
-    assert sorted(p.data.tags["optuna.worker"] for p in parents) == ["0", "1", "2", "3"]
+    (parent,), children = _runs(project, "parallel")  # made by --create-only, shared
+    assert study.user_attrs["gantrack.mlflow_run"] == parent.info.run_id
+    assert parent.info.status == "FINISHED"
     assert sorted(int(c.data.tags["optuna.trial"]) for c in children) == [0, 1, 2, 3]
+    assert sorted(c.data.tags["optuna.worker"] for c in children) == ["0", "1", "2", "3"]
     run_ids = {t.user_attrs["mlflow_run_id"] for t in study.trials}
     assert run_ids == {c.info.run_id for c in children}
     # The password: not in any file of the project (the MLflow store, its artifacts, tuning/
@@ -406,6 +377,44 @@ def test_four_workers_on_a_fresh_project_share_one_study_and_leak_no_password(
         if path.is_file():
             assert PG_PASSWORD.encode() not in path.read_bytes(), path
     assert "postgres:***@127.0.0.1" in created.stderr  # the log names the study's storage
+
+
+@pytest.mark.slow
+def test_two_workers_log_into_a_real_mlflow_server(fresh_project, postgres_url, tmp_path):
+    """The README's scale-out recipe: the study in PostgreSQL, MLflow on an `mlflow server`
+    with a database backend. Both workers' trials land on the server under the study's one
+    parent run; the project gets no MLflow store of its own."""
+    project = fresh_project
+    _write_params(project / "params.yaml", {"study_name": "served", "n_trials": 1, "epochs": 1})
+    (tmp_path / "server").mkdir()
+    with mlflow_server(tmp_path / "server", free_port()) as uri:
+        env = {**_env(), "GANTRACK_TUNE_STORAGE": postgres_url, "MLFLOW_TRACKING_URI": uri}
+        created = _gantrack(project, "tune", "--create-only", env=env)
+        assert created.returncode == 0, created.stderr
+        workers = [subprocess.Popen(["gantrack", "tune", "--worker", str(i)], cwd=project,
+                                    env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                    text=True)
+                   for i in range(2)]  # fmt: skip
+        for worker in workers:
+            _, err = worker.communicate(timeout=600)
+            assert worker.returncode == 0, err
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=uri)
+        (parent,), children = _runs(project, "served", client)
+        assert parent.info.status == "FINISHED"
+        assert {"trials.csv", "best_params.yaml"} <= {
+            a.path for a in client.list_artifacts(parent.info.run_id)
+        }
+        assert sorted(c.data.tags["optuna.worker"] for c in children) == ["0", "1"]
+        for child in children:
+            assert child.info.status == "FINISHED" and child.data.tags["state"] == "complete"
+            assert [m.step for m in client.get_metric_history(child.info.run_id, "g_loss")] == [1]
+    study = optuna.load_study(study_name="served", storage=postgres_url)
+    assert {t.user_attrs["mlflow_run_id"] for t in study.trials} == {
+        c.info.run_id for c in children
+    }
+    assert not (project / "mlflow.db").exists() and not (project / "mlruns").exists()
 
 
 def test_storage_errors_mask_the_password_also_when_the_url_does_not_parse(tmp_path, postgres_url):

@@ -98,14 +98,15 @@ def _replace_key(cfg: Any, key: str, value: Any) -> Any:
     return replace(cfg, **{head: _replace_key(getattr(cfg, head), rest, value) if rest else value})
 
 
-def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
-    """One trial in its own nested MLflow run, tagged with how it ended."""
+def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0) -> float:
+    """One trial in its own nested MLflow run, tagged with how it ended and its worker."""
     keras.backend.clear_session(free_memory=True)  # the previous trial's graphs and models
     trial_cfg = suggest(trial, cfg)
     run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     mlflow.log_params(trial.params)
-    mlflow.set_tags({"optuna.study": cfg.tune.study_name, "optuna.trial": trial.number})
+    mlflow.set_tags({"optuna.study": cfg.tune.study_name, "optuna.trial": trial.number,
+                     "optuna.worker": worker})  # fmt: skip
     state = "failed"
     try:
         value = _train_and_score(trial, trial_cfg, inputs)

@@ -56,14 +56,18 @@ def _write_best(path: Path, study_name: str, best: FrozenTrial, metric: str) -> 
 
 
 def _write_plots(study: optuna.Study, out_dir: Path, n_complete: int) -> None:
-    """Optimisation history; parallel coordinates and importances from 2 complete trials."""
+    """Optimisation history, FID per epoch of every trial; parallel coordinates and
+    importances from 2 complete trials."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless
     import matplotlib.pyplot as plt
     from optuna.visualization import matplotlib as vis
 
-    plots = {"optimization_history": vis.plot_optimization_history}
+    plots = {
+        "optimization_history": vis.plot_optimization_history,
+        "intermediate_values": vis.plot_intermediate_values,  # FID per epoch: shows pruning
+    }
     if n_complete >= 2:
         plots["parallel_coordinate"] = vis.plot_parallel_coordinate
         plots["param_importances"] = vis.plot_param_importances

@@ -4,17 +4,20 @@ Each trial (gantrack.tuning.objective) trains with the pipeline's own functions 
 tune.epochs, reports an FID every tune.fid_every epochs to the pruner and returns the FID of
 tune.fid_samples samples on the classifier extractor. Trials live in an RDB storage (sqlite in
 the project by default, PostgreSQL for parallel workers) with heartbeats, so the trial of a
-killed worker is marked failed when the study goes on. MLflow gets one parent run per
-invocation and one nested child run per trial, logged here (optuna-integration's MLflowCallback
-is deprecated and switches the experiment under you). What a trial built is freed after it
-(gantrack.tuning.memory), so the process's memory stays flat across trials.
+killed worker is marked failed when the study goes on. MLflow gets one parent run per study,
+made with it and shared by its workers, and one nested child run per trial, logged here
+(optuna-integration's MLflowCallback is deprecated and switches the experiment under you).
+What a trial built is freed after it (gantrack.tuning.memory), so the process's memory stays
+flat across trials.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +27,7 @@ import mlflow
 import numpy as np
 import optuna
 from mlflow.exceptions import MlflowException
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from gantrack import redact, tracking
 from gantrack.config import Config, TuneConfig, flat_params
@@ -44,6 +47,7 @@ from gantrack.tuning.objective import (
 
 logger = logging.getLogger(__name__)
 OUT_DIR = "tuning"
+STUDY_RUN_ATTR = "gantrack.mlflow_run"  # study user attribute: its parent run
 
 
 def tune(
@@ -68,26 +72,55 @@ def tune(
     study = open_study(t)
     if inputs:
         _check_identity(study, {"objective": metric_name(t), "dataset": inputs.dataset})
-    if create_only:
-        logger.info("study %r ready in %s", t.study_name, redact.mask(storage_url(t)))
-        return study
     tracking.configure(cfg.tracking.experiment)
+    parent = study_run(study, cfg)
+    if create_only:
+        logger.info("study %r ready in %s, MLflow run %s", t.study_name,
+                    redact.mask(storage_url(t)), parent)  # fmt: skip
+        return study
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)  # trials of killed workers -> FAIL
     seed = np.random.SeedSequence([t.seed, worker, len(study.trials)]).generate_state(1)[0]
     # constant_liar: parallel workers do not all suggest the params of a running trial.
     study.sampler = optuna.samplers.TPESampler(seed=int(seed), constant_liar=True)
-    trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs)
-    with tracking.start_run(run_name=f"tune {t.study_name}"):
-        tracking.log_params(flat_params(cfg, "base", "data", "model", "train", "tune"))
-        mlflow.set_tags({"optuna.study": t.study_name, "optuna.worker": worker})
+    trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs, worker=worker)
+    with tracking.shared_run(parent, still_used=functools.partial(_running, study)):
         study.optimize(
             trial_objective, n_trials=t.n_trials, timeout=t.timeout, catch=(TrialDiverged,),
             callbacks=[TrialMemory(), *callbacks], gc_after_trial=True,
+            show_progress_bar=sys.stderr.isatty(),
         )  # fmt: skip
         results.write_outputs(study, metric_name(t), tracking.project_root() / OUT_DIR)
     return study
+
+
+def study_run(study: optuna.Study, cfg: Config) -> str:
+    """The study's MLflow parent run, shared by all its workers: the one recorded on the study
+    (user attribute gantrack.mlflow_run) while it exists in this store and experiment, else a
+    new one with the params of the study's creation, recorded."""
+    client = mlflow.MlflowClient()
+    experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
+    recorded = study.user_attrs.get(STUDY_RUN_ATTR)
+    if recorded:
+        with contextlib.suppress(MlflowException):
+            run = client.get_run(recorded).info
+            if run.lifecycle_stage == "active" and run.experiment_id == experiment:
+                return recorded
+        logger.warning("study %r: its MLflow run %s is deleted or in another store or "
+                       "experiment; starting a new one", study.study_name, recorded)  # fmt: skip
+    with tracking.start_run(run_name=f"tune {study.study_name}") as run:
+        tracking.log_params(flat_params(cfg, "base", "data", "model", "train", "tune"))
+        mlflow.set_tag("optuna.study", study.study_name)
+        if recorded:
+            mlflow.set_tag(tracking.REPLACES_TAG, recorded)
+    study.set_user_attr(STUDY_RUN_ATTR, run.info.run_id)
+    return run.info.run_id
+
+
+def _running(study: optuna.Study) -> bool:
+    """Whether a trial of the study runs (in another worker, once this one is done)."""
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def _check_identity(study: optuna.Study, identity: dict[str, str]) -> None:
@@ -174,8 +207,8 @@ def _pruner(t: TuneConfig) -> optuna.pruners.BasePruner:
 
 
 def _stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
-    """A killed worker's trial was marked FAIL: close its MLflow child run (and the dead
-    worker's parent run) as failed too, so MLflow agrees with the study."""
+    """A killed worker's trial was marked FAIL: close its MLflow child run as failed too, so
+    MLflow agrees with the study (the parent run ends with the last worker)."""
     run_id = trial.user_attrs.get(RUN_ATTR)
     logger.warning("trial %d: its worker stopped sending heartbeats; marked failed", trial.number)
     if not run_id:
@@ -184,9 +217,6 @@ def _stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     try:
         client.set_tag(run_id, STATE_TAG, "failed")
         client.set_terminated(run_id, "FAILED")
-        parent = client.get_run(run_id).data.tags.get("mlflow.parentRunId")
-        if parent and client.get_run(parent).info.status == "RUNNING":
-            client.set_terminated(parent, "FAILED")
     except MlflowException as exc:
         logger.warning("trial %d: could not close MLflow run %s: %s", trial.number, run_id, exc)
 
