@@ -147,12 +147,25 @@ def test_dvc_repro_end_to_end(tmp_path):
     models = client.search_logged_models([experiment.experiment_id])
     assert [m.source_run_id for m in models] == [run_info.info.run_id]
     assert models[0].name == "generator"
+    # Named distinctly, with the data as its input; the generator registered as the champion,
+    # which `gantrack sample` draws from.
+    assert run_info.info.run_name.startswith("digits-")
+    (data_input,) = client.get_run(run_info.info.run_id).inputs.dataset_inputs
+    assert data_input.dataset.name == "digits"
+    assert data_input.dataset.digest == meta["sha256"][:16]
+    champion = client.get_model_version_by_alias("gantrack-generator", "champion")
+    assert champion.run_id == run_info.info.run_id
+    assert float(champion.tags["gantrack.fid"]) == pytest.approx(metrics["fid_classifier"])
+    run(project, "gantrack", "sample", "--model", "models:/gantrack-generator@champion", "-n", "4",
+        "--out", "champion.npz")  # fmt: skip
+    assert np.load(project / "champion.npz")["images"].shape == (4, 8, 8, 1)
 
     # Nothing changed: nothing runs. Evaluation code changed: only evaluate runs.
     assert ran_stages(run(project, "dvc", "repro").stdout) == set()
     with (project / "src/gantrack/stages/evaluate.py").open("a") as f:
         f.write("# edited\n")
     assert ran_stages(run(project, "dvc", "repro").stdout) == {"evaluate"}
+    assert len(client.search_model_versions("name = 'gantrack-generator'")) == 1  # no second
     # An evaluate knob: only evaluate runs.
     set_params(project, {"evaluate": {"pr_k": 5}})
     assert ran_stages(run(project, "dvc", "repro", "evaluate").stdout) == {"evaluate"}
@@ -171,8 +184,10 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert "prepare" not in ran_stages(exp.stdout)
     show = run(project, "dvc", "exp", "show", "--csv").stdout
     assert "0.0001" in show and "fid_classifier" in show
+    (exp_run,) = client.search_runs([experiment.experiment_id], "params.`train.lr_g` = '0.0001'")
+    assert exp_run.info.run_name in show  # named after the DVC experiment
     plots = json.loads(run(project, "dvc", "plots", "show", "--json").stdout)["data"]
-    assert {"Losses", "Discriminator outputs"} <= set(plots)
+    assert {"Losses", "Discriminator outputs", "FID while training"} <= set(plots)
     assert "g_loss" in json.dumps(plots["Losses"]) and "d_fake" in json.dumps(plots)
 
     # Deleted in the MLflow UI: the run is not reused (a new one names it); the experiment is

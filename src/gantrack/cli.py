@@ -58,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
     fid.add_argument("b", help="images to score: a samples .npz or a prepared split .npz")
     fid.add_argument("--extractor", default=None, help="classifier, inception or auto")
     fid.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sample = sub.add_parser("sample", help="new images from a generator -> a PNG grid or npz")
+    sample.add_argument(
+        "--model", default="models/generator.keras",
+        help="a .keras file, models:/NAME@champion, models:/NAME/VERSION or "
+        "runs:/RUN_ID/generator (%(default)s)",
+    )  # fmt: skip
+    sample.add_argument("-n", type=int, default=64, help="how many images (%(default)s)")
+    sample.add_argument("--seed", type=int, default=0, help="noise seed (%(default)s)")
+    sample.add_argument("--out", default="samples.png", help=".png grid or .npz (%(default)s)")
     tune = sub.add_parser("tune", help="Optuna search of the tune params for the lowest FID")
     tune.add_argument(
         "--apply", action="store_true", help="write the best params into --params; no trials"
@@ -75,6 +84,12 @@ def _run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)  # validated before any output is touched
     if args.command == "fid":
         _fid(args, cfg)
+        return
+    if args.command == "sample":
+        from pathlib import Path
+
+        _stage("sample")(args.model, args.n, Path(args.out), args.seed, cfg)
+        print(args.out)
         return
     if args.command == "tune":
         from gantrack.tuning import study

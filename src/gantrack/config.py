@@ -113,7 +113,7 @@ class TrainConfig:
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)
     steps_per_execution: int = knob(1, ge=1)
-    fid_every: int = knob(0, ge=0)
+    fid_every: int = knob(1, ge=0)
     fid_samples: int = knob(1000, ge=2)
 
 
@@ -139,6 +139,8 @@ class EvaluateConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     experiment: str = knob("gantrack", nonempty=True)
+    registered_model: str | None = knob("gantrack-generator", nonempty=True)
+    system_metrics: bool = False
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 import keras
 import mlflow
+import mlflow.data
 import numpy as np
 import pandas as pd
 from filelock import FileLock
@@ -105,16 +107,27 @@ def git_commit(root: Path | None = None) -> str | None:
     return out.stdout.strip()
 
 
+def run_name(prefix: str) -> str:
+    """A new run's name: DVC's experiment name under `dvc exp run`, else prefix and six random
+    hex digits. (MLflow's own names come from Python's RNG, which training seeds: every project
+    would get the same name.)"""
+    return os.environ.get("DVC_EXP_NAME") or f"{prefix}-{secrets.token_hex(3)}"
+
+
 @contextlib.contextmanager
-def start_run(run_id: str | None = None, run_name: str | None = None) -> Iterator[Any]:
-    """Reopen run_id if it still exists, else start a new run (also inside `mlflow run`, which
-    hands its run through MLFLOW_RUN_ID). Tags the git commit."""
+def start_run(
+    run_id: str | None = None, run_name: str | None = None, system_metrics: bool | None = None
+) -> Iterator[Any]:
+    """Reopen run_id if it still exists, else start a new run named run_name (also inside
+    `mlflow run`, which hands its run through MLFLOW_RUN_ID). Tags the git commit.
+    system_metrics: MLflow samples CPU, memory (and GPU) use into the run while it is open."""
     replaced = None
     if run_id and not exists(run_id):
         logger.warning("MLflow run %s is deleted or gone from the store; starting a new run",
                        run_id)  # fmt: skip
         replaced, run_id = run_id, None
-    with mlflow.start_run(run_id=run_id, run_name=run_name) as run:
+    with mlflow.start_run(run_id=run_id, run_name=run_name,
+                          log_system_metrics=system_metrics) as run:  # fmt: skip
         _link_project_run(run.info.run_id)
         commit = git_commit()
         if commit and run_id is None:
@@ -149,7 +162,8 @@ def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
         conflicts = {k for k, v in params.items() if k in old and old[k] != str(v)}
         if conflicts:
             logger.info("params %s changed since run %s: logging to a new run", conflicts, run_id)
-            with start_run(run_name=None) as run:
+            name = MlflowClient().get_run(run_id).info.run_name or "gantrack"
+            with start_run(run_name=run_name(name)) as run:
                 log_params({k: v for k, v in old.items() if k not in params})
                 log_params(params)
                 mlflow.set_tag(PARENT_TAG, run_id)
@@ -158,6 +172,18 @@ def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
     with start_run(run_id) as run:
         log_params(params)
         yield run
+
+
+def log_dataset(images: np.ndarray, name: str, sha256: str, source: Path) -> None:
+    """The training data as an input of the active run (name, digest, shape; MLflow's Datasets
+    view), once per run."""
+    digest = sha256[:16]  # MLflow stores digests of up to 36 characters
+    run = MlflowClient().get_run(mlflow.active_run().info.run_id)
+    if any(d.dataset.digest == digest for d in run.inputs.dataset_inputs):
+        return  # a resumed run has it
+    dataset = mlflow.data.from_numpy(images, source=str(source.resolve()), name=name,
+                                     digest=digest)  # fmt: skip
+    mlflow.log_input(dataset, context="training")
 
 
 def _link_project_run(run_id: str) -> None:
@@ -186,25 +212,6 @@ def write_run_file(path: Path, run_id: str) -> None:
 def read_run_file(path: Path) -> str | None:
     path = Path(path)
     return json.loads(path.read_text())["run_id"] if path.is_file() else None
-
-
-def log_generator(generator) -> None:
-    """Log the generator as an MLflow Keras model with its input signature.
-
-    pip requirements are given explicitly: inferring them imports and scans the environment
-    (~5 s), naming them takes well under a second.
-    """
-    import tensorflow as tf
-    from mlflow.models import infer_signature
-
-    noise = np.zeros((1, generator.input_shape[-1]), np.float32)
-    signature = infer_signature(noise, generator(noise, training=False).numpy())
-    mlflow.keras.log_model(
-        generator,
-        name="generator",
-        signature=signature,
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-    )
 
 
 class EpochLogger(keras.callbacks.Callback):

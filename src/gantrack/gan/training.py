@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,6 +176,6 @@ def fit(
             initial_epoch=start,
             callbacks=cbs,
             shuffle=False,  # the dataset shuffles itself, seeded
-            verbose=2,
+            verbose=1 if sys.stdout.isatty() else 2,  # a bar with ETA on a terminal
         )
     return TrainResult(history.frame(), divergence.diverged_at)

@@ -1,11 +1,12 @@
 """evaluate: the samples against the reference -> metrics/eval.json (FID, KID, IS,
-precision/recall, named after the extractor, with the sample counts beside them)."""
+precision/recall, named after the extractor, with the sample counts beside them); the
+generator registered in the MLflow Model Registry (gantrack.registry)."""
 
 from __future__ import annotations
 
 import logging
 
-from gantrack import tracking
+from gantrack import registry, tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import extractors, scoring
 from gantrack.files import read_json, write_json
@@ -32,5 +33,10 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     tracking.configure(cfg.tracking.experiment)
     with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
         tracking.log_metrics_once(results)
+    if cfg.tracking.registered_model:
+        registry.register_generator(
+            tracking.read_run_file(paths.train_run), cfg.tracking.registered_model, f"fid_{name}",
+            results[f"fid_{name}"], results[f"n_generated_{name}"], meta["sha256"],
+        )  # fmt: skip
     logger.info("%s", results)
     return results

@@ -16,7 +16,7 @@ import keras
 import mlflow
 from filelock import FileLock, Timeout
 
-from gantrack import data, tracking
+from gantrack import data, registry, tracking
 from gantrack.config import Config, flat_params
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
@@ -78,7 +78,9 @@ def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) ->
     state, abandoned = checkpoints.read_state(paths.checkpoints, key)
     if abandoned.get("run_id"):  # its training will never be resumed
         tracking.end_abandoned(abandoned["run_id"])
-    with tracking.start_run(state.get("run_id")) as run_:
+    name = tracking.run_name(meta["dataset"])
+    system_metrics = cfg.tracking.system_metrics
+    with tracking.start_run(state.get("run_id"), name, system_metrics) as run_:
         checkpoints.write_state(paths.checkpoints, key, run_id=run_.info.run_id)
         tracking.log_params(flat_params(cfg, "base", "data", "model", "train"))
         mlflow.set_tags({
@@ -86,6 +88,7 @@ def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) ->
             "precision_policy": gan.generator.dtype_policy.name,
             "replicas": gan.distribute_strategy.num_replicas_in_sync,
         })  # fmt: skip
+        tracking.log_dataset(images, meta["dataset"], meta["sha256"], paths.train)
         result = training.fit(
             gan, images, cfg.train, seed=cfg.base.seed,
             checkpoint_dir=paths.checkpoints, grids_dir=paths.grids_dir,
@@ -103,7 +106,7 @@ def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) ->
         figure = plots.loss_curves(result.history)
         figure.savefig(paths.losses_png, dpi=100)
         mlflow.log_figure(figure, "losses.png")
-        tracking.log_generator(gan.sampler)
+        registry.log_generator(gan.sampler)
     tracking.write_run_file(paths.train_run, run_.info.run_id)
     shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
     return run_.info.run_id

@@ -1,0 +1,71 @@
+"""`gantrack sample`: new images from a generator, outside the pipeline. The generator is a
+registered model (models:/NAME@champion, models:/NAME/3), a run's (runs:/RUN_ID/generator) or a
+.keras file; the images go to a PNG grid or an npz (key `images`, uint8 NHWC)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from gantrack import images
+from gantrack.config import MAX_SEED, Config
+from gantrack.errors import UserError, one_line
+from gantrack.files import atomic_path
+
+MAX_IMAGES = 1_000_000
+URI_SCHEMES = ("models:/", "runs:/")
+
+
+def run(model: str, n: int, out: Path, seed: int, cfg: Config) -> np.ndarray:
+    """n images from noise seeded by seed, written to out (.png: one grid; .npz); returns them."""
+    if not 0 < n <= MAX_IMAGES:
+        raise UserError(f"-n: {n} is out of range; must be in 1..{MAX_IMAGES}")
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed: {seed} is out of range; must be in 0..{MAX_SEED}")
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out: {out} must end in .png (a grid) or .npz (the images)")
+    generator = _load(model, cfg)
+    from gantrack.gan.sampling import sample  # TensorFlow: imported once the input is checked
+
+    fakes = sample(generator, n, seed, cfg.generate.batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".npz":
+        with atomic_path(out) as tmp:
+            np.savez(tmp, images=fakes)
+    else:
+        images.save_png(out, images.grid(fakes))
+    return fakes
+
+
+def _load(model: str, cfg: Config):
+    """The generator behind a models:/ or runs:/ URI (in the configured MLflow store) or a file."""
+    if model.startswith(URI_SCHEMES):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+
+        from gantrack import tracking
+
+        tracking.configure(cfg.tracking.experiment)
+        try:
+            generator = mlflow.keras.load_model(model)
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"--model: cannot load {model} ({one_line(exc)})") from None
+    else:
+        if not Path(model).is_file():
+            raise UserError(
+                f"--model: {model}: no such file; give a .keras file, models:/NAME@ALIAS, "
+                "models:/NAME/VERSION or runs:/RUN_ID/generator"
+            )
+        import keras
+
+        try:
+            generator = keras.models.load_model(model)
+        except Exception as exc:  # Keras raises many kinds on a file that is not a model
+            raise UserError(f"--model: {model} is not a Keras model ({one_line(exc)})") from None
+    if len(generator.input_shape) != 2 or len(generator.output_shape) != 4:
+        raise UserError(
+            f"--model: {model} is not a generator (it maps {generator.input_shape} to "
+            f"{generator.output_shape}, not noise vectors to images)"
+        )
+    return generator

@@ -1,0 +1,164 @@
+"""The generator after training: registered with a `champion` alias that only a comparable,
+better FID moves; served by `mlflow models serve`; sampled by `gantrack sample` from the
+registry, a run or a file. A real sqlite MLflow store and a real model server on 127.0.0.1."""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import tiny
+from mlflow.tracking import MlflowClient
+from PIL import Image
+from servers import free_port
+
+from gantrack import images, registry
+
+BIN = Path(sys.executable).parent
+NAME = "gantrack-generator"
+
+
+def _env(project: Path) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}"}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A project with the default sqlite store and three runs, each with a logged generator."""
+    project = tmp_path_factory.mktemp("registry")
+    (project / "params.yaml").write_text("train:\n  epochs: 1\n")
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_experiment("gantrack")
+    runs = []
+    for seed in range(3):
+        with mlflow.start_run() as run:
+            registry.log_generator(tiny.gan(seed=seed).generator)
+        runs.append(run.info.run_id)
+    yield project, runs
+    mlflow.set_tracking_uri(None)
+
+
+def _champion(client: MlflowClient):
+    return client.get_model_version_by_alias(NAME, "champion")
+
+
+def test_the_champion_alias_moves_only_to_a_comparably_better_fid(store):
+    project, (a, b, c) = store
+    client = MlflowClient()
+    assert registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha") == (1, True)
+    # Worse FID: registered, the alias stays.
+    assert registry.register_generator(b, NAME, "fid_classifier", 60.0, 300, "sha") == (2, False)
+    # Better, but on another sample count, extractor or dataset: not comparable, it stays.
+    for footing in (("fid_classifier", 1000, "sha"), ("fid_inception", 300, "sha"),
+                    ("fid_classifier", 300, "other")):  # fmt: skip
+        assert registry.register_generator(c, NAME, footing[0], 10.0, *footing[1:])[1] is False
+    assert int(_champion(client).version) == 1
+    # Better on an equal footing: it moves; a rerun of the same run adds no version.
+    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (3, True)
+    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (3, True)
+    champion = _champion(client)
+    assert champion.run_id == c and champion.tags["gantrack.fid"] == "40.0"
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 3
+    # A run deleted in the UI: a warning, nothing registered, the alias stays.
+    client.delete_run(b)
+    with mlflow.start_run() as empty:
+        pass
+    assert registry.register_generator(empty.info.run_id, NAME, "fid_classifier", 1.0, 300,
+                                       "sha") == (None, False)  # fmt: skip
+    assert int(_champion(client).version) == 3
+
+
+def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["gantrack", "sample", *args], cwd=project, env=_env(project),
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_gantrack_sample_from_the_registry_a_run_or_a_file(store):
+    project, (a, *_) = store
+    registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha")
+    proc = _gantrack_sample(project, "--model", f"models:/{NAME}@champion", "-n", "10",
+                            "--out", "grid.png")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    picture = np.asarray(Image.open(project / "grid.png"))
+    assert picture.shape == images.grid(np.zeros((10, *tiny.SHAPE), np.uint8)).shape[:2]
+    proc = _gantrack_sample(project, "--model", f"runs:/{a}/generator", "-n", "5", "--seed", "3",
+                            "--out", "out/a.npz")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    from_run = np.load(project / "out/a.npz")["images"]
+    assert from_run.shape == (5, 8, 8, 1) and from_run.dtype == np.uint8
+    keras_file = project / "generator.keras"
+    mlflow.keras.load_model(f"runs:/{a}/generator").save(keras_file)
+    proc = _gantrack_sample(project, "--model", "generator.keras", "-n", "5", "--seed", "3",
+                            "--out", "b.npz")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(np.load(project / "b.npz")["images"], from_run)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "missing.keras"], "--model: missing.keras: no such file"),
+        (["--model", "params.yaml"], "--model: params.yaml is not a Keras model"),
+        (["--model", f"models:/{NAME}@nobody"], f"--model: cannot load models:/{NAME}@nobody"),
+        (["-n", "0"], "-n: 0 is out of range"),
+        (["--out", "x.jpg"], "--out: x.jpg must end in .png"),
+    ],
+)  # fmt: skip
+def test_gantrack_sample_bad_input_is_one_line(store, args, message):
+    project, _ = store
+    proc = _gantrack_sample(project, *args)
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gantrack sample: error: ") and message in line, line
+
+
+@contextlib.contextmanager
+def _model_server(project: Path, model_uri: str, port: int):
+    env = {**_env(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    server = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-3000:]
+                assert time.monotonic() < deadline, "the model server did not come up"
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_with_images(store):
+    """The champion behind `mlflow models serve`: noise in, images in [-1, 1] out."""
+    project, (a, *_) = store
+    registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha")
+    with _model_server(project, f"models:/{NAME}@champion", free_port()) as url:
+        noise = np.random.default_rng(0).standard_normal((2, tiny.MODEL.latent_dim))
+        request = urllib.request.Request(
+            f"{url}/invocations", data=json.dumps({"inputs": noise.tolist()}).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = np.array(json.loads(response.read())["predictions"])
+    assert predictions.shape == (2, *tiny.SHAPE)
+    assert np.all(np.abs(predictions) <= 1.0)
