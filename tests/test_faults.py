@@ -218,10 +218,26 @@ def test_fid_refuses_files_that_are_not_samples(tmp_path, content, message):
 
 @pytest.fixture
 def prepared(tmp_path):
-    """A project dir with the digits prepared (what train reads)."""
-    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\ntrain:\n  epochs: 1\n")
+    """A project dir with the digits prepared (what train reads without the FID curve)."""
+    (tmp_path / "params.yaml").write_text(
+        "data:\n  dataset: digits\ntrain:\n  fid_every: 0\n  epochs: 1\n"
+    )
     assert _cli(tmp_path, "prepare").returncode == 0
     return tmp_path
+
+
+def test_system_metrics_are_opt_in(prepared):
+    """tracking.system_metrics: MLflow samples CPU and memory use into the training run."""
+    params = prepared / "params.yaml"
+    params.write_text(params.read_text() + "tracking:\n  system_metrics: true\n")
+    env = {**_env(prepared), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
+           "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1"}  # fmt: skip
+    trained = _cli(prepared, "train", env=env)
+    assert trained.returncode == 0, trained.stderr
+    run_id = json.loads((prepared / "models/run.json").read_text())["run_id"]
+    metrics = mlflow_client(prepared).get_run(run_id).data.metrics
+    assert "system/cpu_utilization_percentage" in metrics
+    assert "system/system_memory_usage_megabytes" in metrics
 
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):

@@ -151,6 +151,39 @@ def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, t
         assert grids == ["samples/epoch_0002.png"]
 
 
+def test_optuna_dashboard_serves_the_study(project, tuned):
+    """`optuna-dashboard sqlite:///tuning/optuna.db`, as the README says, lists the study and its
+    trials on 127.0.0.1."""
+    import json
+    import urllib.request
+
+    port = free_port()
+    server = subprocess.Popen(
+        ["optuna-dashboard", "sqlite:///tuning/optuna.db", "--host", "127.0.0.1", "--port",
+         str(port), "--quiet"], cwd=project, env=_env(), stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/studies"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(api, timeout=5) as response:
+                    studies = json.loads(response.read())["study_summaries"]
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no dashboard"
+                time.sleep(0.5)
+        (main,) = [s for s in studies if s["study_name"] == "main"]
+        with urllib.request.urlopen(f"{api}/{main['study_id']}", timeout=30) as response:
+            detail = json.loads(response.read())
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    assert len(detail["trials"]) == len(tuned.trials)
+    assert [t["number"] for t in detail["best_trials"]] == [tuned.best_trial.number]
+
+
 def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
     tune = {"study_name": "killed", "epochs": 200, "n_trials": 1, "heartbeat_seconds": 1}
     params = _write_params(project / "params_killed.yaml", tune)
