@@ -86,22 +86,22 @@ def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
 def test_gantrack_sample_from_the_registry_a_run_or_a_file(store):
     project, (a, *_) = store
     registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha")
+    champion = _champion(MlflowClient())
     proc = _gantrack_sample(project, "--model", f"models:/{NAME}@champion", "-n", "10",
                             "--out", "grid.png")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     picture = np.asarray(Image.open(project / "grid.png"))
     assert picture.shape == images.grid(np.zeros((10, *tiny.SHAPE), np.uint8)).shape[:2]
-    proc = _gantrack_sample(project, "--model", f"runs:/{a}/generator", "-n", "5", "--seed", "3",
-                            "--out", "out/a.npz")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    from_run = np.load(project / "out/a.npz")["images"]
-    assert from_run.shape == (5, 8, 8, 1) and from_run.dtype == np.uint8
+    # The same generator from its run's artifact file and from a .keras file: the same images.
     keras_file = project / "generator.keras"
-    mlflow.keras.load_model(f"runs:/{a}/generator").save(keras_file)
-    proc = _gantrack_sample(project, "--model", "generator.keras", "-n", "5", "--seed", "3",
-                            "--out", "b.npz")  # fmt: skip
-    assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(np.load(project / "b.npz")["images"], from_run)
+    mlflow.keras.load_model(f"runs:/{champion.run_id}/generator").save(keras_file)
+    for model, out in ((f"runs:/{champion.run_id}/generator", "out/run.npz"),
+                       ("generator.keras", "file.npz")):  # fmt: skip
+        proc = _gantrack_sample(project, "--model", model, "-n", "5", "--seed", "3", "--out", out)
+        assert proc.returncode == 0, proc.stderr
+    from_run = np.load(project / "out/run.npz")["images"]
+    assert from_run.shape == (5, 8, 8, 1) and from_run.dtype == np.uint8
+    np.testing.assert_array_equal(np.load(project / "file.npz")["images"], from_run)
 
 
 @pytest.mark.parametrize(

@@ -42,6 +42,18 @@ def grid(images: np.ndarray, rows: int | None = None, pad: int = 1) -> np.ndarra
     return out.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
+def grid_path(directory: str | Path, epoch: int) -> Path:
+    """Where the sample grid of an epoch goes: <directory>/<epoch>.png. Files named by step in
+    one folder are what DVC's VS Code extension shows with a step slider."""
+    return Path(directory) / f"{epoch}.png"
+
+
+def grid_files(directory: str | Path) -> dict[int, Path]:
+    """{epoch: grid PNG} in directory, by epoch."""
+    found = {int(p.stem): p for p in Path(directory).glob("*.png") if p.stem.isdigit()}
+    return dict(sorted(found.items()))
+
+
 def _pil(picture: np.ndarray) -> Image.Image:
     return Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture)
 

@@ -16,6 +16,7 @@ import os
 import secrets
 import subprocess
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -181,8 +182,10 @@ def log_dataset(images: np.ndarray, name: str, sha256: str, source: Path) -> Non
     run = MlflowClient().get_run(mlflow.active_run().info.run_id)
     if any(d.dataset.digest == digest for d in run.inputs.dataset_inputs):
         return  # a resumed run has it
-    dataset = mlflow.data.from_numpy(images, source=str(source.resolve()), name=name,
-                                     digest=digest)  # fmt: skip
+    with warnings.catch_warnings():  # a local path matches two equal source types: harmless
+        warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
+        dataset = mlflow.data.from_numpy(images, source=source.resolve().as_uri(), name=name,
+                                         digest=digest)  # fmt: skip
     mlflow.log_input(dataset, context="training")
 
 

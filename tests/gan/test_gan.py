@@ -33,6 +33,10 @@ def test_wgan_gp_with_n_critic_takes_n_critic_steps_per_generator_step(images, t
     assert (result.history["gp"] > 0).all()
     figure = plots.loss_curves(result.history)
     assert [line.get_label() for line in figure.axes[0].lines] == ["g_loss", "d_loss", "gp"]
+    assert len(figure.axes) == 2  # no FID while training: no FID panel
+    history = result.history.assign(fid_classifier_n100=[float("nan"), 80.0, float("nan"), 60.0])
+    (fid,) = plots.loss_curves(history).axes[2].lines
+    assert list(fid.get_xdata()) == [2, 4] and list(fid.get_ydata()) == [80.0, 60.0]
 
 
 def test_gradient_penalty_is_only_added_for_wgan_gp(images):

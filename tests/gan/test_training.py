@@ -56,9 +56,7 @@ def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_p
                           grids_dir=samples)  # fmt: skip
     assert list(result.history["epoch"]) == [1, 2, 3]  # only epoch 3 was trained
     assert int(third.g_optimizer.iterations) == 3 * 3
-    assert sorted(p.name for p in samples.iterdir()) == [
-        "epoch_0001.png", "epoch_0002.png", "epoch_0003.png"
-    ]  # fmt: skip
+    assert sorted(p.name for p in samples.iterdir()) == ["1.png", "2.png", "3.png"]
 
 
 def test_stale_checkpoints_from_other_params_are_discarded(tmp_path):

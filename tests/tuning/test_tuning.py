@@ -148,7 +148,7 @@ def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, t
         assert {m.step: m.value for m in fids} == pytest.approx(trial.intermediate_values)
         assert [m.step for m in client.get_metric_history(child.info.run_id, "g_loss")] == [1, 2]
         grids = [a.path for a in client.list_artifacts(child.info.run_id, "samples")]
-        assert grids == ["samples/epoch_0002.png"]
+        assert grids == ["samples/2.png"]
 
 
 def test_optuna_dashboard_serves_the_study(project, tuned):

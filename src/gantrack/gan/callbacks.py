@@ -25,7 +25,7 @@ def finite(logs) -> bool:
 
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` epochs (and after the last), draw fixed noise through the generator and
-    save a grid as `epoch_XXXX.png` in each of `directories`; then call on_grid(epoch,
+    save a grid as `<epoch>.png` in each of `directories`; then call on_grid(epoch,
     picture) if given (picture: uint8 (H, W, C)). Fixed noise makes grids of successive epochs
     comparable."""
 
@@ -42,7 +42,7 @@ class SampleGrid(keras.callbacks.Callback):
         fakes = self.model.sampler(self.noise, training=False)
         picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
         for directory in self.directories:
-            images.save_png(directory / f"epoch_{done:04d}.png", picture)
+            images.save_png(images.grid_path(directory, done), picture)
         if self.on_grid:
             self.on_grid(done, picture)
 

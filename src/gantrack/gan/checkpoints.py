@@ -17,6 +17,7 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
+from gantrack import images
 from gantrack.files import atomic_path
 from gantrack.gan.callbacks import finite
 
@@ -65,9 +66,9 @@ class History(keras.callbacks.Callback):
 
 
 def grids(directory: Path, upto: int | None = None) -> dict[int, Path]:
-    """{epoch: grid PNG} in directory (named epoch_XXXX.png), of epochs <= upto when given."""
-    found = {int(p.stem.split("_")[1]): p for p in Path(directory).glob("epoch_*.png")}
-    return {e: p for e, p in sorted(found.items()) if upto is None or e <= upto}
+    """{epoch: grid PNG} in directory (images.grid_path), of epochs <= upto when given."""
+    found = images.grid_files(directory)
+    return {e: p for e, p in found.items() if upto is None or e <= upto}
 
 
 def restore_grids(kept: Path, samples_dir: Path, start: int) -> None:

@@ -3,8 +3,6 @@ the first samples, and the progress GIF of the training grids; logged to the pip
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import keras
 import mlflow
 import numpy as np
@@ -26,7 +24,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
         with atomic_path(paths.samples) as tmp:
             np.savez(tmp, images=fakes)
         images.save_png(paths.samples_png, images.grid(fakes[: cfg.train.grid_rows**2]))
-        frames = [images.load_png(p) for p in sorted(Path(paths.grids_dir).glob("epoch_*.png"))]
+        frames = [images.load_png(p) for p in images.grid_files(paths.grids_dir).values()]
         if frames:
             images.save_gif(paths.progress_gif, frames)
             mlflow.log_artifact(str(paths.progress_gif))

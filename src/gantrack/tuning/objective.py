@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import optuna
 
-from gantrack import data, tracking
+from gantrack import data, images, tracking
 from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneConfig
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
@@ -53,9 +53,9 @@ def load_inputs(paths: Paths = PATHS) -> Inputs:
         if not Path(path).is_file():
             raise UserError(f"{path} is missing; run `dvc repro reference` before `gantrack tune`")
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
-    images = data.load_split(paths.train).images
+    train_images = data.load_split(paths.train).images
     dataset = read_json(require(paths.meta, "prepare"))["sha256"]
-    return Inputs(images, (mu, sigma), Path(paths.classifier), dataset)
+    return Inputs(train_images, (mu, sigma), Path(paths.classifier), dataset)
 
 
 def check_inputs(cfg: Config, inputs: Inputs) -> None:
@@ -150,7 +150,7 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
             checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "samples",
             extra_callbacks=[fid, tracking.EpochLogger()], on_grid=tracking.log_grid,
         )  # fmt: skip
-        grids = sorted((Path(tmp) / "samples").glob("epoch_*.png"))
+        grids = list(images.grid_files(Path(tmp) / "samples").values())
         if grids:  # the last grid, also of pruned trials
             mlflow.log_artifact(str(grids[-1]), artifact_path="samples")
     if result.diverged_at:
