@@ -29,6 +29,15 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 
+# Chromium for the README's MLflow UI screenshot (scripts/docs_images.py and its test): Debian
+# ships it as chromium-headless-shell; where it is not packaged, that test says it skips.
+if [ "${1:-}" = "--test" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+   && ! command -v chromium-headless-shell >/dev/null; then
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq chromium-headless-shell >/dev/null 2>&1; } \
+    || echo "setup: chromium-headless-shell not available; the screenshot test will skip" >&2
+fi
+
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/python -m pip install -q --disable-pip-version-check uv
 # constraints.txt pins every transitive dependency; bytecode compiled now saves ~6 s per import.

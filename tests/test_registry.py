@@ -23,6 +23,7 @@ from servers import free_port
 from gantrack import images, registry
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
 NAME = "gantrack-generator"
 
 
@@ -162,3 +163,34 @@ def test_mlflow_models_serve_answers_with_images(store):
             predictions = np.array(json.loads(response.read())["predictions"])
     assert predictions.shape == (2, *tiny.SHAPE)
     assert np.all(np.abs(predictions) <= 1.0)
+
+
+def test_docs_images_photographs_the_run_in_the_mlflow_ui(store):
+    """scripts/docs_images.py: the pipeline's pictures copied, the run's charts in the MLflow
+    UI photographed by a real headless Chromium."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import docs_images
+
+    if docs_images.chromium() is None:
+        pytest.skip("no Chromium or no Playwright (scripts/setup.sh --test installs both)")
+    project, (a, *_) = store
+    picture = images.grid(np.zeros((4, *tiny.SHAPE), np.uint8))
+    (project / "plots").mkdir(exist_ok=True)
+    images.save_png(project / "plots/generated.png", picture)
+    images.save_png(project / "plots/losses.png", picture)
+    images.save_gif(project / "plots/progress.gif", [picture, picture])
+    (project / "models").mkdir(exist_ok=True)
+    (project / "models/run.json").write_text(json.dumps({"run_id": a}))
+    for epoch, loss in enumerate((1.4, 1.1, 0.9), start=1):
+        MlflowClient().log_metric(a, "g_loss", loss, step=epoch)
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/docs_images.py"), "--no-tune"],
+                          cwd=project, env=_env(project), capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    docs = project / "docs"
+    for name in ("samples.png", "curves.png", "progress.gif"):
+        source = {v: k for k, v in docs_images.PIPELINE.items()}[name]
+        assert (docs / name).read_bytes() == (project / source).read_bytes()
+    screenshot = Image.open(docs / "mlflow_ui.png")
+    assert screenshot.size == (1400, 1250)
+    assert len(set(np.asarray(screenshot.convert("L")).ravel().tolist())) > 20  # drawn, not blank
