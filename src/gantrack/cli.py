@@ -33,8 +33,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see {self.prog.split()[0]} --help\n")
 
 
+DESCRIPTION = """\
+Train and judge DCGANs. The commands below are the pipeline's stages (`dvc repro` runs every
+stage whose inputs changed), plus sampling, FID and tuning. Every knob is in params.yaml."""
+
+EXAMPLES = """\
+examples:
+  dvc repro                      run the pipeline (a killed run resumes where it stopped)
+  gantrack train                 one stage
+  gantrack sample --model models:/gantrack-generator@champion -n 64 --out grid.png
+  gantrack fid data/prepared/test.npz data/generated/samples.npz
+  gantrack tune                  Optuna search; then `gantrack tune --apply` writes the winner
+  mlflow ui --backend-store-uri sqlite:///mlflow.db     review runs at http://127.0.0.1:5000"""
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="gantrack", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="gantrack", description=DESCRIPTION, epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
     parser.add_argument("--params", default="params.yaml", help="params file (%(default)s)")
     parser.add_argument(
         "-v", "--verbose", action="store_true", help="debug logging, TensorFlow's own messages"

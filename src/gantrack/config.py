@@ -109,7 +109,7 @@ class TrainConfig:
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
     mixed_precision: bool = False
     strategy: str = knob("default", choices=_strategy_names)
-    sample_every: int = knob(10, ge=1)
+    sample_every: int = knob(1, ge=1)
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)
     steps_per_execution: int = knob(1, ge=1)
