@@ -1,8 +1,10 @@
 """Faults as users meet them: kill -9 of the whole `dvc repro` at every point, then `dvc repro`
 again; bad input of every kind; secrets; one writer."""
 
+import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -224,14 +226,30 @@ def prepared(tmp_path):
     return tmp_path
 
 
-def test_system_metrics_are_opt_in(prepared):
-    """tracking.system_metrics: MLflow samples CPU and memory use into the training run."""
+def test_a_terminal_gets_a_progress_bar_and_stderr_only_log_lines_with_system_metrics(prepared):
+    """`gantrack train` on a terminal: Keras' progress bar on stdout, nothing on stderr but
+    gantrack's log lines (no TensorFlow banners, no library warnings); with
+    tracking.system_metrics MLflow samples CPU and memory use into the training run."""
+    import pty
+
     params = prepared / "params.yaml"
     params.write_text(params.read_text() + "tracking:\n  system_metrics: true\n")
     env = {**_env(prepared), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
            "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1"}  # fmt: skip
-    trained = _cli(prepared, "train", env=env)
-    assert trained.returncode == 0, trained.stderr
+    terminal, stdout = pty.openpty()
+    train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=env, stdout=stdout,
+                             stderr=subprocess.PIPE, text=True)  # fmt: skip
+    os.close(stdout)
+    shown = b""
+    with contextlib.suppress(OSError):  # EIO once the process has closed the terminal
+        while chunk := os.read(terminal, 4096):
+            shown += chunk
+    err = train.communicate(timeout=120)[1]
+    os.close(terminal)
+    assert train.returncode == 0, err
+    assert "━" in shown.decode(errors="replace")  # the bar within the epoch
+    log_line = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) gantrack")
+    assert err.strip() and all(log_line.match(line) for line in err.strip().splitlines()), err
     run_id = json.loads((prepared / "models/run.json").read_text())["run_id"]
     metrics = mlflow_client(prepared).get_run(run_id).data.metrics
     assert "system/cpu_utilization_percentage" in metrics

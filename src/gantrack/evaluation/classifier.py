@@ -8,6 +8,8 @@ the sample count is logged).
 
 from __future__ import annotations
 
+import sys
+
 import keras
 import numpy as np
 from keras import layers
@@ -56,7 +58,7 @@ def train_classifier(
         train_labels,
         batch_size=cfg.batch_size,
         epochs=cfg.epochs,
-        verbose=2,
+        verbose=1 if sys.stdout.isatty() else 2,  # a bar with ETA on a terminal, else a line
     )
     _, accuracy = model.evaluate(to_float(test_images), test_labels, verbose=0)
     return model, float(accuracy)
@@ -68,7 +70,8 @@ def extract(model: keras.Model, images: np.ndarray, batch_size: int) -> tuple[np
     Returns (features (N, D) float64, probabilities (N, K) float64).
     """
     heads = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output, model.output])
-    progress = 1 if len(images) >= 20 * batch_size else 0  # a bar only for long runs
+    # A bar only for long runs on a terminal (in a log file it is a stream of escape codes).
+    progress = 1 if len(images) >= 20 * batch_size and sys.stdout.isatty() else 0
     feats, logits = heads.predict(to_float(images), batch_size=batch_size, verbose=progress)
     probs = keras.ops.convert_to_numpy(keras.ops.softmax(logits.astype(np.float64)))
     return feats.astype(np.float64), probs
