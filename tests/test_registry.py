@@ -20,7 +20,8 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 from servers import free_port
 
-from gantrack import images, registry
+from gantrack import config, images, registry
+from gantrack.stages import sample
 
 BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,7 +85,7 @@ def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
-def test_gantrack_sample_from_the_registry_a_run_or_a_file(store):
+def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     project, (a, *_) = store
     registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha")
     champion = _champion(MlflowClient())
@@ -93,16 +94,14 @@ def test_gantrack_sample_from_the_registry_a_run_or_a_file(store):
     assert proc.returncode == 0, proc.stderr
     picture = np.asarray(Image.open(project / "grid.png"))
     assert picture.shape == images.grid(np.zeros((10, *tiny.SHAPE), np.uint8)).shape[:2]
-    # The same generator from its run's artifact file and from a .keras file: the same images.
-    keras_file = project / "generator.keras"
-    mlflow.keras.load_model(f"runs:/{champion.run_id}/generator").save(keras_file)
-    for model, out in ((f"runs:/{champion.run_id}/generator", "out/run.npz"),
-                       ("generator.keras", "file.npz")):  # fmt: skip
-        proc = _gantrack_sample(project, "--model", model, "-n", "5", "--seed", "3", "--out", out)
-        assert proc.returncode == 0, proc.stderr
-    from_run = np.load(project / "out/run.npz")["images"]
+    # The same generator from its run and from a .keras file: the same images.
+    monkeypatch.chdir(project)
+    cfg = config.load("params.yaml")
+    from_run = sample.run(f"runs:/{champion.run_id}/generator", 5, Path("out/run.npz"), 3, cfg)
     assert from_run.shape == (5, 8, 8, 1) and from_run.dtype == np.uint8
-    np.testing.assert_array_equal(np.load(project / "file.npz")["images"], from_run)
+    np.testing.assert_array_equal(np.load(project / "out/run.npz")["images"], from_run)
+    mlflow.keras.load_model(f"runs:/{champion.run_id}/generator").save("generator.keras")
+    np.testing.assert_array_equal(sample.run("generator.keras", 5, Path("f.npz"), 3, cfg), from_run)
 
 
 @pytest.mark.parametrize(
