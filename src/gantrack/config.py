@@ -17,6 +17,7 @@ from ruamel.yaml import YAML, YAMLError
 
 from gantrack import schema
 from gantrack.data.datasets import DATASETS
+from gantrack.data.folder import BAD_IMAGES
 from gantrack.errors import UserError, one_line
 from gantrack.gan.geometry import MAX_LAYERS, scale_plan
 from gantrack.schema import knob, searched
@@ -54,10 +55,20 @@ class DataConfig:
     source_dir: str | None = None
     limit: int | None = knob(None, ge=1)
     test_fraction: float = knob(0.2, gt=0.0, lt=1.0)
+    image_size: int | None = knob(None, ge=8, le=1024)  # folder: side of the square images
+    channels: int | None = knob(None, choices=(1, 3))  # folder: None = from the images
+    bad_images: str = knob("skip", choices=BAD_IMAGES)  # folder: unreadable files
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        return DATASETS[self.dataset].shape
+        """The images' shape: the dataset's, or a folder's from image_size and channels."""
+        fixed = DATASETS[self.dataset].shape
+        if fixed:
+            return fixed
+        if not self.image_size:
+            raise UserError("data.image_size: required with data.dataset folder (the side of "
+                            "the square images, e.g. 64)")  # fmt: skip
+        return (self.image_size, self.image_size, self.channels or 3)
 
 
 @dataclass(frozen=True)
@@ -237,6 +248,7 @@ def _sections() -> list[str]:
 def from_dict(raw: dict) -> Config:
     """Build a validated Config from a nested dict (sections -> keys -> values)."""
     cfg = schema.build(Config, raw, prefix="")
+    _check_data(cfg)
     _check_layers(cfg)
     _check_tune(cfg)
     return cfg
@@ -248,6 +260,16 @@ def flat_params(cfg: Config, *sections: str) -> dict[str, Any]:
     for section in sections:
         flat.update(schema.to_flat_dict(getattr(cfg, section), prefix=f"{section}."))
     return flat
+
+
+def _check_data(cfg: Config) -> None:
+    """image_size and channels shape a folder of images; the named datasets have their own."""
+    d = cfg.data
+    for key in ("image_size", "channels"):
+        if DATASETS[d.dataset].shape and getattr(d, key) is not None:
+            h, w, c = DATASETS[d.dataset].shape
+            raise UserError(f"data.{key}: only for data.dataset folder; {d.dataset} images are "
+                            f"{h}x{w}x{c}; set it to null")  # fmt: skip
 
 
 def _check_layers(cfg: Config) -> None:

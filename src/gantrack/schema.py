@@ -105,7 +105,7 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
     choices = limits.get("choices")
     choices = choices() if callable(choices) else choices
     if choices is not None and value not in choices:
-        raise UserError(f"{key}: unknown value {value!r}; allowed: {', '.join(choices)}")
+        raise UserError(f"{key}: unknown value {value!r}; allowed: {', '.join(map(str, choices))}")
     checks = {
         "ge": (lambda v, b: v >= b, ">="),
         "gt": (lambda v, b: v > b, ">"),

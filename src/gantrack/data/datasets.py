@@ -9,9 +9,11 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from gantrack.data.folder import read_image_folder
 from gantrack.data.readers import read_cifar10_dir, read_idx_dir
 from gantrack.data.splits import Split
 from gantrack.errors import UserError, one_line
@@ -27,59 +29,79 @@ _FASHION_HINT = (
 
 
 @dataclass(frozen=True)
+class Source:
+    """Where and how to read a dataset: the data params. source_dir None means the default
+    place (a system package, Keras' cache or download, or a bundled copy); test_fraction and
+    seed split datasets without a test split; image_size, channels and bad_images shape a
+    folder of images."""
+
+    source_dir: str | None = None
+    test_fraction: float = 0.2
+    seed: int = 0
+    image_size: int | None = None
+    channels: int | None = None
+    bad_images: str = "skip"
+
+
+@dataclass(frozen=True)
 class Dataset:
-    """A dataset gantrack knows by name: its image shape and how to read it.
+    """A dataset gantrack knows by name: its image shape (None: set by the data params) and
+    how to read it, load(Source) -> (train, test)."""
 
-    load(source_dir, test_fraction, seed) -> (train, test); source_dir None means the default
-    place (a system package, Keras' cache or download, or a bundled copy).
-    """
-
-    shape: tuple[int, int, int]
-    load: Callable[[str | None, float, int], tuple[Split, Split]]
+    shape: tuple[int, int, int] | None
+    load: Callable[[Source], tuple[Split, Split]]
 
 
-def _fashion_mnist(source_dir: str | None, test_fraction: float, seed: int):
+def _fashion_mnist(s: Source):
+    source_dir = s.source_dir
     if source_dir is None and SYSTEM_FASHION_MNIST.is_dir():
         source_dir = str(SYSTEM_FASHION_MNIST)
     return read_idx_dir(source_dir) if source_dir else _keras_load("fashion_mnist", _FASHION_HINT)
 
 
-def _mnist(source_dir: str | None, test_fraction: float, seed: int):
+def _mnist(s: Source):
     hint = "set data.source_dir to a directory with the four MNIST IDX files"
-    return read_idx_dir(source_dir) if source_dir else _keras_load("mnist", hint)
+    return read_idx_dir(s.source_dir) if s.source_dir else _keras_load("mnist", hint)
 
 
-def _cifar10(source_dir: str | None, test_fraction: float, seed: int):
+def _cifar10(s: Source):
     hint = "set data.source_dir to the extracted cifar-10-batches-py folder"
-    return read_cifar10_dir(source_dir) if source_dir else _keras_load("cifar10", hint)
+    return read_cifar10_dir(s.source_dir) if s.source_dir else _keras_load("cifar10", hint)
 
 
-def _digits(source_dir: str | None, test_fraction: float, seed: int):
-    if source_dir:
-        logger.warning("digits is bundled with scikit-learn; ignoring source_dir %s", source_dir)
-    return _load_digits(test_fraction, seed)
+def _digits(s: Source):
+    if s.source_dir:
+        logger.warning("digits is bundled with scikit-learn; ignoring source_dir %s", s.source_dir)
+    return _load_digits(s.test_fraction, s.seed)
+
+
+def _folder(s: Source):
+    if not s.source_dir or not s.image_size:
+        raise UserError("data.dataset folder: set data.source_dir (the folder of images) and "
+                        "data.image_size (the side of the square images, e.g. 64)")  # fmt: skip
+    return read_image_folder(s.source_dir, s.image_size, s.channels, bad_images=s.bad_images,
+                             test_fraction=s.test_fraction, seed=s.seed)  # fmt: skip
 
 
 DATASETS: dict[str, Dataset] = {
     "fashion_mnist": Dataset((28, 28, 1), _fashion_mnist),
     "mnist": Dataset((28, 28, 1), _mnist),
     "cifar10": Dataset((32, 32, 3), _cifar10),
-    "digits": Dataset((8, 8, 1), _digits),  # scikit-learn's; the only one without a test split
+    "digits": Dataset((8, 8, 1), _digits),  # scikit-learn's; split by data.test_fraction
+    "folder": Dataset(None, _folder),  # the user's images: data.image_size, data.channels
 }
 
 
-def load_dataset(
-    name: str, source_dir: str | None = None, *, test_fraction: float = 0.2, seed: int = 0
-) -> tuple[Split, Split]:
+def load_dataset(name: str, source_dir: str | None = None, **options: Any) -> tuple[Split, Split]:
     """Load (train, test) of a named dataset; images uint8 (N, H, W, C) with (H, W, C) =
-    DATASETS[name].shape, labels int64 (N,). `test_fraction` and `seed` only apply to digits,
-    the one dataset without a fixed test split."""
+    DATASETS[name].shape (a folder's: image_size and channels), labels int64 (N,). options:
+    the other fields of Source (test_fraction, seed, image_size, channels, bad_images)."""
     if name not in DATASETS:
         raise UserError(f"data.dataset: unknown value {name!r}; allowed: {', '.join(DATASETS)}")
     dataset = DATASETS[name]
-    splits = dataset.load(source_dir, test_fraction, seed)
+    splits = dataset.load(Source(source_dir, **options))
     for split, part in zip(splits, ("train", "test"), strict=True):
-        if split.images.shape[1:] != dataset.shape:
+        if dataset.shape and split.images.shape[1:] != dataset.shape:
             raise UserError(
                 f"{name} {part} images have shape {split.images.shape[1:]}, expected "
                 f"{dataset.shape}; check data.source_dir holds {name}"

@@ -17,8 +17,9 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     (dataset, shape, n_train, n_test, n_classes, sha256)."""
     d = cfg.data
     train, test = data.load_dataset(
-        d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed
-    )
+        d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed,
+        image_size=d.image_size, channels=d.channels, bad_images=d.bad_images,
+    )  # fmt: skip
     train = data.subsample(train, cfg.data.limit, cfg.base.seed)
     meta = {
         "dataset": cfg.data.dataset,

@@ -1,0 +1,141 @@
+"""`data.dataset: folder`: the user's own image files, written here with Pillow in several
+formats, sizes and modes, read by `gantrack prepare`."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gantrack import config, data
+from gantrack.errors import UserError
+
+BIN = Path(sys.executable).parent
+FORMATS = [("png", "RGB"), ("jpg", "L"), ("bmp", "RGB"), ("gif", "P"), ("png", "RGBA")]
+
+
+def _write(folder: Path, n: int, colour, size=(40, 30)) -> None:
+    """n images of one colour, cycling through formats, sizes and modes."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        suffix, mode = FORMATS[i % len(FORMATS)]
+        image = Image.new("RGB", (size[0] + i, size[1] + 2 * i), colour)
+        image = image.convert(mode) if mode != "RGBA" else image.convert("RGBA")
+        image.save(folder / f"img{i:03d}.{suffix}")
+
+
+@pytest.fixture
+def classes(tmp_path) -> Path:
+    root = tmp_path / "images"
+    _write(root / "cats", 10, (200, 30, 30))
+    _write(root / "dogs", 10, (30, 30, 200))
+    return root
+
+
+def test_a_folder_of_class_subfolders_becomes_labelled_square_splits(classes):
+    train, test = data.load_dataset("folder", str(classes), image_size=16, seed=0)
+    assert train.images.shape[1:] == (16, 16, 3) and train.images.dtype == np.uint8
+    assert len(train) + len(test) == 20 and len(test) == 4
+    assert sorted(set(test.labels.tolist())) == [0, 1]  # stratified: both classes held out
+    images = np.concatenate([train.images, test.images])
+    labels = np.concatenate([train.labels, test.labels])
+    red, blue = images[labels == 0].mean(axis=(0, 1, 2)), images[labels == 1].mean(axis=(0, 1, 2))
+    assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]  # cats (sorted first) are red
+    same, _ = data.load_dataset("folder", str(classes), image_size=16, seed=0)
+    np.testing.assert_array_equal(same.images, train.images)  # seeded
+
+
+def test_grayscale_images_give_one_channel_unless_told_otherwise(tmp_path):
+    root = tmp_path / "gray"
+    root.mkdir()
+    for i in range(12):
+        Image.new("L", (20 + i, 20), 60 + 10 * i).save(root / f"{i}.png")
+    train, _ = data.load_dataset("folder", str(root), image_size=8)
+    assert train.images.shape[1:] == (8, 8, 1) and set(train.labels.tolist()) == {0}
+    rgb, _ = data.load_dataset("folder", str(root), image_size=8, channels=3)
+    assert rgb.images.shape[1:] == (8, 8, 3)
+
+
+def test_unreadable_files_are_skipped_and_counted_or_refused(classes, caplog):
+    (classes / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    (classes / "dogs" / "notes.txt").write_text("not an image, not listed")
+    train, test = data.load_dataset("folder", str(classes), image_size=16)
+    assert len(train) + len(test) == 20
+    assert "skipped 1 unreadable file(s), the first" in caplog.text and "broken.jpg" in caplog.text
+    with pytest.raises(UserError, match=r"broken\.jpg is not a readable image .*bad_images: skip"):
+        data.load_dataset("folder", str(classes), image_size=16, bad_images="refuse")
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda root: root.mkdir(), "holds 0 readable image(s); at least 10"),
+        (lambda root: _write(root, 3, (0, 0, 0)), "holds 3 readable image(s)"),
+        (lambda root: None, "is not a folder"),
+        (lambda root: (_write(root / "a", 10, (0, 0, 0)), _write(root, 1, (9, 9, 9))),
+         "both at its top level"),
+    ],
+)  # fmt: skip
+def test_bad_folders_are_one_line(tmp_path, make, message):
+    make(tmp_path / "images")
+    with pytest.raises(UserError, match="data.source_dir: ") as error:
+        data.load_dataset("folder", str(tmp_path / "images"), image_size=16)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("data_params", "message"),
+    [
+        ({"dataset": "folder", "source_dir": "x"}, "data.image_size: required with"),
+        ({"dataset": "folder", "source_dir": "x", "image_size": 64},
+         "model.generator.layers: 2 is too few for 64x64"),
+        ({"dataset": "fashion_mnist", "image_size": 64}, "data.image_size: only for data.dataset"),
+        ({"dataset": "folder", "image_size": 64, "channels": 2}, "data.channels: "),
+    ],
+)  # fmt: skip
+def test_folder_params_are_checked_before_anything_runs(data_params, message):
+    with pytest.raises(UserError, match=message):
+        config.from_dict({"data": data_params})
+
+
+def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    project = tmp_path / "project"
+    project.mkdir()
+    params = "data:\n  dataset: folder\n  source_dir: {}\n  image_size: 28\n"
+    (project / "params.yaml").write_text(params.format(classes))
+    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=env, capture_output=True,
+                          text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((project / "data/prepared/meta.json").read_text())
+    assert meta["dataset"] == "folder" and meta["shape"] == [28, 28, 3]
+    assert meta["n_classes"] == 2 and meta["n_train"] + meta["n_test"] == 20
+    (tmp_path / "empty").mkdir()
+    (project / "params.yaml").write_text(params.format(tmp_path / "empty"))
+    before = (project / "data/prepared/train.npz").read_bytes()
+    refused = subprocess.run(["gantrack", "prepare"], cwd=project, env=env, capture_output=True,
+                             text=True)  # fmt: skip
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert line.startswith("gantrack prepare: error: data.source_dir: ") and "0 readable" in line
+    assert (project / "data/prepared/train.npz").read_bytes() == before  # nothing half written
+
+
+def test_the_classifier_refuses_a_folder_without_classes(tmp_path, monkeypatch):
+    """Flat folders have no labels to learn features from: one line, no model written."""
+    from gantrack.stages import classifier, prepare
+
+    root = tmp_path / "flat"
+    _write(root, 12, (90, 120, 30))
+    monkeypatch.chdir(tmp_path)
+    cfg = config.from_dict({"data": {"dataset": "folder", "source_dir": str(root),
+                                     "image_size": 28}})  # fmt: skip
+    prepare.run(cfg)
+    with pytest.raises(UserError, match="the data has one class .* one per class"):
+        classifier.run(cfg)
+    assert not (tmp_path / "models").exists()
