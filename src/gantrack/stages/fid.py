@@ -6,7 +6,7 @@ from pathlib import Path
 
 from gantrack.config import Config
 from gantrack.errors import UserError
-from gantrack.evaluation import extractors, scoring
+from gantrack.evaluation import scoring
 from gantrack.paths import PATHS, Paths
 
 
@@ -18,6 +18,8 @@ def run(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:
         raise UserError(
             f"images differ in shape: {path_a} {real.shape[1:]}, {path_b} {fake.shape[1:]}"
         )
+    from gantrack.evaluation import extractors  # TensorFlow: once the files are known good
+
     e = cfg.evaluate
     name = extractors.resolve_extractor(e.extractor, e.inception_weights)
     extract = extractors.load_extractor(name, paths.classifier, e.inception_weights)
