@@ -19,18 +19,13 @@ import tiny
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from servers import free_port
+from test_pipeline import _env
 
 from gantrack import config, images, registry
 from gantrack.stages import sample
 
-BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "gantrack-generator"
-
-
-def _env(project: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
-    return {**env, "PATH": f"{BIN}{os.pathsep}{env['PATH']}"}
 
 
 @pytest.fixture(scope="module")

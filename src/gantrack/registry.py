@@ -77,7 +77,7 @@ def log_generator(generator) -> None:
     signature = infer_signature(noise, generator(noise, training=False).numpy())
     mlflow.keras.log_model(
         generator,
-        name="generator",
+        name=ARTIFACT,
         signature=signature,
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
     )

@@ -158,13 +158,13 @@ def continue_run(run_file: Path, params: dict[str, Any]) -> Iterator[Any]:
     """Reopen the run named in run_file and log params; fork if they conflict with logged ones."""
     params = redact.mask_values(params)
     run_id = read_run_file(run_file)
-    if run_id and exists(run_id):
-        old = MlflowClient().get_run(run_id).data.params
+    previous = _active(run_id) if run_id else None
+    if previous:
+        old = previous.data.params
         conflicts = {k for k, v in params.items() if k in old and old[k] != str(v)}
         if conflicts:
             logger.info("params %s changed since run %s: logging to a new run", conflicts, run_id)
-            name = MlflowClient().get_run(run_id).info.run_name or "gantrack"
-            with start_run(run_name=run_name(name)) as run:
+            with start_run(run_name=run_name(previous.info.run_name or "gantrack")) as run:
                 log_params({k: v for k, v in old.items() if k not in params})
                 log_params(params)
                 mlflow.set_tag(PARENT_TAG, run_id)
@@ -199,10 +199,16 @@ def _link_project_run(run_id: str) -> None:
 
 def exists(run_id: str) -> bool:
     """Whether run_id is an active run of the store (a run deleted in the UI is not)."""
+    return _active(run_id) is not None
+
+
+def _active(run_id: str) -> Any:
+    """The run, if it is an active run of the store; else None."""
     try:
-        return MlflowClient().get_run(run_id).info.lifecycle_stage == "active"
+        run = MlflowClient().get_run(run_id)
     except MlflowException:
-        return False
+        return None
+    return run if run.info.lifecycle_stage == "active" else None
 
 
 def write_run_file(path: Path, run_id: str) -> None:

@@ -2,19 +2,17 @@
 formats, sizes and modes, read by `gantrack prepare`."""
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
+from test_pipeline import _env
 
 from gantrack import config, data
 from gantrack.errors import UserError
 
-BIN = Path(sys.executable).parent
 FORMATS = [("png", "RGB"), ("jpg", "L"), ("bmp", "RGB"), ("gif", "P"), ("png", "RGBA")]
 
 
@@ -103,10 +101,9 @@ def test_folder_params_are_checked_before_anything_runs(data_params, message):
 
 
 def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
     project = tmp_path / "project"
     project.mkdir()
+    env = _env(project)
     params = "data:\n  dataset: folder\n  source_dir: {}\n  image_size: 28\n"
     (project / "params.yaml").write_text(params.format(classes))
     done = subprocess.run(["gantrack", "prepare"], cwd=project, env=env, capture_output=True,
