@@ -149,9 +149,9 @@ def screenshot(browser: str, url: str, path: Path) -> None:
             "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
         )
         page.goto(url)
-        page.get_by_text("Model training", exact=True).first.click(timeout=60_000)
+        page.get_by_text("Model training", exact=True).first.click(timeout=120_000)
         page.goto(url)  # the view chosen, the run's page again
-        page.get_by_text("Step", exact=True).first.wait_for(timeout=60_000)  # a chart's axis
+        page.get_by_text("Step", exact=True).first.wait_for(timeout=120_000)  # a chart's axis
         page.wait_for_timeout(5000)  # the other charts and images fetch their data
         page.screenshot(path=str(path))
         chrome.close()
