@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-INPUTS = ("data/prepared", "data/reference", "models/classifier.keras")
+INPUTS = ("data/prepared", "data/reference", "models/classifier")
 
 
 def rss_mib(pid: int | str = "self") -> float | None:

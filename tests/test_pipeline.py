@@ -105,7 +105,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     assert samples.dtype == np.uint8 and samples.shape == (300, 8, 8, 1)
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert meta["shape"] == [8, 8, 1] and len(meta["sha256"]) == 64
-    for name in ("models/generator.keras", "models/classifier.keras", "plots/losses.png",
+    for name in ("models/generator.keras", "models/classifier/classifier.keras", "plots/losses.png",
                  "plots/generated.png", "plots/progress.gif", "plots/samples/2.png",
                  "data/reference/stats.npz"):  # fmt: skip
         assert (project / name).stat().st_size > 0, name

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     helps = {
         "prepare": "dataset -> data/prepared/{train,test}.npz + meta.json",
-        "classifier": "train the feature-extractor CNN -> models/classifier.keras",
+        "classifier": "train the feature-extractor CNN -> models/classifier/ (labelled data only)",
         "reference": "reference feature statistics of the test split -> data/reference/",
         "train": "train the GAN (resumes after a kill) -> models/generator.keras",
         "generate": "sample images -> data/generated/samples.npz, grid PNG, GIF",

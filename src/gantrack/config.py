@@ -66,8 +66,7 @@ class DataConfig:
         if fixed:
             return fixed
         if not self.image_size:
-            raise UserError("data.image_size: required with data.dataset folder (the side of "
-                            "the square images, e.g. 64)")  # fmt: skip
+            raise UserError("data.image_size: required with data.dataset folder (e.g. 64)")
         return (self.image_size, self.image_size, self.channels or 3)
 
 
@@ -137,8 +136,9 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    extractor: str = knob("classifier", choices=_extractor_names)
+    extractor: str = knob("auto", choices=_extractor_names)
     inception_weights: str | None = None
+    inception_fid_graph: str | None = None
     batch_size: int = knob(500, ge=1)
     kid_subsets: int = knob(100, ge=1)
     kid_subset_size: int = knob(1000, ge=2)

@@ -17,7 +17,8 @@ class Paths:
     train: Path = Path("data/prepared/train.npz")
     test: Path = Path("data/prepared/test.npz")
     meta: Path = Path("data/prepared/meta.json")
-    classifier: Path = Path("models/classifier.keras")
+    classifier_dir: Path = Path("models/classifier")  # empty when the data has no labels
+    classifier: Path = Path("models/classifier/classifier.keras")
     classifier_metrics: Path = Path("metrics/classifier.json")
     reference: Path = Path("data/reference/stats.npz")
     generator: Path = Path("models/generator.keras")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_pipeline import _env
+from test_pipeline import TINY, _env, make_project, mlflow_client, run, set_params
 
 from gantrack import config, data
 from gantrack.errors import UserError
@@ -123,16 +123,29 @@ def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):
     assert (project / "data/prepared/train.npz").read_bytes() == before  # nothing half written
 
 
-def test_the_classifier_refuses_a_folder_without_classes(tmp_path, monkeypatch):
-    """Flat folders have no labels to learn features from: one line, no model written."""
-    from gantrack.stages import classifier, prepare
-
+@pytest.mark.slow
+def test_a_flat_folder_runs_the_whole_pipeline_with_inception_fid(tmp_path, inception_weights):
+    """The README's own-images command on images without labels: no classifier is trained,
+    FID is on Inception features and says so, and the run lands in MLflow."""
     root = tmp_path / "flat"
-    _write(root, 12, (90, 120, 30))
-    monkeypatch.chdir(tmp_path)
-    cfg = config.from_dict({"data": {"dataset": "folder", "source_dir": str(root),
-                                     "image_size": 28}})  # fmt: skip
-    prepare.run(cfg)
-    with pytest.raises(UserError, match="the data has one class .* one per class"):
-        classifier.run(cfg)
-    assert not (tmp_path / "models").exists()
+    root.mkdir()
+    for i in range(30):
+        Image.new("RGB", (30 + i, 24), (8 * i, 255 - 8 * i, 90)).save(root / f"{i:02d}.png")
+    project = make_project(tmp_path, {**TINY, "generate": {"n_samples": 40}})
+    set_params(project, {"evaluate": {"inception_weights": str(inception_weights),
+                                      "kid_subset_size": 20, "batch_size": 20},
+                          "train": {"batch_size": 8}})  # fmt: skip
+    run(project, "git", "commit", "-qam", "weights")
+    done = run(project, "dvc", "exp", "run", "-S", "data.dataset=folder",
+               "-S", f"data.source_dir={root}", "-S", "data.image_size=16")  # fmt: skip
+    assert "no classifier" in done.stderr + done.stdout
+    assert [p.name for p in (project / "models/classifier").iterdir()] == ["NOT_TRAINED.txt"]
+    results = json.loads((project / "metrics/eval.json").read_text())
+    assert results["n_generated_inception"] == 40 and results["fid_inception"] > 0
+    assert not any(k.startswith(("fid_classifier", "classifier_")) for k in results)
+    (run_,) = mlflow_client(project).search_runs(
+        [mlflow_client(project).get_experiment_by_name("gantrack").experiment_id]
+    )
+    assert run_.data.metrics["fid_inception"] == pytest.approx(results["fid_inception"])
+    assert run_.data.params["data.dataset"] == "folder"
+    assert "fid_classifier_n100" not in run_.data.metrics  # no FID while training without labels

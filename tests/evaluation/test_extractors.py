@@ -1,42 +1,65 @@
+import hashlib
+import tarfile
+from dataclasses import replace
+from pathlib import Path
+
 import keras
 import numpy as np
 import pytest
 
 from gantrack import data
-from gantrack.config import ClassifierConfig
+from gantrack.config import ClassifierConfig, EvaluateConfig
 from gantrack.data import datasets
 from gantrack.errors import UserError
 from gantrack.evaluation import classifier as classifier_lib
-from gantrack.evaluation import extractors, inception
+from gantrack.evaluation import extractors, inception, inception_fid, metrics
 
 
-@pytest.fixture(scope="module")
-def inception_weights(tmp_path_factory):
-    """Random-init InceptionV3 weights written to a file: the real loading path, no download."""
-    path = tmp_path_factory.mktemp("weights") / "inception.weights.h5"
-    keras.utils.set_random_seed(0)
-    model = keras.applications.InceptionV3(
-        include_top=False, weights=None, pooling="avg", input_shape=(299, 299, 3)
-    )
-    model.save_weights(path)
-    return path
+def test_auto_is_the_classifier_when_one_was_trained_else_inception(tmp_path, inception_weights):
+    e = EvaluateConfig(extractor="auto", inception_weights=str(inception_weights))
+    missing = tmp_path / "models" / "classifier" / "classifier.keras"  # data without labels
+    assert extractors.load_extractor(e, missing)[0] == "inception"
+    with pytest.raises(UserError, match="classifier stage trains only on data with labels"):
+        extractors.load_extractor(replace(e, extractor="classifier"), missing)
+    missing.parent.mkdir(parents=True)
+    keras.Sequential([keras.Input((8,)), keras.layers.Dense(2)]).save(missing)
+    assert extractors.load_extractor(e, missing)[0] == "classifier"
 
 
-def test_auto_picks_inception_only_when_its_weights_exist(tmp_path, monkeypatch, inception_weights):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))  # an empty Keras cache
-    assert extractors.resolve_extractor("auto", None) == "classifier"
-    assert extractors.resolve_extractor("auto", str(inception_weights)) == "inception"
-    assert extractors.resolve_extractor("classifier", str(inception_weights)) == "classifier"
-    with pytest.raises(UserError, match="inception needs InceptionV3 weights"):
-        extractors.resolve_extractor("inception", None)
-    cache = tmp_path / "models" / inception.INCEPTION_WEIGHTS_FILE
-    cache.parent.mkdir()
-    cache.write_bytes(b"")
-    assert extractors.resolve_extractor("auto", None) == "inception"
+def _serve(monkeypatch, module, source: Path, md5: str | None = None) -> None:
+    """Point a module's download at a local file URL (the download is what cannot run here)."""
+    if module is inception:
+        monkeypatch.setattr(inception, "INCEPTION_WEIGHTS_URL", source.as_uri())
+        monkeypatch.setattr(inception, "INCEPTION_WEIGHTS_MD5", md5)
+    else:
+        monkeypatch.setattr(inception_fid, "GRAPH_URL", source.as_uri())
+
+
+def test_inception_weights_are_downloaded_once_into_keras_cache_and_checked(
+    tmp_path, monkeypatch, inception_weights
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # an empty cache
+    md5 = hashlib.md5(inception_weights.read_bytes()).hexdigest()
+    _serve(monkeypatch, inception, inception_weights, md5="0" * 32)  # a corrupted download
+    with pytest.raises(UserError) as bad:
+        inception.inception_weights(None)
+    assert "\n" not in str(bad.value) and "evaluate.inception_weights" in str(bad.value)
+    cached = tmp_path / "keras" / "models" / inception.INCEPTION_WEIGHTS_FILE
+    assert not cached.exists()  # nothing half written
+    _serve(monkeypatch, inception, inception_weights, md5=md5)
+    assert inception.inception_weights(None) == cached and cached.is_file()
+    _serve(monkeypatch, inception, tmp_path / "gone.h5")  # offline from now on: the cache is used
+    assert inception.inception_weights(None) == cached
+    cached.unlink()
+    with pytest.raises(UserError, match=f"put the file at {cached}"):
+        inception.inception_weights(None)
+    with pytest.raises(UserError, match="no such file"):
+        inception.inception_weights(str(tmp_path / "typo.h5"))
 
 
 def test_inception_features_from_configured_weights(inception_weights):
-    extract = extractors.load_extractor("inception", "unused.keras", str(inception_weights))
+    e = EvaluateConfig(extractor="inception", inception_weights=str(inception_weights))
+    _, extract = extractors.load_extractor(e, Path("unused.keras"))
     rng = np.random.default_rng(0)
     gray = rng.integers(0, 256, (3, 28, 28, 1), dtype=np.uint8)
     feats, probs = extract(gray, 2)
@@ -63,3 +86,78 @@ def test_classifier_learns_fashion_mnist_subset():
     feats, probs = classifier_lib.extract(model, test.images[:10], 5)
     assert feats.shape == (10, 128) and probs.shape == (10, 10)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-9)
+
+
+@pytest.fixture(scope="module")
+def fid_graph(tmp_path_factory) -> Path:
+    """A small frozen graph with the FID Inception graph's tensor names: `ExpandDims:0` takes
+    one image (1, H, W, 3) 0..255, the graph resizes and normalises it itself, `pool_3:0` gives
+    (1, 1, 1, D) features; like the real one, a later op has the batch of 1 baked in."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, (1, None, None, 3), name="Cast")
+        x = tf.identity(image, name="ExpandDims")
+        x = tf.compat.v1.image.resize_bilinear(x, (19, 19))
+        x = (x - 128.0) / 128.0
+        kernel = np.random.default_rng(0).normal(size=(3, 3, 3, 16)).astype(np.float32)
+        x = tf.nn.relu(tf.nn.conv2d(x, tf.constant(kernel), strides=2, padding="VALID"))
+        pool = tf.nn.avg_pool2d(x, ksize=9, strides=1, padding="VALID", name="pool_3")
+        tf.reshape(pool, (1, 16), name="pool_3/_reshape")
+    path = tmp_path_factory.mktemp("graph") / "classify_image_graph_def.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def test_inception_fid_feeds_any_batch_and_size_to_the_graphs_own_resizing(fid_graph):
+    e = EvaluateConfig(extractor="inception_fid", inception_fid_graph=str(fid_graph))
+    name, extract = extractors.load_extractor(e, Path("unused.keras"))
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 256, (5, 28, 28, 1), dtype=np.uint8)
+    feats, probs = extract(small, 2)
+    assert name == "inception_fid" and probs is None
+    assert feats.shape == (5, 16) and feats.dtype == np.float64 and np.isfinite(feats).all()
+    one_by_one = np.concatenate([extract(small[i : i + 1], 1)[0] for i in range(5)])
+    np.testing.assert_allclose(feats, one_by_one, rtol=1e-5)  # batching changes nothing
+    rgb, _ = extract(np.repeat(small, 3, axis=-1), 5)
+    np.testing.assert_allclose(rgb, feats, rtol=1e-5)  # grayscale is tiled to RGB
+    bigger, _ = extract(rng.integers(0, 256, (3, 64, 64, 3), dtype=np.uint8), 3)
+    assert bigger.shape == (3, 16)
+    # The FID on these features is the project's one Frechet distance.
+    same = metrics.frechet_distance(*metrics.statistics(feats), *metrics.statistics(feats))
+    assert same == pytest.approx(0.0, abs=1e-6)
+
+
+def test_inception_fid_graph_is_downloaded_and_extracted_into_keras_cache(
+    tmp_path, monkeypatch, fid_graph
+):
+    archive = tmp_path / inception_fid.ARCHIVE
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(fid_graph, arcname=inception_fid.GRAPH_FILE)
+        tar.add(fid_graph, arcname="LICENSE")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    _serve(monkeypatch, inception_fid, archive)
+    cached = inception_fid.graph_path(None)
+    assert cached == tmp_path / "keras" / "models" / inception_fid.GRAPH_FILE
+    assert cached.read_bytes() == fid_graph.read_bytes()
+    assert inception_fid.sha256(cached) == hashlib.sha256(fid_graph.read_bytes()).hexdigest()
+    junk = tmp_path / "junk.pb"
+    junk.write_bytes(b"\xff not a graph")
+    with pytest.raises(UserError, match="not a TensorFlow GraphDef|not the FID Inception graph"):
+        inception_fid.load(junk)
+    with pytest.raises(UserError, match="not the FID Inception graph"):
+        inception_fid.load(_graph_without_pool_3(tmp_path))
+    with pytest.raises(UserError, match="no such file"):
+        inception_fid.graph_path(str(tmp_path / "typo.pb"))
+
+
+def _graph_without_pool_3(tmp_path: Path) -> Path:
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.identity(tf.compat.v1.placeholder(tf.float32, (1, 4, 4, 3)), name="ExpandDims")
+    path = tmp_path / "other.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path

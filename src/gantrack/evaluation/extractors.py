@@ -14,8 +14,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from gantrack.config import EvaluateConfig
 from gantrack.errors import UserError
-from gantrack.evaluation import classifier, inception
+from gantrack.evaluation import classifier, inception, inception_fid
 
 logger = logging.getLogger(__name__)
 
@@ -23,45 +24,45 @@ logger = logging.getLogger(__name__)
 Extract = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray | None]]
 
 
-def _classifier(classifier_path: Path, weights: str | None) -> Extract:
+def _classifier(classifier_path: Path, e: EvaluateConfig) -> Extract:
     if not Path(classifier_path).is_file():
-        raise UserError(f"{classifier_path} is missing; run `dvc repro classifier` first")
+        raise UserError(
+            f"evaluate.extractor: classifier needs {classifier_path}, which the classifier "
+            "stage trains only on data with labels (two or more classes); run `dvc repro "
+            "classifier`, or use extractor auto or inception"
+        )
     model = keras.models.load_model(classifier_path)
     return lambda images, batch_size: classifier.extract(model, images, batch_size)
 
 
-def _inception(classifier_path: Path, weights: str | None) -> Extract:
+def _inception(classifier_path: Path, e: EvaluateConfig) -> Extract:
     # No ImageNet head here, so no class probabilities and no Inception Score.
-    model = inception.build_inception(inception.inception_weights(weights))
+    model = inception.build_inception(inception.inception_weights(e.inception_weights))
     return lambda images, batch_size: (inception.extract_inception(model, images, batch_size), None)
 
 
-# name -> builder(classifier_path, inception_weights) -> Extract
-EXTRACTORS: dict[str, Callable[[Path, str | None], Extract]] = {
+def _inception_fid(classifier_path: Path, e: EvaluateConfig) -> Extract:
+    path = inception_fid.graph_path(e.inception_fid_graph)
+    logger.info("inception_fid: %s (sha256 %s)", path, inception_fid.sha256(path))
+    network = inception_fid.load(path)
+    return lambda images, batch_size: (inception_fid.extract(network, images, batch_size), None)
+
+
+# name -> builder(classifier_path, evaluate params) -> Extract; raises UserError when the
+# network's files are missing and cannot be downloaded.
+EXTRACTORS: dict[str, Callable[[Path, EvaluateConfig], Extract]] = {
     "classifier": _classifier,
     "inception": _inception,
+    "inception_fid": _inception_fid,
 }
 
 
-def resolve_extractor(name: str, configured_weights: str | None) -> str:
-    """`auto` -> `inception` when its weights are present, else `classifier` (said in the log).
-
-    Asking for `inception` without weights is a UserError: it would otherwise download them.
-    """
-    weights = inception.inception_weights(configured_weights)
+def load_extractor(e: EvaluateConfig, classifier_path: Path) -> tuple[str, Extract]:
+    """(name, extract function) of evaluate.extractor. `auto` is the domain classifier when
+    one was trained (the data has labels), else inception; the choice is said in the log."""
+    name = e.extractor
     if name == "auto":
-        name = "inception" if weights else "classifier"
-        logger.info("extractor auto -> %s (InceptionV3 weights %s)", name,
-                    weights or "not found")  # fmt: skip
-    elif name == "inception" and weights is None:
-        where = configured_weights or f"$KERAS_HOME/models/{inception.INCEPTION_WEIGHTS_FILE}"
-        raise UserError(
-            f"evaluate.extractor: inception needs InceptionV3 weights at {where}; "
-            "set evaluate.inception_weights or use extractor classifier"
-        )
-    return name
-
-
-def load_extractor(name: str, classifier_path: Path, weights: str | None) -> Extract:
-    """The extract function of a resolved extractor name (see resolve_extractor)."""
-    return EXTRACTORS[name](classifier_path, weights)
+        name = "classifier" if Path(classifier_path).is_file() else "inception"
+        why = "the data has labels" if name == "classifier" else "no classifier: no labels"
+        logger.info("extractor auto -> %s (%s)", name, why)
+    return name, EXTRACTORS[name](Path(classifier_path), e)

@@ -1,4 +1,4 @@
-"""The `inception` feature extractor: InceptionV3 pool features (Szegedy et al. 2016)."""
+"""The `inception` feature extractor: Keras' InceptionV3 pool features (Szegedy et al. 2016)."""
 
 from __future__ import annotations
 
@@ -9,20 +9,59 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from gantrack.errors import UserError, one_line
 from gantrack.images import to_float
 
-# InceptionV3 (Szegedy et al. 2016) pool features, the extractor FID was defined with. Keras'
-# ImageNet weights differ from the 2015 TF graph that published FIDs use (pytorch-fid / TTUR port
-# that graph), and resizing differs too, so `fid_inception` here is comparable only with itself.
+# Keras' ImageNet weights differ from the 2015 TF graph that published FIDs use (TTUR and
+# pytorch-fid port that graph: the `inception_fid` extractor), and resizing differs too, so
+# `fid_inception` here is comparable only with itself.
 INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+# Where keras.applications.InceptionV3(weights="imagenet", include_top=False) gets them, with
+# the MD5 Keras publishes for the file.
+INCEPTION_WEIGHTS_URL = (
+    "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
+    + INCEPTION_WEIGHTS_FILE
+)
+INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 INCEPTION_SIZE = 299
 
 
-def inception_weights(configured: str | None) -> Path | None:
-    """The weights file to use: the configured path, else Keras' cache; None if absent."""
-    keras_home = Path(os.environ.get("KERAS_HOME", Path.home() / ".keras"))
-    path = Path(configured) if configured else keras_home / "models" / INCEPTION_WEIGHTS_FILE
-    return path if path.is_file() else None
+def keras_cache() -> Path:
+    """Keras' model cache ($KERAS_HOME/models, default ~/.keras/models)."""
+    return Path(os.environ.get("KERAS_HOME", Path.home() / ".keras")) / "models"
+
+
+def download(name: str, url: str, file_hash: str | None, configured_key: str) -> Path:
+    """keras.utils.get_file into Keras' cache, checked against file_hash when given. The file
+    appears under its name only when complete and checked; a failed download (offline, a bad
+    hash) is a UserError saying where to put the file instead."""
+    cache = keras_cache()
+    cache.mkdir(parents=True, exist_ok=True)  # else Keras falls back to /tmp/.keras
+    partial = cache / f".download-{name}"
+    try:
+        keras.utils.get_file(partial.name, url, file_hash=file_hash, cache_dir=cache.parent,
+                             cache_subdir=cache.name)  # fmt: skip
+    except Exception as exc:  # urllib, hash mismatch: get_file raises several kinds
+        partial.unlink(missing_ok=True)  # Keras keeps a file that failed its hash check
+        raise UserError(
+            f"{configured_key}: downloading {url} failed ({one_line(exc)}); offline, put the "
+            f"file at {cache / name} or set {configured_key} to its path"
+        ) from None
+    os.replace(partial, cache / name)
+    return cache / name
+
+
+def inception_weights(configured: str | None) -> Path:
+    """The weights file: the configured path, else Keras' cache, else downloaded into it."""
+    if configured:
+        if not Path(configured).is_file():
+            raise UserError(f"evaluate.inception_weights: {configured}: no such file")
+        return Path(configured)
+    cached = keras_cache() / INCEPTION_WEIGHTS_FILE
+    if cached.is_file():
+        return cached
+    return download(INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, INCEPTION_WEIGHTS_MD5,
+                    "evaluate.inception_weights")  # fmt: skip
 
 
 def build_inception(weights: Path) -> keras.Model:
@@ -31,6 +70,13 @@ def build_inception(weights: Path) -> keras.Model:
         include_top=False, weights=str(weights), pooling="avg",
         input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
     )  # fmt: skip
+
+
+def batches(images: np.ndarray, batch_size: int, desc: str):
+    """Slices of images, with a progress bar when there is more than one."""
+    for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch",
+                      disable=len(images) <= batch_size):  # fmt: skip
+        yield images[start : start + batch_size]
 
 
 def extract_inception(model: keras.Model, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -42,9 +88,8 @@ def extract_inception(model: keras.Model, images: np.ndarray, batch_size: int) -
     import tensorflow as tf
 
     out = []
-    for start in tqdm(range(0, len(images), batch_size), desc="inception", unit="batch",
-                      disable=len(images) <= batch_size):  # fmt: skip
-        batch = tf.convert_to_tensor(to_float(images[start : start + batch_size]))
+    for batch in batches(images, batch_size, "inception"):
+        batch = tf.convert_to_tensor(to_float(batch))
         if batch.shape[-1] == 1:
             batch = tf.tile(batch, [1, 1, 1, 3])
         batch = tf.image.resize(batch, (INCEPTION_SIZE, INCEPTION_SIZE), antialias=True)

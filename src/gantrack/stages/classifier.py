@@ -1,5 +1,6 @@
-"""classifier: the train split -> models/classifier.keras (the FID feature extractor) and its
-test accuracy in metrics/classifier.json."""
+"""classifier: the train split -> models/classifier/classifier.keras (the FID feature extractor)
+and its test accuracy in metrics/classifier.json. Data without labels (one class) gets no
+classifier, only a NOT_TRAINED.txt saying why; evaluation then uses Inception features."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import keras
 
 from gantrack import data
 from gantrack.config import Config
-from gantrack.errors import UserError
 from gantrack.evaluation import classifier
 from gantrack.files import atomic_path, write_json
 from gantrack.paths import PATHS, Paths
@@ -17,15 +17,19 @@ from gantrack.paths import PATHS, Paths
 logger = logging.getLogger(__name__)
 
 
-def run(cfg: Config, paths: Paths = PATHS) -> float:
-    """Train the classifier on the train split; returns its test accuracy."""
+def run(cfg: Config, paths: Paths = PATHS) -> float | None:
+    """Train the classifier on the train split; returns its test accuracy (None: no labels)."""
     train, test = data.load_split(paths.train), data.load_split(paths.test)
     if len(set(train.labels.tolist())) < 2:
-        raise UserError(
-            "classifier: the data has one class (a folder without class subfolders), and the "
-            "classifier extractor learns its features from classes; sort the images into "
-            "subfolders, one per class"
+        paths.classifier_dir.mkdir(parents=True, exist_ok=True)
+        (paths.classifier_dir / "NOT_TRAINED.txt").write_text(
+            "The data has no labels (one class), so no classifier was trained; evaluation uses "
+            "Inception features (evaluate.extractor: auto).\n"
         )
+        write_json(paths.classifier_metrics, {})
+        logger.info("the data has no labels (one class): no classifier; evaluation uses "
+                    "Inception features (evaluate.extractor auto)")  # fmt: skip
+        return None
     keras.utils.set_random_seed(cfg.base.seed)
     model, accuracy = classifier.train_classifier(
         cfg.classifier, train.images, train.labels, test.images, test.labels

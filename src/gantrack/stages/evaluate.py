@@ -20,8 +20,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     meta = read_json(require(paths.meta, "prepare"))
     fakes = scoring.load_samples(paths.samples, meta["shape"])
     e = cfg.evaluate
-    name = extractors.resolve_extractor(e.extractor, e.inception_weights)
-    extract = extractors.load_extractor(name, paths.classifier, e.inception_weights)
+    name, extract = extractors.load_extractor(e, paths.classifier)
     ref_mu, ref_sigma, _ = scoring.load_reference(paths.reference, extractor=name)
     ref_feats = scoring.load_reference_features(paths.reference)
     feats, probs = extract(fakes, e.batch_size)

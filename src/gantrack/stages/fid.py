@@ -21,8 +21,7 @@ def run(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:
     from gantrack.evaluation import extractors  # TensorFlow: once the files are known good
 
     e = cfg.evaluate
-    name = extractors.resolve_extractor(e.extractor, e.inception_weights)
-    extract = extractors.load_extractor(name, paths.classifier, e.inception_weights)
+    name, extract = extractors.load_extractor(e, paths.classifier)
     try:
         real_feats, _ = extract(real, e.batch_size)
     except ValueError as exc:  # e.g. the classifier was trained on other image sizes

@@ -12,7 +12,6 @@ from gantrack.paths import PATHS, Paths
 def run(cfg: Config, paths: Paths = PATHS) -> None:
     """Extract the test split's features once per extractor and save their statistics."""
     e = cfg.evaluate
-    name = extractors.resolve_extractor(e.extractor, e.inception_weights)
-    extract = extractors.load_extractor(name, paths.classifier, e.inception_weights)
+    name, extract = extractors.load_extractor(e, paths.classifier)
     feats, _ = extract(data.load_split(paths.test).images, e.batch_size)
     scoring.write_reference(paths.reference, feats, name)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from dataclasses import asdict
@@ -23,6 +24,8 @@ from gantrack.evaluation import generator_fid, scoring
 from gantrack.files import atomic_path, read_json
 from gantrack.gan import checkpoints, devices, plots, training
 from gantrack.paths import PATHS, Paths, require
+
+logger = logging.getLogger(__name__)
 
 
 def fingerprint(cfg: Config, dataset_sha256: str) -> str:
@@ -43,7 +46,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     meta = read_json(require(paths.meta, "prepare"))
     split = data.load_split(paths.train)
     training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
-    fid_callbacks = _fid_callbacks(cfg, paths)
+    fid_callbacks = _fid_callbacks(cfg, paths, has_labels=meta["n_classes"] > 1)
     keras.utils.set_random_seed(cfg.base.seed)
     gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed)
     if not devices.is_chief(gan.distribute_strategy):
@@ -112,10 +115,14 @@ def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) ->
     return run_.info.run_id
 
 
-def _fid_callbacks(cfg: Config, paths: Paths) -> list:
-    """The optional per-epoch FID (train.fid_every > 0) on the classifier extractor."""
+def _fid_callbacks(cfg: Config, paths: Paths, has_labels: bool) -> list:
+    """The optional per-epoch FID (train.fid_every > 0) on the classifier extractor, which
+    exists only for data with labels (Inception on every epoch would cost more than training)."""
     t = cfg.train
     if not t.fid_every:
+        return []
+    if not has_labels:
+        logger.info("train.fid_every: no FID while training, the data has no labels")
         return []
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
     classifier = keras.models.load_model(require(paths.classifier, "classifier"))

@@ -1,0 +1,90 @@
+"""The `inception_fid` feature extractor: the network published FIDs are computed with.
+
+Heusel et al. (2017) defined FID on the `pool_3` features of the 2015 TensorFlow Inception graph
+(`classify_image_graph_def.pb` in inception-2015-12-05.tgz); their reference implementation
+(TTUR) feeds images with values 0..255 of any size to its `ExpandDims:0` tensor, and the graph
+resizes (bilinear, to 299x299) and normalises them itself. This module does the same, so
+`fid_inception_fid` at 50,000 samples can be put next to published numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from gantrack.errors import UserError, one_line
+from gantrack.evaluation.inception import batches, download, keras_cache
+from gantrack.files import atomic_path
+
+GRAPH_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
+ARCHIVE = "inception-2015-12-05.tgz"
+GRAPH_FILE = "classify_image_graph_def.pb"
+INPUT = "ExpandDims:0"  # float images (B, H, W, 3), values 0..255
+OUTPUT = "pool_3:0"  # (B, 1, 1, 2048)
+
+
+def graph_path(configured: str | None) -> Path:
+    """The graph file: the configured path (the .pb), else Keras' cache, else downloaded into
+    the cache and extracted from its archive."""
+    if configured:
+        if not Path(configured).is_file():
+            raise UserError(f"evaluate.inception_fid_graph: {configured}: no such file")
+        return Path(configured)
+    cached = keras_cache() / GRAPH_FILE
+    if cached.is_file():
+        return cached
+    archive = download(ARCHIVE, GRAPH_URL, None, "evaluate.inception_fid_graph")
+    with tarfile.open(archive) as tar, atomic_path(cached) as tmp:
+        member = tar.extractfile(GRAPH_FILE)
+        if member is None:
+            raise UserError(f"{archive}: holds no {GRAPH_FILE}; delete it and run again")
+        Path(tmp).write_bytes(member.read())
+    return cached
+
+
+def sha256(path: Path) -> str:
+    """The graph file's SHA-256 (logged, so runs scored with different graphs are told apart)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def load(path: Path) -> Callable:
+    """The graph as a function: float32 images (B, H, W, 3) 0..255 -> pool_3 features (B, 2048).
+
+    The input tensor is remapped to a batch of any size; only the ops up to pool_3 run.
+    """
+    import tensorflow as tf
+
+    graph_def = tf.compat.v1.GraphDef()
+    try:
+        graph_def.ParseFromString(Path(path).read_bytes())
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise UserError(f"{path}: not a TensorFlow GraphDef ({one_line(exc)})") from None
+    names = {node.name for node in graph_def.node}
+    missing = [t for t in (INPUT, OUTPUT) if t.split(":")[0] not in names]
+    if missing:
+        raise UserError(f"{path}: not the FID Inception graph (no {', '.join(missing)})")
+
+    def imported(images):
+        (features,) = tf.compat.v1.import_graph_def(
+            graph_def, input_map={INPUT: images}, return_elements=[OUTPUT], name="fid"
+        )
+        return tf.reshape(features, (tf.shape(features)[0], -1))
+
+    spec = tf.TensorSpec((None, None, None, 3), tf.float32)
+    return tf.compat.v1.wrap_function(imported, [spec])
+
+
+def extract(network: Callable, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """uint8 (N, H, W, C) -> pool_3 features (N, 2048) float64; grayscale tiled to RGB."""
+    import tensorflow as tf
+
+    out = []
+    for batch in batches(images, batch_size, "inception_fid"):
+        if batch.shape[-1] == 1:
+            batch = np.repeat(batch, 3, axis=-1)
+        out.append(network(tf.constant(batch, tf.float32)).numpy())
+    return np.concatenate(out).astype(np.float64)
