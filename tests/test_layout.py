@@ -139,7 +139,7 @@ def test_config_choices_are_the_registries():
         found = next(f for f in dataclasses.fields(cls) if f.name == name).metadata["choices"]
         return tuple(found() if callable(found) else found)
 
-    assert choices(config.DataConfig, "dataset") == tuple(DATASETS)
+    assert choices(config.DataConfig, "dataset") == (*DATASETS, "tfds:NAME")
     assert choices(config.TrainConfig, "loss") == tuple(LOSSES)
     assert choices(config.TrainConfig, "strategy") == tuple(STRATEGIES)
     assert choices(config.EvaluateConfig, "extractor") == (*EXTRACTORS, "auto")

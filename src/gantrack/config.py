@@ -16,7 +16,7 @@ from typing import Any
 from ruamel.yaml import YAML, YAMLError
 
 from gantrack import schema
-from gantrack.data.datasets import DATASETS
+from gantrack.data.datasets import NAMES, lookup
 from gantrack.data.folder import BAD_IMAGES
 from gantrack.errors import UserError, one_line
 from gantrack.gan.geometry import MAX_LAYERS, scale_plan
@@ -51,7 +51,7 @@ class BaseConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = knob("fashion_mnist", choices=tuple(DATASETS))
+    dataset: str = knob("fashion_mnist", choices=NAMES)
     source_dir: str | None = None
     limit: int | None = knob(None, ge=1)
     test_fraction: float = knob(0.2, gt=0.0, lt=1.0)
@@ -62,11 +62,11 @@ class DataConfig:
     @property
     def shape(self) -> tuple[int, int, int]:
         """The images' shape: the dataset's, or a folder's from image_size and channels."""
-        fixed = DATASETS[self.dataset].shape
+        fixed = lookup(self.dataset).shape
         if fixed:
             return fixed
         if not self.image_size:
-            raise UserError("data.image_size: required with data.dataset folder (e.g. 64)")
+            raise UserError(f"data.image_size: required with data.dataset {self.dataset} (e.g. 64)")
         return (self.image_size, self.image_size, self.channels or 3)
 
 
@@ -266,9 +266,9 @@ def _check_data(cfg: Config) -> None:
     """image_size and channels shape a folder of images; the named datasets have their own."""
     d = cfg.data
     for key in ("image_size", "channels"):
-        if DATASETS[d.dataset].shape and getattr(d, key) is not None:
-            h, w, c = DATASETS[d.dataset].shape
-            raise UserError(f"data.{key}: only for data.dataset folder; {d.dataset} images are "
+        if lookup(d.dataset).shape and getattr(d, key) is not None:
+            h, w, c = lookup(d.dataset).shape
+            raise UserError(f"data.{key}: only for folder and tfds:NAME; {d.dataset} images are "
                             f"{h}x{w}x{c}; set it to null")  # fmt: skip
 
 

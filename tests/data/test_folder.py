@@ -91,7 +91,7 @@ def test_bad_folders_are_one_line(tmp_path, make, message):
         ({"dataset": "folder", "source_dir": "x"}, "data.image_size: required with"),
         ({"dataset": "folder", "source_dir": "x", "image_size": 64},
          "model.generator.layers: 2 is too few for 64x64"),
-        ({"dataset": "fashion_mnist", "image_size": 64}, "data.image_size: only for data.dataset"),
+        ({"dataset": "fashion_mnist", "image_size": 64}, "data.image_size: only for folder and tfds:NAME"),
         ({"dataset": "folder", "image_size": 64, "channels": 2}, "data.channels: "),
     ],
 )  # fmt: skip
@@ -149,3 +149,25 @@ def test_a_flat_folder_runs_the_whole_pipeline_with_inception_fid(tmp_path, ince
     assert run_.data.metrics["fid_inception"] == pytest.approx(results["fid_inception"])
     assert run_.data.params["data.dataset"] == "folder"
     assert "fid_classifier_n100" not in run_.data.metrics  # no FID while training without labels
+
+
+def test_a_tensorflow_datasets_name_is_prepared_at_the_asked_size(tmp_path, monkeypatch):
+    """tfds:NAME through tfds' own offline testing hook (mock_data: generated examples of the
+    dataset's real features): labelled, squared and resized, the test split its own."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    from gantrack.stages import prepare
+
+    monkeypatch.chdir(tmp_path)
+    cfg = config.from_dict({"data": {"dataset": "tfds:cifar10", "image_size": 16}})
+    with tfds.testing.mock_data(num_examples=12):
+        meta = prepare.run(cfg)
+        gray, _ = data.load_dataset("tfds:celeb_a", image_size=8, channels=1)  # no labels
+    assert meta["shape"] == [16, 16, 3] and meta["n_train"] == meta["n_test"] == 12
+    assert meta["dataset"] == "tfds:cifar10" and meta["n_classes"] > 1
+    assert gray.images.shape == (12, 8, 8, 1) and set(gray.labels.tolist()) == {0}
+    with pytest.raises(UserError, match="tfds:no_such_dataset: DatasetNotFoundError"):
+        data.load_dataset("tfds:no_such_dataset", image_size=16)
+    with pytest.raises(UserError, match="data.image_size: required with data.dataset tfds:mnist"):
+        config.from_dict({"data": {"dataset": "tfds:mnist"}})
+    with pytest.raises(UserError, match="data.dataset: unknown value 'tfds:'"):
+        config.from_dict({"data": {"dataset": "tfds:"}})

@@ -16,6 +16,8 @@ import numpy as np
 from gantrack.data.folder import read_image_folder
 from gantrack.data.readers import read_cifar10_dir, read_idx_dir
 from gantrack.data.splits import Split
+from gantrack.data.tfds import PREFIX as TFDS
+from gantrack.data.tfds import read_tfds
 from gantrack.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
@@ -83,6 +85,16 @@ def _folder(s: Source):
                              test_fraction=s.test_fraction, seed=s.seed)  # fmt: skip
 
 
+def _tfds(name: str) -> Dataset:
+    def load(s: Source):
+        if not s.image_size:
+            raise UserError(f"data.image_size: required with data.dataset {TFDS}{name} (e.g. 64)")
+        return read_tfds(name, s.source_dir, s.image_size, s.channels,
+                         test_fraction=s.test_fraction, seed=s.seed)  # fmt: skip
+
+    return Dataset(None, load)
+
+
 DATASETS: dict[str, Dataset] = {
     "fashion_mnist": Dataset((28, 28, 1), _fashion_mnist),
     "mnist": Dataset((28, 28, 1), _mnist),
@@ -92,13 +104,29 @@ DATASETS: dict[str, Dataset] = {
 }
 
 
+class _Names(tuple):
+    """The names data.dataset accepts: DATASETS' and tfds:<a TensorFlow Datasets name>."""
+
+    def __contains__(self, name) -> bool:
+        tfds = isinstance(name, str) and name.startswith(TFDS) and len(name) > len(TFDS)
+        return tfds or super().__contains__(name)
+
+
+NAMES = _Names((*DATASETS, f"{TFDS}NAME"))
+
+
+def lookup(name: str) -> Dataset:
+    """The dataset called name (see NAMES)."""
+    if name not in NAMES:
+        raise UserError(f"data.dataset: unknown value {name!r}; allowed: {', '.join(NAMES)}")
+    return _tfds(name[len(TFDS) :]) if name.startswith(TFDS) else DATASETS[name]
+
+
 def load_dataset(name: str, source_dir: str | None = None, **options: Any) -> tuple[Split, Split]:
     """Load (train, test) of a named dataset; images uint8 (N, H, W, C) with (H, W, C) =
     DATASETS[name].shape (a folder's: image_size and channels), labels int64 (N,). options:
     the other fields of Source (test_fraction, seed, image_size, channels, bad_images)."""
-    if name not in DATASETS:
-        raise UserError(f"data.dataset: unknown value {name!r}; allowed: {', '.join(DATASETS)}")
-    dataset = DATASETS[name]
+    dataset = lookup(name)
     splits = dataset.load(Source(source_dir, **options))
     for split, part in zip(splits, ("train", "test"), strict=True):
         if dataset.shape and split.images.shape[1:] != dataset.shape:
