@@ -8,7 +8,6 @@ Validation errors are `UserError`s with one line: the dotted key, what is wrong,
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,6 +83,7 @@ class DiscriminatorConfig:
     max_filters: int = knob(128, ge=1)
     dropout: float = knob(0.3, ge=0.0, lt=1.0)
     spectral_norm: bool = False
+    batch_norm: bool = False  # after every conv but the first (DCGAN paper)
 
 
 @dataclass(frozen=True)
@@ -273,7 +273,10 @@ def _check_data(cfg: Config) -> None:
 
 
 def _check_layers(cfg: Config) -> None:
-    """Layer counts must be able to reach the dataset's image size."""
+    """Layer counts must be able to reach the dataset's image size; the gradient penalty is
+    per sample, which BatchNorm in the critic breaks (the WGAN-GP paper leaves it out)."""
+    if cfg.model.discriminator.batch_norm and cfg.train.loss == "wgan_gp":
+        raise UserError("model.discriminator.batch_norm: not with train.loss wgan_gp")
     _check_generator_layers("model.generator.layers", cfg.model.generator.layers, cfg.data.shape)
 
 
@@ -311,7 +314,7 @@ def _check_tune(cfg: Config) -> None:
         for bound_key, bound in bounds.items():
             if name in LOG_SCALE and bound <= 0:
                 raise UserError(f"{bound_key}: {bound!r} is out of range; log scale needs > 0")
-            schema.check_value(bound_key, bound, _limits(SEARCH_TARGETS[name]))
+            schema.check_value(bound_key, bound, schema.limits(Config, SEARCH_TARGETS[name]))
     if t.space.g_layers is not None:
         _check_generator_layers("tune.space.g_layers.low", t.space.g_layers.low, cfg.data.shape)
 
@@ -319,12 +322,4 @@ def _check_tune(cfg: Config) -> None:
 def check(dotted: str, value: Any, label: str | None = None) -> Any:
     """Check a value given elsewhere (e.g. a command-line option) against the limits of the knob
     `dotted` ('evaluate.extractor'); errors name `label` (default: the knob)."""
-    return schema.check_value(label or dotted, value, _limits(dotted))
-
-
-def _limits(dotted: str) -> typing.Mapping[str, Any]:
-    """The knob() limits of a dotted key such as 'model.generator.layers'."""
-    cls, *path, name = [Config, *dotted.split(".")]
-    for part in path:
-        cls = typing.get_type_hints(cls)[part]
-    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+    return schema.check_value(label or dotted, value, schema.limits(Config, dotted))

@@ -141,3 +141,11 @@ def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
         else:
             flat[key] = value
     return flat
+
+
+def limits(root: type, dotted: str) -> typing.Mapping[str, Any]:
+    """The knob() limits of a dotted key of the dataclass root, e.g. 'model.generator.layers'."""
+    cls, *path, name = [root, *dotted.split(".")]
+    for part in path:
+        cls = typing.get_type_hints(cls)[part]
+    return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)

@@ -91,7 +91,7 @@ def test_bad_folders_are_one_line(tmp_path, make, message):
         ({"dataset": "folder", "source_dir": "x"}, "data.image_size: required with"),
         ({"dataset": "folder", "source_dir": "x", "image_size": 64},
          "model.generator.layers: 2 is too few for 64x64"),
-        ({"dataset": "fashion_mnist", "image_size": 64}, "data.image_size: only for folder and tfds:NAME"),
+        ({"dataset": "fashion_mnist", "image_size": 64}, "data.image_size: only for folder"),
         ({"dataset": "folder", "image_size": 64, "channels": 2}, "data.channels: "),
     ],
 )  # fmt: skip

@@ -55,3 +55,36 @@ def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
     assert generator.count_params() == 2_330_945
     # Tutorial: Conv 64, Conv 128 (5x5) + Dense 1.
     assert discriminator.count_params() == 212_865
+
+
+def test_dcgan_paper_settings_build_its_64x64_networks():
+    """Radford et al. 2016, 64x64: G projects to 4x4x1024, then 4x4 transposed convs 512, 256,
+    128, 3, each doubling the size; D convs 64, 128, 256, 512 halving it, BatchNorm on all but
+    the first, no dropout."""
+    cfg = dataclasses.replace(
+        Config().model,
+        kernel_size=4,
+        generator=GeneratorConfig(layers=4, filters=128, max_filters=1024),
+        discriminator=DiscriminatorConfig(
+            layers=4, filters=64, max_filters=512, dropout=0.0, batch_norm=True
+        ),
+    )
+    generator, discriminator = (
+        build_generator(cfg, (64, 64, 3)),
+        build_discriminator(cfg, (64, 64, 3)),
+    )
+
+    def convs(model):
+        return [layer for layer in model.layers if "conv" in layer.name]
+
+    assert generator.get_layer(index=1).units == 4 * 4 * 1024
+    assert [c.filters for c in convs(generator)] == [512, 256, 128, 3]
+    assert {c.strides for c in convs(generator) + convs(discriminator)} == {(2, 2)}
+    assert {c.kernel_size for c in convs(generator) + convs(discriminator)} == {(4, 4)}
+    assert [c.filters for c in convs(discriminator)] == [64, 128, 256, 512]
+    norms = [layer for layer in discriminator.layers if "batch_normalization" in layer.name]
+    assert len(norms) == 3 and not any("dropout" in layer.name for layer in discriminator.layers)
+    assert discriminator.get_layer("logit").input.shape[-1] == 4 * 4 * 512
+    images = np.asarray(generator(np.zeros((2, 100), "float32"), training=False))
+    assert images.shape == (2, 64, 64, 3)
+    assert np.asarray(discriminator(images, training=True)).shape == (2, 1)

@@ -57,7 +57,8 @@ def build_discriminator(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.
     """Discriminator: images (B, H, W, C) in [-1, 1] -> logits (B, 1), float32 (no sigmoid).
 
     With `spectral_norm` every weight layer is wrapped in keras' SpectralNormalization (one
-    power iteration per training call).
+    power iteration per training call); with `batch_norm` every conv but the first is followed
+    by BatchNormalization, as in the DCGAN paper's 64x64 discriminator.
     """
     d: DiscriminatorConfig = cfg.discriminator
     _, _, n_down = scale_plan(shape[0], shape[1])
@@ -68,7 +69,10 @@ def build_discriminator(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.
     x = inputs = keras.Input(shape, name="image")
     for i, width_i in enumerate(_widths(d.layers, d.filters, d.max_filters)):
         stride = 2 if i < n_down else 1
-        x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same"))(x)
+        x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same",
+                                  use_bias=not (d.batch_norm and i)))(x)  # fmt: skip
+        if d.batch_norm and i:  # not on the first layer (DCGAN paper)
+            x = layers.BatchNormalization()(x)
         x = layers.LeakyReLU(0.2)(x)
         if d.dropout > 0:
             x = layers.Dropout(d.dropout)(x)
