@@ -62,10 +62,12 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ({"train": {"ema_decay": 1.0}}, r"train\.ema_decay: 1\.0 is out of range; must be < 1"),
         ({"train": {"ema_decay": 0}}, r"train\.ema_decay: 0\.0 is out of range; must be > 0"),
         ({"train": {"n_critic": 0}}, r"train\.n_critic: 0 is out of range; must be >= 1"),
-        ({"train": {"mixed_precision": "yes"}}, r"train\.mixed_precision: must be bool"),
+        ({"train": {"mixed_precision": "yes"}}, r"train\.mixed_precision: unknown value 'yes'"),
         ({"model": {"discriminator": {"spectral_norm": 1}}}, r"spectral_norm: must be bool"),
-        ({"model": {"discriminator": {"batch_norm": True}}, "train": {"loss": "wgan_gp"}},
-         "model.discriminator.batch_norm: not with train.loss wgan_gp"),
+        (
+            {"model": {"discriminator": {"batch_norm": True}}, "train": {"loss": "wgan_gp"}},
+            "model.discriminator.batch_norm: not with train.loss wgan_gp",
+        ),
     ],
 )
 def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, message):

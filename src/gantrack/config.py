@@ -117,7 +117,7 @@ class TrainConfig:
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
-    mixed_precision: bool = False
+    mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
     strategy: str = knob("default", choices=_strategy_names)
     sample_every: int = knob(1, ge=1)
     checkpoint_every: int = knob(1, ge=1)
@@ -315,8 +315,13 @@ def _check_tune(cfg: Config) -> None:
             if name in LOG_SCALE and bound <= 0:
                 raise UserError(f"{bound_key}: {bound!r} is out of range; log scale needs > 0")
             schema.check_value(bound_key, bound, schema.limits(Config, SEARCH_TARGETS[name]))
-    if t.space.g_layers is not None:
-        _check_generator_layers("tune.space.g_layers.low", t.space.g_layers.low, cfg.data.shape)
+
+
+def check_search_layers(cfg: Config) -> None:
+    """tune.space.g_layers must reach the image size (checked by `gantrack tune` alone)."""
+    if cfg.tune.space.g_layers is not None:
+        low = cfg.tune.space.g_layers.low
+        _check_generator_layers("tune.space.g_layers.low", low, cfg.data.shape)
 
 
 def check(dotted: str, value: Any, label: str | None = None) -> Any:

@@ -106,15 +106,19 @@ def test_mixed_precision_steps_keep_float32_images_and_losses(images, policy):
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after building
 
 
-def test_mixed_precision_falls_back_to_float32_with_one_warning(monkeypatch, caplog):
+def test_mixed_precision_falls_back_to_float32_with_one_warning_unless_auto(monkeypatch, caplog):
+    """The CPU's flags are what differs between machines (the one thing faked here)."""
     devices.precision_policy.cache_clear()
     monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "fma"})
     with caplog.at_level(logging.WARNING, logger="gantrack.gan.devices"):
+        assert devices.precision_policy("auto") == "float32"
+        assert not caplog.records  # auto is silent: float32 is the right choice here
         assert devices.precision_policy(True) == "float32"
         assert devices.precision_policy(True) == "float32"
     assert len([r for r in caplog.records if "mixed_precision" in r.message]) == 1
     devices.precision_policy.cache_clear()
     monkeypatch.setattr(devices, "cpu_flags", lambda: {"avx2", "avx512_bf16"})
+    assert devices.precision_policy("auto") == "mixed_bfloat16"
     assert devices.precision_policy(True) == "mixed_bfloat16"
     assert devices.precision_policy(False) == "float32"
     devices.precision_policy.cache_clear()

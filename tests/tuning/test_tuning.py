@@ -329,7 +329,10 @@ def test_invalid_search_space_is_one_line_naming_the_key(space, message):
 def test_generator_layers_searched_must_reach_the_image_size():
     raw = {"tune": {"space": {"g_layers": {"low": 1, "high": 3}}}}  # fashion_mnist: 28x28
     with pytest.raises(UserError, match=r"tune\.space\.g_layers\.low: 1 is too few for 28x28"):
-        config.from_dict(raw)
+        config.check_search_layers(config.from_dict(raw))
+    # The pipeline's stages do not search: 64x64 images with the default space still load.
+    big = {"data": {"dataset": "folder", "image_size": 64}, "model": {"generator": {"layers": 4}}}
+    assert config.from_dict(big).data.shape == (64, 64, 3)
     with pytest.raises(UserError, match=r"tune\.n_trials: null needs tune\.timeout"):
         config.from_dict({"tune": {"n_trials": None}})
     space = config.from_dict({"tune": {"space": {"batch_size": [64, 128]}}}).tune.space

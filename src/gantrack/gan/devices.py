@@ -29,14 +29,15 @@ def cpu_flags() -> set[str]:
 
 
 @functools.cache
-def precision_policy(mixed: bool) -> str:
-    """The Keras dtype policy for `train.mixed_precision`.
+def precision_policy(mixed: bool | str) -> str:
+    """The Keras dtype policy for `train.mixed_precision` (True, False or "auto").
 
     mixed_float16 (with loss scaling, see gan.GAN) on a GPU of compute capability >= 7.0,
-    mixed_bfloat16 on a CPU with bf16 instructions, else float32 with a warning (once per
-    process: the result is cached). Emulated bf16 is many times slower than float32.
+    mixed_bfloat16 on a CPU with bf16 instructions, else float32: silently for "auto", with a
+    warning for True (once per process: the result is cached). Emulated bf16 (CPUs without
+    the instructions) is many times slower than float32, so it is never picked.
     """
-    if not mixed:
+    if mixed is False:
         return "float32"
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -49,7 +50,10 @@ def precision_policy(mixed: bool) -> str:
         return "mixed_bfloat16"
     else:
         reason = f"no GPU and the CPU has none of {', '.join(BF16_CPU_FLAGS)}"
-    logger.warning("train.mixed_precision: not supported here (%s); training in float32", reason)
+    if mixed is True:
+        logger.warning(
+            "train.mixed_precision: not supported here (%s); training in float32", reason
+        )
     return "float32"
 
 

@@ -30,7 +30,7 @@ from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial, TrialState
 
 from gantrack import redact, tracking
-from gantrack.config import Config, TuneConfig, flat_params
+from gantrack.config import Config, TuneConfig, check_search_layers, flat_params
 from gantrack.errors import UserError
 from gantrack.paths import PATHS, Paths
 from gantrack.tuning import results
@@ -66,6 +66,7 @@ def tune(
     *.png} and logs them to the parent run.
     """
     t = cfg.tune
+    check_search_layers(cfg)
     inputs = None if create_only else load_inputs(paths)
     if inputs:
         check_inputs(cfg, inputs)
