@@ -8,9 +8,10 @@ given by --project, default "."). Trains the reference (benchmarks/reference_dcg
 gantrack with params.yaml's model and train sections (plus each --variant's overrides, e.g.
 `--variant ema train.ema_decay=0.999`) on the full Fashion-MNIST training split, in turns of
 --chunk seconds until each has trained --seconds, so that load on the machine falls on all of
-them alike. Then --samples images of each are scored with FID on the classifier's features
-against the real training split's statistics (the same numbers `dvc repro` logs as
-fid_classifier, same sample count), and the ratio to the reference's FID is printed.
+them alike. Then --samples images of each are scored on the classifier's features against the
+reference statistics (the same numbers `dvc repro` logs as fid_classifier, same sample count):
+FID and its ratio to the reference's, precision/recall (k=3), and the normalised entropy of
+the samples' class histogram (1: all classes equally often).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -30,9 +32,12 @@ from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
 from gantrack import config, data, schema  # noqa: E402
-from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
-from gantrack.evaluation.scoring import load_reference  # noqa: E402
+from gantrack.evaluation import classifier as classifier_lib  # noqa: E402
+from gantrack.evaluation import metrics  # noqa: E402
+from gantrack.evaluation.scoring import load_reference, load_reference_features  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
+from gantrack.gan.sampling import sample  # noqa: E402
+from gantrack.images import grid, save_png  # noqa: E402
 from gantrack.paths import PATHS  # noqa: E402
 
 
@@ -102,6 +107,7 @@ def main() -> None:
         help="another gantrack configuration: params.yaml plus dotted overrides",
     )  # fmt: skip
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--grids", help="also save an 8x8 grid of each one's samples here")
     args = parser.parse_args()
 
     project = Path(args.project)
@@ -124,11 +130,19 @@ def main() -> None:
         print(" | ".join(f"{r.name} {r.seconds:.0f}s {r.images_seen} img" for r in runners))
 
     results = {"seconds": args.seconds, "samples": args.samples, "runs": {}}
+    real_feats = load_reference_features(project / PATHS.reference)
     for runner in runners:
-        fid = generator_fid(runner.generator, classifier, reference_stats[:2], args.samples,
-                            seed=1234, batch_size=500)  # fmt: skip
+        fakes = sample(runner.generator, args.samples, seed=1234, batch_size=500)
+        feats, probs = classifier_lib.extract(classifier, fakes, 500)
+        fid = metrics.frechet_distance(*metrics.statistics(feats), *reference_stats[:2])
+        precision, recall = metrics.precision_recall(real_feats, feats, k=3)
+        if args.grids:
+            save_png(Path(args.grids) / f"{runner.name}.png", grid(fakes[:64], rows=8))
         results["runs"][runner.name] = {
             "fid_classifier": round(fid, 2),
+            "precision": round(precision, 3),
+            "recall": round(recall, 3),
+            "class_entropy": round(class_entropy(probs), 3),
             "train_seconds": round(runner.seconds, 1),
             "images_seen": runner.images_seen,
             "epochs": round(runner.images_seen / len(images), 2),
@@ -139,6 +153,14 @@ def main() -> None:
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def class_entropy(probs: np.ndarray) -> float:
+    """Entropy of the samples' class histogram (argmax of the classifier) over its maximum,
+    log K: 1 when every class is drawn equally often, lower when some dominate or vanish."""
+    counts = np.bincount(probs.argmax(axis=1), minlength=probs.shape[1])
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum() / np.log(probs.shape[1]))
 
 
 def _override(raw: dict, overrides: list[str]) -> dict:
