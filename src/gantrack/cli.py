@@ -71,7 +71,9 @@ def _parser() -> argparse.ArgumentParser:
     fid = sub.add_parser("fid", help="FID, KID, IS, precision/recall of B's images against A's")
     fid.add_argument("a", help="reference images: a samples .npz or a prepared split .npz")
     fid.add_argument("b", help="images to score: a samples .npz or a prepared split .npz")
-    fid.add_argument("--extractor", default=None, help="classifier, inception or auto")
+    fid.add_argument(
+        "--extractor", default=None, help="auto, classifier, inception or inception_fid"
+    )
     fid.add_argument("--json", action="store_true", help="print JSON instead of a table")
     sample = sub.add_parser("sample", help="new images from a generator -> a PNG grid or npz")
     sample.add_argument(

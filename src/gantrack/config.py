@@ -96,7 +96,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    epochs: int = knob(4, ge=1)
+    epochs: int = knob(2, ge=1)
     batch_size: int = knob(128, ge=1)
     learning_rate: float = knob(1e-3, gt=0.0)
     filters: int = knob(16, ge=1)

@@ -148,6 +148,9 @@ def test_a_flat_folder_runs_the_whole_pipeline_with_inception_fid(tmp_path, ince
     )
     assert run_.data.metrics["fid_inception"] == pytest.approx(results["fid_inception"])
     assert run_.data.params["data.dataset"] == "folder"
+    assert run_.data.tags["dataset.source"] == str(root.resolve())
+    (dataset,) = run_.inputs.dataset_inputs  # MLflow's dataset input: digest and shape
+    assert json.loads(dataset.dataset.profile)["features_shape"] == [24, 16, 16, 3]
     assert "fid_classifier_n100" not in run_.data.metrics  # no FID while training without labels
 
 

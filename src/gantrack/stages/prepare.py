@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from gantrack import data
 from gantrack.config import Config
@@ -14,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Load data.dataset, keep a seeded data.limit subset of train; returns meta.json's values
-    (dataset, shape, n_train, n_test, n_classes, sha256)."""
+    (dataset, source, shape, n_train, n_test, n_classes, sha256)."""
     d = cfg.data
     train, test = data.load_dataset(
         d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed,
@@ -23,6 +24,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     train = data.subsample(train, cfg.data.limit, cfg.base.seed)
     meta = {
         "dataset": cfg.data.dataset,
+        "source": str(Path(d.source_dir).resolve()) if d.source_dir else "default",
         "shape": list(train.images.shape[1:]),
         "n_train": len(train),
         "n_test": len(test),
@@ -32,5 +34,6 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     data.save_split(paths.train, train)
     data.save_split(paths.test, test)
     write_json(paths.meta, meta)
-    logger.info("prepared %s: %d train, %d test images", cfg.data.dataset, len(train), len(test))
+    logger.info("prepared %s: %d train, %d test images, %s, %d classes", d.dataset, len(train),
+                len(test), "x".join(map(str, meta["shape"])), meta["n_classes"])  # fmt: skip
     return meta

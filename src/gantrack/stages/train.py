@@ -88,6 +88,7 @@ def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) ->
         tracking.log_params(flat_params(cfg, "base", "data", "model", "train"))
         mlflow.set_tags({
             "dataset": meta["dataset"], "dataset.sha256": meta["sha256"],
+            "dataset.source": meta.get("source", "default"),
             "precision_policy": gan.generator.dtype_policy.name,
             "replicas": gan.distribute_strategy.num_replicas_in_sync,
         })  # fmt: skip
