@@ -41,7 +41,9 @@ TUTORIAL_MODEL = config.ModelConfig(
     latent_dim=100,
     kernel_size=5,
     generator=config.GeneratorConfig(layers=3, filters=64, max_filters=256),
-    discriminator=config.DiscriminatorConfig(layers=2, filters=64, max_filters=256, dropout=0.3),
+    discriminator=config.DiscriminatorConfig(
+        layers=2, filters=64, max_filters=256, dropout=0.3, batch_norm=False
+    ),
 )
 
 

@@ -81,9 +81,9 @@ class DiscriminatorConfig:
     layers: int = knob(2, ge=1, le=MAX_LAYERS)
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
-    dropout: float = knob(0.3, ge=0.0, lt=1.0)
+    dropout: float = knob(0.0, ge=0.0, lt=1.0)
     spectral_norm: bool = False
-    batch_norm: bool = False  # after every conv but the first (DCGAN paper)
+    batch_norm: bool = True  # after every conv but the first (DCGAN paper)
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class ClassifierConfig:
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = knob(5, ge=1)
-    batch_size: int = knob(128, ge=1)
+    batch_size: int = knob(64, ge=1)
     loss: str = knob("non_saturating", choices=_loss_names)
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
     lr_g: float = knob(5.4e-4, gt=0.0)
@@ -116,7 +116,7 @@ class TrainConfig:
     beta2_d: float = knob(0.999, ge=0.0, lt=1.0)
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
-    ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
+    ema_decay: float | None = knob(0.999, gt=0.0, lt=1.0)
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
     strategy: str = knob("default", choices=_strategy_names)
     sample_every: int = knob(1, ge=1)

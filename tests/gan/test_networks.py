@@ -47,7 +47,7 @@ def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
         Config().model,
         kernel_size=5,
         generator=GeneratorConfig(layers=3, **tutorial),
-        discriminator=DiscriminatorConfig(layers=2, dropout=0.3, **tutorial),
+        discriminator=DiscriminatorConfig(layers=2, dropout=0.3, batch_norm=False, **tutorial),
     )
     generator = build_generator(cfg, (28, 28, 1))
     discriminator = build_discriminator(cfg, (28, 28, 1))

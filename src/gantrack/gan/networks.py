@@ -53,7 +53,9 @@ def build_generator(
     return keras.Model(inputs, outputs, name="generator")
 
 
-def build_discriminator(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.Model:
+def build_discriminator(
+    cfg: ModelConfig, shape: tuple[int, int, int], *, synchronized_bn: bool = False
+) -> keras.Model:
     """Discriminator: images (B, H, W, C) in [-1, 1] -> logits (B, 1), float32 (no sigmoid).
 
     With `spectral_norm` every weight layer is wrapped in keras' SpectralNormalization (one
@@ -72,7 +74,7 @@ def build_discriminator(cfg: ModelConfig, shape: tuple[int, int, int]) -> keras.
         x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same",
                                   use_bias=not (d.batch_norm and i)))(x)  # fmt: skip
         if d.batch_norm and i:  # not on the first layer (DCGAN paper)
-            x = layers.BatchNormalization()(x)
+            x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
         x = layers.LeakyReLU(0.2)(x)
         if d.dropout > 0:
             x = layers.Dropout(d.dropout)(x)

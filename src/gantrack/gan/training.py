@@ -53,7 +53,7 @@ def build_gan(
     Built in `strategy`'s scope (default: train.strategy) under the dtype `policy` (default:
     what devices.precision_policy picks for train.mixed_precision); the global policy is
     restored afterwards. mixed_float16 wraps both optimizers in LossScaleOptimizer. With more
-    than one replica, the generator's BatchNormalization is synchronized across replicas.
+    than one replica, BatchNormalization is synchronized across replicas.
     """
     policy = policy or devices.precision_policy(train_cfg.mixed_precision)
     strategy = strategy or devices.strategy(train_cfg.strategy)
@@ -66,7 +66,7 @@ def build_gan(
             synchronized = strategy.num_replicas_in_sync > 1
             gan = GAN(
                 build_generator(model_cfg, shape, synchronized_bn=synchronized),
-                build_discriminator(model_cfg, shape),
+                build_discriminator(model_cfg, shape, synchronized_bn=synchronized),
                 seed,
                 n_critic=train_cfg.n_critic,
                 gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
