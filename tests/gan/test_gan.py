@@ -57,8 +57,9 @@ def test_ema_follows_the_warmed_up_average_of_the_generator_weights(images):
     ):
         np.testing.assert_allclose(average, decay * before + (1 - decay) * after, atol=1e-6)
     assert gan.sampler is gan.ema_generator
-    plain = tiny.gan()
-    assert plain.ema_generator is None and plain.sampler is plain.generator  # off by default
+    assert tiny.gan().ema_generator is not None  # on by default (train.ema_decay 0.999)
+    plain = tiny.gan(ema_decay=None)
+    assert plain.ema_generator is None and plain.sampler is plain.generator  # null: off
 
 
 def test_ema_weights_are_checkpointed_and_resumed(images, tmp_path):
