@@ -19,6 +19,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Score the samples; returns the metrics written to metrics/eval.json."""
     meta = read_json(require(paths.meta, "prepare"))
     fakes = scoring.load_samples(paths.samples, meta["shape"])
+    tracking.configure(cfg.tracking.experiment)  # an unusable store fails before any work
     e = cfg.evaluate
     name, extract = extractors.load_extractor(e, paths.classifier)
     ref_mu, ref_sigma, _ = scoring.load_reference(paths.reference, extractor=name)
@@ -29,7 +30,6 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
         **read_json(require(paths.classifier_metrics, "classifier")),
     }
     write_json(paths.eval_metrics, results)
-    tracking.configure(cfg.tracking.experiment)
     with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
         tracking.log_metrics_once(results)
     if cfg.tracking.registered_model:
