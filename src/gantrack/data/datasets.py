@@ -15,7 +15,7 @@ import numpy as np
 
 from gantrack.data.folder import read_image_folder
 from gantrack.data.readers import read_cifar10_dir, read_idx_dir
-from gantrack.data.splits import Split
+from gantrack.data.splits import Split, hold_out
 from gantrack.data.tfds import PREFIX as TFDS
 from gantrack.data.tfds import read_tfds
 from gantrack.errors import UserError, one_line
@@ -167,12 +167,7 @@ def _load_digits(test_fraction: float, seed: int) -> tuple[Split, Split]:
             f"(exclusive), e.g. 0.2"
         )
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     digits = load_digits()
     images = np.rint(digits.images * 255 / 16).astype(np.uint8)[..., np.newaxis]
-    labels = digits.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels, random_state=seed
-    )
-    return Split(x_train, y_train), Split(x_test, y_test)
+    return hold_out(images, digits.target.astype(np.int64), test_fraction, seed, stratify=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from gantrack.data.splits import Split
+from gantrack.data.splits import Split, hold_out
 from gantrack.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def read_image_folder(
     described = f"{len(classes)} classes ({', '.join(classes)})" if classes else "no classes"
     logger.info("%s: %d images, %dx%dx%d, %s, %d skipped", root, len(stacked), size, size,
                 channels, described, len(bad))  # fmt: skip
-    return _split(stacked, np.asarray(kept, np.int64), test_fraction, seed, bool(classes))
+    return hold_out(stacked, np.asarray(kept, np.int64), test_fraction, seed, bool(classes))
 
 
 def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
@@ -106,15 +106,3 @@ def _read(path: Path, mode: str, size: int, bad_images: str) -> np.ndarray | Non
                 "or set data.bad_images: skip"
             ) from None
         return None
-
-
-def _split(images, labels, test_fraction: float, seed: int, stratify: bool):
-    from sklearn.model_selection import train_test_split
-
-    counts = np.bincount(labels)
-    by_class = stratify and counts.min() >= 2
-    x_train, x_test, y_train, y_test = train_test_split(
-        images, labels, test_size=test_fraction, random_state=seed,
-        stratify=labels if by_class else None,
-    )  # fmt: skip
-    return Split(x_train, y_train), Split(x_test, y_test)

@@ -51,6 +51,20 @@ def subsample(split: Split, limit: int | None, seed: int) -> Split:
     return Split(split.images[idx], split.labels[idx])
 
 
+def hold_out(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int,
+             stratify: bool) -> tuple[Split, Split]:  # fmt: skip
+    """(train, test) with a seeded test_fraction held out, stratified by class when asked and
+    every class has two or more images (datasets without a test split of their own)."""
+    from sklearn.model_selection import train_test_split
+
+    by_class = stratify and np.bincount(labels).min() >= 2
+    x_train, x_test, y_train, y_test = train_test_split(
+        images, labels, test_size=test_fraction, random_state=seed,
+        stratify=labels if by_class else None,
+    )  # fmt: skip
+    return Split(x_train, y_train), Split(x_test, y_test)
+
+
 def digest(*splits: Split) -> str:
     """sha256 hex of the shapes and bytes of images and labels of all splits, in order."""
     h = hashlib.sha256()

@@ -8,8 +8,7 @@ import logging
 import numpy as np
 from PIL import Image, ImageOps
 
-from gantrack.data.folder import _split
-from gantrack.data.splits import Split
+from gantrack.data.splits import Split, hold_out
 from gantrack.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def read_tfds(name: str, data_dir: str | None, size: int, channels: int | None, 
     except (ValueError, KeyError):  # no test split
         logger.info("%s%s has no test split: holding out %.0f%% of train", PREFIX, name,
                     100 * test_fraction)  # fmt: skip
-        return _split(train.images, train.labels, test_fraction, seed, label_key is not None)
+        return hold_out(train.images, train.labels, test_fraction, seed, label_key is not None)
     return train, test
 
 

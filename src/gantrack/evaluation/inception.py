@@ -51,16 +51,21 @@ def download(name: str, url: str, file_hash: str | None, configured_key: str) ->
     return cache / name
 
 
-def inception_weights(configured: str | None) -> Path:
-    """The weights file: the configured path, else Keras' cache, else downloaded into it."""
+def local_file(configured: str | None, key: str, name: str) -> Path | None:
+    """The configured path (a UserError naming `key` when missing), else `name` in Keras'
+    cache when it is there; None: it has to be downloaded."""
     if configured:
         if not Path(configured).is_file():
-            raise UserError(f"evaluate.inception_weights: {configured}: no such file")
+            raise UserError(f"{key}: {configured}: no such file")
         return Path(configured)
-    cached = keras_cache() / INCEPTION_WEIGHTS_FILE
-    if cached.is_file():
-        return cached
-    return download(INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, INCEPTION_WEIGHTS_MD5,
+    cached = keras_cache() / name
+    return cached if cached.is_file() else None
+
+
+def inception_weights(configured: str | None) -> Path:
+    """The weights file: the configured path, else Keras' cache, else downloaded into it."""
+    found = local_file(configured, "evaluate.inception_weights", INCEPTION_WEIGHTS_FILE)
+    return found or download(INCEPTION_WEIGHTS_FILE, INCEPTION_WEIGHTS_URL, INCEPTION_WEIGHTS_MD5,
                     "evaluate.inception_weights")  # fmt: skip
 
 

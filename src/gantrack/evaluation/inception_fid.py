@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gantrack.errors import UserError, one_line
-from gantrack.evaluation.inception import batches, download, keras_cache
+from gantrack.evaluation.inception import batches, download, keras_cache, local_file
 from gantrack.files import atomic_path
 
 GRAPH_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
@@ -30,13 +30,10 @@ OUTPUT = "pool_3:0"  # (B, 1, 1, 2048)
 def graph_path(configured: str | None) -> Path:
     """The graph file: the configured path (the .pb), else Keras' cache, else downloaded into
     the cache and extracted from its archive."""
-    if configured:
-        if not Path(configured).is_file():
-            raise UserError(f"evaluate.inception_fid_graph: {configured}: no such file")
-        return Path(configured)
+    found = local_file(configured, "evaluate.inception_fid_graph", GRAPH_FILE)
+    if found:
+        return found
     cached = keras_cache() / GRAPH_FILE
-    if cached.is_file():
-        return cached
     archive = download(ARCHIVE, GRAPH_URL, None, "evaluate.inception_fid_graph")
     with tarfile.open(archive) as tar, atomic_path(cached) as tmp:
         member = tar.extractfile(GRAPH_FILE)
