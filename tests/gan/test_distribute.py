@@ -27,7 +27,8 @@ SCRIPT = textwrap.dedent(
         discriminator=DiscriminatorConfig(layers=2, filters=8, max_filters=16, dropout=0.0),
     )
     changes = json.loads(sys.argv[1])
-    cfg = dataclasses.replace(Config().train, batch_size=32, **changes)
+    # float32 everywhere: bf16 rounding (auto picks it on CPUs with bf16) would hide a mismatch
+    cfg = dataclasses.replace(Config().train, batch_size=32, mixed_precision=False, **changes)
     images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype("float32")
 
     def run(name):
