@@ -68,6 +68,14 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
             {"model": {"discriminator": {"batch_norm": True}}, "train": {"loss": "wgan_gp"}},
             "model.discriminator.batch_norm: not with train.loss wgan_gp",
         ),
+        (
+            {
+                "model": {"conditional": True, "discriminator": {"batch_norm": False}},
+                "train": {"loss": "wgan_gp"},
+            },
+            "model.conditional: not with train.loss wgan_gp",
+        ),  # fmt: skip
+        ({"model": {"conditional": "yes"}}, r"model\.conditional: unknown value 'yes'; allowed"),
     ],
 )
 def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, message):

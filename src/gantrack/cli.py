@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=64, help="how many images (%(default)s)")
     sample.add_argument("--seed", type=int, default=0, help="noise seed (%(default)s)")
     sample.add_argument("--out", default="samples.png", help=".png grid or .npz (%(default)s)")
+    sample.add_argument(
+        "--class", dest="label", type=int, metavar="C",
+        help="only class C (0-based) of a class-conditional generator",
+    )  # fmt: skip
     tune = sub.add_parser("tune", help="Optuna search of the tune params for the lowest FID")
     tune.add_argument(
         "--apply", action="store_true", help="write the best params into --params; no trials"
@@ -149,7 +153,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "sample":
         from pathlib import Path
 
-        _stage("sample")(args.model, args.n, Path(args.out), args.seed, cfg)
+        _stage("sample")(args.model, args.n, Path(args.out), args.seed, cfg, args.label)
         print(args.out)
         return
     if args.command == "tune":

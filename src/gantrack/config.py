@@ -90,6 +90,7 @@ class DiscriminatorConfig:
 class ModelConfig:
     latent_dim: int = knob(100, ge=1)
     kernel_size: int = knob(4, ge=1, le=7)
+    conditional: bool | str = knob("auto", choices=("auto", True, False))  # on data labels
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
 
@@ -220,6 +221,9 @@ class Config:
     tune: TuneConfig = field(default_factory=TuneConfig)
 
 
+SECTIONS = [f.name for f in dataclasses.fields(Config)]
+
+
 def load(path: str | Path = "params.yaml") -> Config:
     """Read and validate params.yaml. Raises UserError with one line on any problem."""
     path = Path(path)
@@ -232,25 +236,19 @@ def load(path: str | Path = "params.yaml") -> Config:
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({one_line(exc)})") from None
     except YAMLError as exc:
-        reason = " ".join(str(exc).split())
-        raise UserError(f"{path}: not valid YAML ({reason})") from None
+        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
     if not raw:  # a run on nothing but defaults would overwrite a project's outputs
-        raise UserError(f"{path}: empty; give at least one section ({', '.join(_sections())})")
+        raise UserError(f"{path}: empty; give at least one section ({', '.join(SECTIONS)})")
     if not isinstance(raw, dict):
-        raise UserError(f"{path}: must be a mapping of sections ({', '.join(_sections())})")
+        raise UserError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)})")
     return from_dict(raw)
-
-
-def _sections() -> list[str]:
-    return [f.name for f in dataclasses.fields(Config)]
 
 
 def from_dict(raw: dict) -> Config:
     """Build a validated Config from a nested dict (sections -> keys -> values)."""
     cfg = schema.build(Config, raw, prefix="")
-    _check_data(cfg)
-    _check_layers(cfg)
-    _check_tune(cfg)
+    for check in (_check_data, _check_layers, _check_tune):
+        check(cfg)
     return cfg
 
 
@@ -274,9 +272,12 @@ def _check_data(cfg: Config) -> None:
 
 def _check_layers(cfg: Config) -> None:
     """Layer counts must be able to reach the dataset's image size; the gradient penalty is
-    per sample, which BatchNorm in the critic breaks (the WGAN-GP paper leaves it out)."""
-    if cfg.model.discriminator.batch_norm and cfg.train.loss == "wgan_gp":
-        raise UserError("model.discriminator.batch_norm: not with train.loss wgan_gp")
+    per sample, which BatchNorm in the critic breaks (the WGAN-GP paper leaves it out), and at
+    interpolates between images of two classes, which have no label to condition on."""
+    for key, on in (("discriminator.batch_norm", cfg.model.discriminator.batch_norm),
+                    ("conditional", cfg.model.conditional is True)):  # fmt: skip
+        if on and cfg.train.loss == "wgan_gp":
+            raise UserError(f"model.{key}: not with train.loss wgan_gp")
     _check_generator_layers("model.generator.layers", cfg.model.generator.layers, cfg.data.shape)
 
 
@@ -319,9 +320,8 @@ def _check_tune(cfg: Config) -> None:
 
 def check_search_layers(cfg: Config) -> None:
     """tune.space.g_layers must reach the image size (checked by `gantrack tune` alone)."""
-    if cfg.tune.space.g_layers is not None:
-        low = cfg.tune.space.g_layers.low
-        _check_generator_layers("tune.space.g_layers.low", low, cfg.data.shape)
+    if (layers := cfg.tune.space.g_layers) is not None:
+        _check_generator_layers("tune.space.g_layers.low", layers.low, cfg.data.shape)
 
 
 def check(dotted: str, value: Any, label: str | None = None) -> Any:

@@ -17,7 +17,9 @@ from gantrack.gan import losses
 class GAN(keras.Model):
     """Wraps generator (B, latent) -> (B, H, W, C) and discriminator (B, H, W, C) -> (B, 1).
 
-    `fit` takes batches of real images scaled to [-1, 1], float32 (B, H, W, C).
+    `fit` takes batches of real images scaled to [-1, 1], float32 (B, H, W, C), or, with
+    num_classes > 0 (class-conditional networks, see gantrack.gan.networks), batches of
+    (images, labels (B,) int32); a fake's label is the class its noise encodes.
     Metrics per epoch: g_loss, d_loss, d_real and d_fake (mean sigmoid of the logits), and gp
     (the gradient penalty) when gp_weight > 0.
 
@@ -44,12 +46,14 @@ class GAN(keras.Model):
         n_critic: int = 1,
         gp_weight: float = 0.0,
         ema_decay: float | None = None,
+        num_classes: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = generator.input_shape[-1]
+        self.num_classes = num_classes
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.ema_decay = ema_decay
@@ -90,6 +94,20 @@ class GAN(keras.Model):
         noise = keras.random.normal((batch * replicas, self.latent_dim), seed=self.seed_generator)
         return noise[replica * batch : (replica + 1) * batch]
 
+    def _critic(self, images, labels):
+        """The discriminator's logits of images, given their labels when it is conditional."""
+        if self.num_classes:
+            return self.discriminator([images, labels], training=True)
+        return self.discriminator(images, training=True)
+
+    def _fake(self, batch):
+        """A batch of fakes and their labels (the classes their noise encodes, or None)."""
+        noise = self._noise(batch)
+        labels = None
+        if self.num_classes:
+            labels = ops.cast(ops.argmax(noise[:, : self.num_classes], axis=-1), "int32")
+        return self.generator(noise, training=True), labels
+
     def _d_loss(self, real_images, fake_images, real_logits, fake_logits):
         d_loss = self.d_loss_fn(real_logits, fake_logits)
         gp = ops.zeros((), "float32")
@@ -113,34 +131,33 @@ class GAN(keras.Model):
         optimizer.apply_gradients(zip(grads, variables, strict=True))
 
     def _generator_step(self, batch):
-        noise = self._noise(batch)
         with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(noise, training=True), training=True)
+            fake_logits = self._critic(*self._fake(batch))
             g_loss = self.g_loss_fn(fake_logits)
             scaled = self._scaled(self.g_optimizer, g_loss)
         self._apply(self.g_optimizer, tape, scaled, self.generator.trainable_variables)
         self._update_ema()
         return g_loss
 
-    def _forward(self, real_images):
+    def _forward(self, real_images, real_labels):
         """Fakes for this replica's noise and the discriminator's logits of real and fake
         (run inside the caller's tapes)."""
-        fake_images = self.generator(self._noise(ops.shape(real_images)[0]), training=True)
-        real_logits = self.discriminator(real_images, training=True)
-        return fake_images, real_logits, self.discriminator(fake_images, training=True)
+        fake_images, fake_labels = self._fake(ops.shape(real_images)[0])
+        real_logits = self._critic(real_images, real_labels)
+        return fake_images, real_logits, self._critic(fake_images, fake_labels)
 
-    def _critic_step(self, real_images):
+    def _critic_step(self, real_images, real_labels):
         with tf.GradientTape() as tape:
-            fake_images, real_logits, fake_logits = self._forward(real_images)
+            fake_images, real_logits, fake_logits = self._forward(real_images, real_labels)
             d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
             scaled = self._scaled(self.d_optimizer, d_loss)
         self._apply(self.d_optimizer, tape, scaled, self.discriminator.trainable_variables)
         return d_loss, gp, real_logits, fake_logits
 
-    def _joint_step(self, real_images):
+    def _joint_step(self, real_images, real_labels):
         """The tutorial's step: both networks updated from one forward pass."""
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake_images, real_logits, fake_logits = self._forward(real_images)
+            fake_images, real_logits, fake_logits = self._forward(real_images, real_labels)
             g_loss = self.g_loss_fn(fake_logits)
             d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
             g_scaled = self._scaled(self.g_optimizer, g_loss)
@@ -151,16 +168,17 @@ class GAN(keras.Model):
         return g_loss, [(d_loss, gp, real_logits, fake_logits)]
 
     def train_step(self, data):
-        real_images, _, _ = keras.utils.unpack_x_y_sample_weight(data)
+        real_images, real_labels, _ = keras.utils.unpack_x_y_sample_weight(data)
         if self.n_critic == 1:
-            g_loss, critic = self._joint_step(real_images)
+            g_loss, critic = self._joint_step(real_images, real_labels)
         else:
             # Strided slices: the i-th critic batch is the same images whether the global batch
             # is on one device or split over replicas. Unrolled, without tf.cond: under
             # tf.distribute a conditional update would put a cross-replica sum in control flow.
-            chunks = [real_images[i :: self.n_critic] for i in range(self.n_critic)]
-            critic = [self._critic_step(chunk) for chunk in chunks]
-            g_loss = self._generator_step(ops.shape(chunks[0])[0])
+            k = self.n_critic
+            labels = [None if real_labels is None else real_labels[i::k] for i in range(k)]
+            critic = [self._critic_step(real_images[i::k], labels[i]) for i in range(k)]
+            g_loss = self._generator_step(ops.shape(real_images[::k])[0])
         self.trackers["g_loss"].update_state(g_loss)
         for d_loss, gp, real_logits, fake_logits in critic:
             self.trackers["d_loss"].update_state(d_loss)

@@ -3,12 +3,20 @@
 With 3 generator layers, 2 discriminator layers, 64 filters (max 256) and kernel 5 the
 models are exactly the tutorial's: Dense 7x7x256 -> ConvT 128 (stride 1) -> ConvT 64 -> ConvT 1,
 and Conv 64 -> Conv 128 -> Dense 1. Extra layers are added at the base resolution (stride 1).
+
+Class-conditional (num_classes > 0): the generator still maps noise alone to an image, so
+sampling, serving and scoring need nothing else. Its class is read from the noise, as the
+argmax of the first num_classes entries (uniform over the classes for standard-normal noise),
+and fed in one-hot beside the noise (Mirza & Osindero 2014); `sampling.with_classes` draws noise
+of a chosen class. The discriminator takes (image, label) and adds the projection
+<embed(label), features> to its logit (Miyato & Koyama 2018, "cGANs with Projection
+Discriminator").
 """
 
 from __future__ import annotations
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 from gantrack.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from gantrack.gan.geometry import scale_plan
@@ -19,12 +27,20 @@ def _widths(n: int, filters: int, max_filters: int) -> list[int]:
     return [min(filters * 2**i, max_filters) for i in range(n)]
 
 
+CLASS_LAYER = "class"  # the generator's one-hot class layer (its num_tokens: the classes)
+
+
 def build_generator(
-    cfg: ModelConfig, shape: tuple[int, int, int], *, synchronized_bn: bool = False
+    cfg: ModelConfig,
+    shape: tuple[int, int, int],
+    *,
+    num_classes: int = 0,
+    synchronized_bn: bool = False,
 ) -> keras.Model:
     """Generator: noise (B, latent_dim) -> images (B, H, W, C) in [-1, 1], float32.
 
     The last `n` conv layers upsample 2x (n from `scale_plan`); earlier ones keep the base size.
+    num_classes > 0: class-conditional, the class read from the noise (see the module's doc).
     synchronized_bn: BatchNormalization statistics over the global batch under tf.distribute.
     """
     g: GeneratorConfig = cfg.generator
@@ -35,6 +51,10 @@ def build_generator(
     project, hidden = hidden[-1], list(reversed(hidden[:-1]))
     project = min(project * 2, g.max_filters) if g.layers > 1 else project
     x = inputs = keras.Input((cfg.latent_dim,), name="noise")
+    if num_classes:
+        label = ops.argmax(inputs[:, :num_classes], axis=-1)
+        one_hot = layers.CategoryEncoding(num_classes, "one_hot", name=CLASS_LAYER)(label)
+        x = layers.Concatenate()([inputs, one_hot])
     x = layers.Dense(base_h * base_w * project, use_bias=False)(x)
     x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
     x = layers.LeakyReLU(0.2)(x)
@@ -54,10 +74,16 @@ def build_generator(
 
 
 def build_discriminator(
-    cfg: ModelConfig, shape: tuple[int, int, int], *, synchronized_bn: bool = False
+    cfg: ModelConfig,
+    shape: tuple[int, int, int],
+    *,
+    num_classes: int = 0,
+    synchronized_bn: bool = False,
 ) -> keras.Model:
     """Discriminator: images (B, H, W, C) in [-1, 1] -> logits (B, 1), float32 (no sigmoid).
 
+    num_classes > 0: inputs [images, labels (B,) int], and the logit gains the projection term
+    <embed(label), features> (Miyato & Koyama 2018).
     With `spectral_norm` every weight layer is wrapped in keras' SpectralNormalization (one
     power iteration per training call); with `batch_norm` every conv but the first is followed
     by BatchNormalization, as in the DCGAN paper's 64x64 discriminator.
@@ -78,8 +104,17 @@ def build_discriminator(
         x = layers.LeakyReLU(0.2)(x)
         if d.dropout > 0:
             x = layers.Dropout(d.dropout)(x)
-    x = layers.Flatten()(x)
+    features = layers.Flatten()(x)
     # float32 logits even under a mixed-precision policy.
     logit = layers.Dense(1, dtype="float32", name=None if d.spectral_norm else "logit")
-    outputs = (weights(logit, dtype="float32", name="logit") if d.spectral_norm else logit)(x)
-    return keras.Model(inputs, outputs, name="discriminator")
+    outputs = (weights(logit, dtype="float32", name="logit") if d.spectral_norm else logit)(
+        features
+    )
+    if not num_classes:
+        return keras.Model(inputs, outputs, name="discriminator")
+    labels = keras.Input((), dtype="int32", name="label")
+    embedding = layers.Embedding(num_classes, features.shape[-1], dtype="float32")
+    embed = weights(embedding, dtype="float32")(labels)
+    projection = ops.sum(embed * ops.cast(features, "float32"), axis=-1, keepdims=True)
+    outputs = layers.Add(dtype="float32", name="logit_projected")([outputs, projection])
+    return keras.Model([inputs, labels], outputs, name="discriminator")

@@ -19,24 +19,57 @@ from gantrack.gan import callbacks, checkpoints, devices
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
+from gantrack.gan.sampling import with_classes
 
 logger = logging.getLogger(__name__)
 
 
 def make_dataset(
-    images: np.ndarray, batch_size: int, seed: int, drop_remainder: bool = False
+    images: np.ndarray,
+    batch_size: int,
+    seed: int,
+    drop_remainder: bool = False,
+    labels: np.ndarray | None = None,
 ) -> tf.data.Dataset:
-    """uint8 (N, H, W, C) -> shuffled batches of float32 in [-1, 1], prefetched.
+    """uint8 (N, H, W, C) -> shuffled batches of float32 in [-1, 1], prefetched; with labels
+    (N,), batches of (images, labels as int32).
 
     The uint8 array is cached once; scaling runs per batch (vectorised) so the cache holds a
     quarter of the bytes a float32 copy would.
     """
-    ds = tf.data.Dataset.from_tensor_slices(images).cache()
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+
+    def scale(x):
+        return tf.cast(x, tf.float32) / 127.5 - 1.0
+
+    if labels is None:
+        ds = tf.data.Dataset.from_tensor_slices(images)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
+    ds = ds.cache().shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
-        lambda x: tf.cast(x, tf.float32) / 127.5 - 1.0, num_parallel_calls=tf.data.AUTOTUNE
+        scale if labels is None else lambda x, y: (scale(x), y),
+        num_parallel_calls=tf.data.AUTOTUNE,
     )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def conditioning_classes(model_cfg: ModelConfig, n_classes: int, loss: str) -> int:
+    """The classes the networks are conditioned on (0: none) for model.conditional, the data's
+    class count and train.loss. auto conditions where it can: on labelled data, with classes
+    that fit in the noise, and a loss without the gradient penalty. True raises UserError where
+    it cannot (one class, or more classes than noise entries to encode them in)."""
+    mode = model_cfg.conditional
+    if mode == "auto":
+        fits = 2 <= n_classes <= model_cfg.latent_dim and not LOSSES[loss].gradient_penalty
+        mode = bool(fits)
+    if not mode:
+        return 0
+    if n_classes < 2:
+        raise UserError("model.conditional: the data has no labels (one class); set it to false")
+    if n_classes > model_cfg.latent_dim:
+        raise UserError(f"model.conditional: {n_classes} classes need model.latent_dim >= "
+                        f"{n_classes} (the class is read from the noise)")  # fmt: skip
+    return n_classes
 
 
 def build_gan(
@@ -45,10 +78,12 @@ def build_gan(
     shape,
     seed: int,
     *,
+    num_classes: int = 0,
     policy: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
 ) -> GAN:
-    """A compiled GAN with fresh weights (seeded by the caller) and Adam per network.
+    """A compiled GAN with fresh weights (seeded by the caller) and Adam per network;
+    class-conditional on num_classes classes when that is > 0 (see conditioning_classes).
 
     Built in `strategy`'s scope (default: train.strategy) under the dtype `policy` (default:
     what devices.precision_policy picks for train.mixed_precision); the global policy is
@@ -63,14 +98,16 @@ def build_gan(
     keras.mixed_precision.set_global_policy(policy)
     try:
         with strategy.scope():
-            synchronized = strategy.num_replicas_in_sync > 1
+            nets = {"num_classes": num_classes,
+                    "synchronized_bn": strategy.num_replicas_in_sync > 1}  # fmt: skip
             gan = GAN(
-                build_generator(model_cfg, shape, synchronized_bn=synchronized),
-                build_discriminator(model_cfg, shape, synchronized_bn=synchronized),
+                build_generator(model_cfg, shape, **nets),
+                build_discriminator(model_cfg, shape, **nets),
                 seed,
                 n_critic=train_cfg.n_critic,
                 gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
                 ema_decay=train_cfg.ema_decay,
+                num_classes=num_classes,
             )
             optimizers = _optimizers(train_cfg, loss_scaling=policy == "mixed_float16")
             gan.compile(
@@ -122,8 +159,20 @@ class TrainResult:
 def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories, on_grid):
     """The grid callback, its noise fixed by `seed` so that grids of all epochs compare."""
     noise = np.random.default_rng(seed).standard_normal((cfg.grid_rows**2, gan.latent_dim))
+    if gan.num_classes:  # one class per row
+        classes = np.arange(cfg.grid_rows**2) // cfg.grid_rows % gan.num_classes
+        noise = with_classes(noise, classes, gan.num_classes)
     return callbacks.SampleGrid(directories, noise.astype("float32"), cfg.sample_every,
                                 cfg.epochs, cfg.grid_rows, on_grid=on_grid)  # fmt: skip
+
+
+def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int) -> tf.data.Dataset:
+    """What fit trains on: the images, with their labels for a class-conditional gan."""
+    if gan.num_classes and labels is None:
+        raise ValueError("a class-conditional GAN trains on labelled images: pass labels")
+    step_images = images_per_step(cfg, len(images))
+    labels = labels if gan.num_classes else None
+    return make_dataset(images, step_images, seed, cfg.n_critic > 1, labels)
 
 
 def fit(
@@ -132,13 +181,15 @@ def fit(
     cfg: TrainConfig,
     *,
     seed: int,
+    labels: np.ndarray | None = None,
     checkpoint_dir: Path,
     grids_dir: Path,
     extra_callbacks: list[keras.callbacks.Callback] = (),
     on_grid: Callable[[int, np.ndarray], None] | None = None,
     after_checkpoint: Callable[[int, pd.DataFrame, dict[int, Path]], None] | None = None,
 ) -> TrainResult:
-    """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir.
+    """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir;
+    a class-conditional gan also takes the images' labels (N,).
 
     Fixed-noise grids go to grids_dir (and on_grid(epoch, picture)) every cfg.sample_every
     epochs and after the last. Values extra_callbacks add to the logs land in the history.
@@ -168,10 +219,9 @@ def fit(
         # never resumes past an epoch whose records are missing.
         checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs, save),
     ]
-    step_images = images_per_step(cfg, len(images))
     if start < cfg.epochs:
         gan.fit(
-            make_dataset(images, step_images, seed, drop_remainder=cfg.n_critic > 1),
+            _batches(gan, images, labels, cfg, seed),
             epochs=cfg.epochs,
             initial_epoch=start,
             callbacks=cbs,

@@ -1,5 +1,6 @@
 """generate: the generator -> data/generated/samples.npz (key `images`, uint8 NHWC), a grid of
-the first samples, and the progress GIF of the training grids; logged to the pipeline's run."""
+the first samples (of a class-conditional generator: one row per class), and the progress GIF
+of the training grids; logged to the pipeline's run."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 from gantrack import images, tracking
 from gantrack.config import Config, flat_params
 from gantrack.files import atomic_path
-from gantrack.gan.sampling import sample
+from gantrack.gan import sampling
 from gantrack.paths import PATHS, Paths, require
 
 
@@ -18,12 +19,16 @@ def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
     """Sample generate.n_samples images from noise seeded by generate.seed; returns them."""
     generator = keras.models.load_model(require(paths.generator, "train"))
     gen = cfg.generate
-    fakes = sample(generator, gen.n_samples, gen.seed, gen.batch_size)
+    fakes = sampling.sample(generator, gen.n_samples, gen.seed, gen.batch_size)
+    picture = images.grid(fakes[: cfg.train.grid_rows**2])
+    if classes := sampling.num_classes(generator):
+        rows = sampling.sample_classes(generator, cfg.train.grid_rows, gen.seed, gen.batch_size)
+        picture = images.grid(rows, rows=classes)
     tracking.configure(cfg.tracking.experiment)
     with tracking.continue_run(paths.train_run, flat_params(cfg, "generate")) as run_:
         with atomic_path(paths.samples) as tmp:
             np.savez(tmp, images=fakes)
-        images.save_png(paths.samples_png, images.grid(fakes[: cfg.train.grid_rows**2]))
+        images.save_png(paths.samples_png, picture)
         frames = [images.load_png(p) for p in images.grid_files(paths.grids_dir).values()]
         if frames:
             images.save_gif(paths.progress_gif, frames)

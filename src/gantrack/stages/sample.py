@@ -17,8 +17,11 @@ MAX_IMAGES = 1_000_000
 URI_SCHEMES = ("models:/", "runs:/")
 
 
-def run(model: str, n: int, out: Path, seed: int, cfg: Config) -> np.ndarray:
-    """n images from noise seeded by seed, written to out (.png: one grid; .npz); returns them."""
+def run(
+    model: str, n: int, out: Path, seed: int, cfg: Config, label: int | None = None
+) -> np.ndarray:
+    """n images from noise seeded by seed, written to out (.png: one grid; .npz); returns them.
+    label: all of that class (a class-conditional generator's, 0-based as in the data)."""
     if not 0 < n <= MAX_IMAGES:
         raise UserError(f"-n: {n} is out of range; must be in 1..{MAX_IMAGES}")
     if not 0 <= seed <= MAX_SEED:
@@ -26,9 +29,11 @@ def run(model: str, n: int, out: Path, seed: int, cfg: Config) -> np.ndarray:
     if out.suffix not in (".png", ".npz"):
         raise UserError(f"--out: {out} must end in .png (a grid) or .npz (the images)")
     generator = _load(model, cfg)
-    from gantrack.gan.sampling import sample  # TensorFlow: imported once the input is checked
+    from gantrack.gan import sampling  # TensorFlow: imported once the input is checked
 
-    fakes = sample(generator, n, seed, cfg.generate.batch_size)
+    if label is not None:
+        label = _check_label(label, sampling.num_classes(generator), model)
+    fakes = sampling.sample(generator, n, seed, cfg.generate.batch_size, label=label)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         with atomic_path(out) as tmp:
@@ -69,3 +74,11 @@ def _load(model: str, cfg: Config):
             f"{generator.output_shape}, not noise vectors to images)"
         )
     return generator
+
+
+def _check_label(label: int, classes: int, model: str) -> int:
+    if not classes:
+        raise UserError(f"--class: {model} is not class-conditional (model.conditional: false)")
+    if not 0 <= label < classes:
+        raise UserError(f"--class: {label} is out of range; {model} has classes 0..{classes - 1}")
+    return label

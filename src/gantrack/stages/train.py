@@ -46,18 +46,20 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     meta = read_json(require(paths.meta, "prepare"))
     split = data.load_split(paths.train)
     training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
+    classes = training.conditioning_classes(cfg.model, meta["n_classes"], cfg.train.loss)
     fid_callbacks = _fid_callbacks(cfg, paths, has_labels=meta["n_classes"] > 1)
     keras.utils.set_random_seed(cfg.base.seed)
-    gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed)
+    gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed,
+                             num_classes=classes)  # fmt: skip
     if not devices.is_chief(gan.distribute_strategy):
         with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:
-            training.fit(gan, split.images, cfg.train, seed=cfg.base.seed,
+            training.fit(gan, split.images, cfg.train, seed=cfg.base.seed, labels=split.labels,
                          checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "grids",
                          extra_callbacks=fid_callbacks)  # fmt: skip
         return None
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before training
     with _only_writer(paths.train_lock):
-        return _train(cfg, paths, meta, split.images, gan, fid_callbacks)
+        return _train(cfg, paths, meta, split, gan, fid_callbacks)
 
 
 @contextlib.contextmanager
@@ -76,7 +78,7 @@ def _only_writer(lock_path: Path):
         lock.release()
 
 
-def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) -> str:
+def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid_callbacks) -> str:
     key = fingerprint(cfg, meta["sha256"])
     state, abandoned = checkpoints.read_state(paths.checkpoints, key)
     if abandoned.get("run_id"):  # its training will never be resumed
@@ -91,10 +93,11 @@ def _train(cfg: Config, paths: Paths, meta: dict, images, gan, fid_callbacks) ->
             "dataset.source": meta.get("source", "default"),
             "precision_policy": gan.generator.dtype_policy.name,
             "replicas": gan.distribute_strategy.num_replicas_in_sync,
+            "conditional_classes": gan.num_classes,
         })  # fmt: skip
-        tracking.log_dataset(images, meta["dataset"], meta["sha256"], paths.train)
+        tracking.log_dataset(split.images, meta["dataset"], meta["sha256"], paths.train)
         result = training.fit(
-            gan, images, cfg.train, seed=cfg.base.seed,
+            gan, split.images, cfg.train, seed=cfg.base.seed, labels=split.labels,
             checkpoint_dir=paths.checkpoints, grids_dir=paths.grids_dir,
             extra_callbacks=fid_callbacks, after_checkpoint=tracking.CheckpointSync(),
         )  # fmt: skip

@@ -37,6 +37,8 @@ class Inputs:
     """What every trial reads: the prepared train split and the classifier's reference stats."""
 
     images: np.ndarray  # uint8 (N, H, W, C)
+    labels: np.ndarray  # (N,) int
+    n_classes: int
     reference: tuple[np.ndarray, np.ndarray]  # mu (D,), sigma (D, D)
     classifier: Path
     dataset: str  # sha256 of the prepared splits (meta.json)
@@ -53,13 +55,16 @@ def load_inputs(paths: Paths = PATHS) -> Inputs:
         if not Path(path).is_file():
             raise UserError(f"{path} is missing; run `dvc repro reference` before `gantrack tune`")
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
-    train_images = data.load_split(paths.train).images
-    dataset = read_json(require(paths.meta, "prepare"))["sha256"]
-    return Inputs(train_images, (mu, sigma), Path(paths.classifier), dataset)
+    train = data.load_split(paths.train)
+    meta = read_json(require(paths.meta, "prepare"))
+    return Inputs(train.images, train.labels, meta["n_classes"], (mu, sigma),
+                  Path(paths.classifier), meta["sha256"])  # fmt: skip
 
 
 def check_inputs(cfg: Config, inputs: Inputs) -> None:
-    """Refuse, before any trial, a space whose largest batch cannot fill one training step."""
+    """Refuse, before any trial, a space whose largest batch cannot fill one training step, and
+    class conditioning on data that cannot have it."""
+    training.conditioning_classes(cfg.model, inputs.n_classes, cfg.train.loss)
     batches = cfg.tune.space.batch_size or (cfg.train.batch_size,)
     key = "tune.space.batch_size" if cfg.tune.space.batch_size else "train.batch_size"
     step = max(batches) * cfg.train.n_critic
@@ -138,7 +143,9 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
     """Train as the train stage does (same functions), then FID at tune.fid_samples samples."""
     t = cfg.tune
     keras.utils.set_random_seed(cfg.base.seed)
-    gan = training.build_gan(cfg.model, cfg.train, inputs.images.shape[1:], cfg.base.seed)
+    classes = training.conditioning_classes(cfg.model, inputs.n_classes, cfg.train.loss)
+    gan = training.build_gan(cfg.model, cfg.train, inputs.images.shape[1:], cfg.base.seed,
+                             num_classes=classes)  # fmt: skip
     classifier = keras.models.load_model(inputs.classifier)
     pruning = _Pruning(trial, gan)
     g = cfg.generate
@@ -146,7 +153,7 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
                                 g.seed, g.batch_size, on_value=pruning)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
         result = training.fit(
-            gan, inputs.images, cfg.train, seed=cfg.base.seed,
+            gan, inputs.images, cfg.train, seed=cfg.base.seed, labels=inputs.labels,
             checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "samples",
             extra_callbacks=[fid, tracking.EpochLogger()], on_grid=tracking.log_grid,
         )  # fmt: skip
