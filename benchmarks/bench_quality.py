@@ -59,6 +59,7 @@ class TimeLimit(keras.callbacks.Callback):
 class Reference:
     def __init__(self, images):
         self.name, self.images_seen, self.seconds = "reference", 0, 0.0
+        self.policy = "float32"
         self.gan = ReferenceDCGAN(seed=0)
         self.batches = iter(self.gan.dataset(images).repeat())
         self.generator = self.gan.generator
@@ -73,13 +74,23 @@ class Reference:
 
 
 class Gantrack:
-    def __init__(self, name: str, images, cfg: config.Config):
+    def __init__(self, name: str, split: data.Split, cfg: config.Config):
         self.name, self.images_seen, self.seconds = name, 0, 0.0
         self.batch = cfg.train.batch_size * cfg.train.n_critic
+        self.policy = devices.precision_policy(cfg.train.mixed_precision)
+        images = split.images
+        classes = training.conditioning_classes(
+            cfg.model, int(split.labels.max()) + 1, cfg.train.loss
+        )
         keras.utils.set_random_seed(cfg.base.seed)
-        self.gan = training.build_gan(cfg.model, cfg.train, images.shape[1:], cfg.base.seed)
+        self.gan = training.build_gan(cfg.model, cfg.train, images.shape[1:], cfg.base.seed,
+                                      num_classes=classes)  # fmt: skip
         self.dataset = training.make_dataset(
-            images, self.batch, cfg.base.seed, drop_remainder=cfg.train.n_critic > 1
+            images,
+            self.batch,
+            cfg.base.seed,
+            drop_remainder=cfg.train.n_critic > 1,
+            labels=split.labels if classes else None,
         ).repeat()
         self.generator = self.gan.sampler
 
@@ -106,6 +117,8 @@ def main() -> None:
         "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
         help="another gantrack configuration: params.yaml plus dotted overrides",
     )  # fmt: skip
+    parser.add_argument("--no-reference", action="store_true", help="leave the tutorial out")
+    parser.add_argument("--baseline", default="reference", help="FID ratios are to this run")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--grids", help="also save an 8x8 grid of each one's samples here")
     args = parser.parse_args()
@@ -115,19 +128,21 @@ def main() -> None:
     cfg = config.from_dict(raw)
     reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
     classifier = keras.models.load_model(project / PATHS.classifier)
-    images = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0].images
+    split = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0]
+    images = split.images
 
-    runners = [Reference(images), Gantrack("gantrack", images, cfg)]
+    runners = [] if args.no_reference else [Reference(images)]
+    runners.append(Gantrack("gantrack", split, cfg))
     for name, *overrides in args.variant:
-        runners.append(Gantrack(name, images, config.from_dict(_override(raw, overrides))))
-    print(f"precision policy: {devices.precision_policy(cfg.train.mixed_precision)}")
+        runners.append(Gantrack(name, split, config.from_dict(_override(raw, overrides))))
     turn = 0
     while any(r.seconds < args.seconds for r in runners):
         for runner in runners[turn % len(runners) :] + runners[: turn % len(runners)]:
             if runner.seconds < args.seconds:
                 runner.train(min(args.chunk, args.seconds - runner.seconds))
         turn += 1
-        print(" | ".join(f"{r.name} {r.seconds:.0f}s {r.images_seen} img" for r in runners))
+        print(" | ".join(f"{r.name} {r.seconds:.0f}s {r.images_seen} img" for r in runners),
+              flush=True)  # fmt: skip
 
     results = {"seconds": args.seconds, "samples": args.samples, "runs": {}}
     real_feats = load_reference_features(project / PATHS.reference)
@@ -143,13 +158,14 @@ def main() -> None:
             "precision": round(precision, 3),
             "recall": round(recall, 3),
             "class_entropy": round(class_entropy(probs), 3),
+            "policy": runner.policy,
             "train_seconds": round(runner.seconds, 1),
             "images_seen": runner.images_seen,
             "epochs": round(runner.images_seen / len(images), 2),
         }
-    base = results["runs"]["reference"]["fid_classifier"]
+    base = results["runs"][args.baseline]["fid_classifier"]
     for run in results["runs"].values():
-        run["fid_ratio_to_reference"] = round(run["fid_classifier"] / base, 3)
+        run[f"fid_ratio_to_{args.baseline}"] = round(run["fid_classifier"] / base, 3)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
