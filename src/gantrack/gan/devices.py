@@ -46,7 +46,7 @@ def precision_policy(mixed: bool | str) -> str:
             return "mixed_float16"
         reason = f"GPU compute capability {capability} < 7.0"
     elif flags := cpu_flags() & set(BF16_CPU_FLAGS):
-        logger.info("mixed precision: bfloat16 (CPU flags %s)", ", ".join(sorted(flags)))
+        logger.debug("mixed precision: bfloat16 (CPU flags %s)", ", ".join(sorted(flags)))
         return "mixed_bfloat16"
     else:
         reason = f"no GPU and the CPU has none of {', '.join(BF16_CPU_FLAGS)}"

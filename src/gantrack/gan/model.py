@@ -73,6 +73,12 @@ class GAN(keras.Model):
         self.g_loss_fn = g_loss_fn
         self.d_loss_fn = d_loss_fn
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Nothing to build: the networks are, and build_gan builds both optimizers. Keras'
+        # build under a strategy all-reduces a first batch, which fails for an (images,
+        # labels) batch under MultiWorkerMirroredStrategy (it cannot reduce a nested batch).
+        return
+
     @property
     def metrics(self):
         return list(self.trackers.values())
