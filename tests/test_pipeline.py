@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 from ruamel.yaml import YAML
 
-from gantrack import config
+from gantrack import config, images
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -142,6 +143,7 @@ def test_dvc_repro_end_to_end(tmp_path):
     # train.mixed_precision auto: the policy this machine's CPU supports (float32 without bf16)
     assert data.tags["precision_policy"] == devices.precision_policy("auto")
     assert data.tags["replicas"] == "1"
+    assert data.tags["conditional_classes"] == "10"  # model.conditional auto, labelled digits
     assert len(data.tags["mlflow.source.git.commit"]) == 40
     assert data.metrics["fid_classifier"] == pytest.approx(metrics["fid_classifier"])
     for key in ("g_loss", "d_loss", "d_real", "d_fake", "fid_classifier_n100"):
@@ -163,6 +165,15 @@ def test_dvc_repro_end_to_end(tmp_path):
     run(project, "gantrack", "sample", "--model", "models:/gantrack-generator@champion", "-n", "4",
         "--out", "champion.npz")  # fmt: skip
     assert np.load(project / "champion.npz")["images"].shape == (4, 8, 8, 1)
+    # Class-conditional: generated.png has one row per class; sample draws a class on request.
+    per_class = images.grid(np.zeros((10 * 4, 8, 8, 1), np.uint8), rows=10)
+    assert np.asarray(Image.open(project / "plots/generated.png")).shape[:2] == per_class.shape[:2]
+    run(project, "gantrack", "sample", "--class", "3", "-n", "4", "--out", "three.npz")
+    assert np.load(project / "three.npz")["images"].shape == (4, 8, 8, 1)
+    refused = run(project, "gantrack", "sample", "--class", "10", check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip() == ("gantrack sample: error: --class: 10 is out of range; "
+                                      "models/generator.keras has classes 0..9")  # fmt: skip
 
     # Nothing changed: nothing runs. Evaluation code changed: only evaluate runs.
     assert ran_stages(run(project, "dvc", "repro").stdout) == set()
