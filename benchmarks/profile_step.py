@@ -16,6 +16,7 @@ import argparse
 import collections
 import dataclasses
 import json
+import re
 import sys
 import tempfile
 import time
@@ -32,9 +33,11 @@ from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
 from gantrack import config, data  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
 
+OP_EVENT = re.compile(r"[^:\s]+:(\w+)")
 
-def op_times(logdir: Path) -> dict[str, float]:
-    """Seconds spent per TensorFlow op type in the profile under logdir (host CPU plane)."""
+
+def op_times(logdir: Path, by_name: bool = False) -> dict[str, float]:
+    """Seconds spent per TensorFlow op type (by_name: per op) in the profile under logdir."""
     totals: collections.Counter[str] = collections.Counter()
     for path in logdir.rglob("*.xplane.pb"):
         space = xplane_pb2.XSpace()
@@ -44,15 +47,17 @@ def op_times(logdir: Path) -> dict[str, float]:
                 continue
             names = {k: v.name for k, v in plane.event_metadata.items()}
             for line in plane.lines:
-                if line.name != "TensorFlow Ops":
+                if not line.name.startswith("tf_"):  # TensorFlow's own threads
                     continue
                 for event in line.events:
-                    name = names.get(event.metadata_id, "?")
-                    totals[name.rsplit(":", 1)[-1]] += event.duration_ps / 1e12
+                    # Kernels are named "op/name:OpType"; the executor's own events are not.
+                    name = names.get(event.metadata_id, "")
+                    if match := OP_EVENT.fullmatch(name):
+                        totals[name if by_name else match[1]] += event.duration_ps / 1e12
     return dict(totals)
 
 
-def profile(run_steps, steps: int) -> tuple[float, dict[str, float]]:
+def profile(run_steps, steps: int, by_name: bool = False) -> tuple[float, dict[str, float]]:
     """(wall seconds per step, {op type: seconds per step}) of run_steps(steps) under the
     profiler, after a warm-up."""
     run_steps(3)
@@ -62,7 +67,7 @@ def profile(run_steps, steps: int) -> tuple[float, dict[str, float]]:
         run_steps(steps)
         wall = time.perf_counter() - start
         tf.profiler.experimental.stop()
-        ops = op_times(Path(logdir))
+        ops = op_times(Path(logdir), by_name)
     return wall / steps, {k: v / steps for k, v in ops.items()}
 
 
@@ -94,6 +99,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--top", type=int, default=12, help="op types listed per run")
+    parser.add_argument("--by-name", action="store_true", help="per op, not per op type")
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
@@ -109,7 +115,7 @@ def main() -> None:
         runs["gantrack-bf16"] = gantrack_runner(images, "mixed_bfloat16", tutorial_train)
     results = {}
     for name, run in runs.items():
-        wall, ops = profile(run, args.steps)
+        wall, ops = profile(run, args.steps, args.by_name)
         total = sum(ops.values())
         top = sorted(ops.items(), key=lambda kv: -kv[1])[: args.top]
         results[name] = {
