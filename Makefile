@@ -24,9 +24,11 @@ bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
 
 # 90 s: the default train stage's time on the machine of the README's figures; the old default
-# is the recipe before this one (no BatchNorm in D, dropout 0.3, batch 128, no EMA, float32).
-OLD_DEFAULT = model.discriminator.dropout=0.3 model.discriminator.batch_norm=false \
-	train.batch_size=128 train.ema_decay=null train.mixed_precision=false
+# is the recipe before this one (unconditional, no BatchNorm in D, dropout 0.3, batch 128, no
+# EMA, float32).
+OLD_DEFAULT = model.conditional=false model.discriminator.dropout=0.3 \
+	model.discriminator.batch_norm=false train.batch_size=128 train.ema_decay=null \
+	train.mixed_precision=false
 bench-quality: reference
 	mkdir -p $(RESULTS) docs/quality && $(PY) benchmarks/bench_quality.py --seconds 90 \
 	  --baseline old_default --grids docs/quality --json $(RESULTS)/quality.json \

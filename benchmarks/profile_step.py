@@ -59,16 +59,14 @@ def op_times(logdir: Path, by_name: bool = False) -> dict[str, float]:
 
 def profile(run_steps, steps: int, by_name: bool = False) -> tuple[float, dict[str, float]]:
     """(wall seconds per step, {op type: seconds per step}) of run_steps(steps) under the
-    profiler, after a warm-up."""
+    profiler, after a warm-up; run_steps returns the wall seconds of one step."""
     run_steps(3)
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        start = time.perf_counter()
-        run_steps(steps)
-        wall = time.perf_counter() - start
+        wall = run_steps(steps)
         tf.profiler.experimental.stop()
         ops = op_times(Path(logdir), by_name)
-    return wall / steps, {k: v / steps for k, v in ops.items()}
+    return wall, {k: v / steps for k, v in ops.items()}
 
 
 def reference_runner(images):
@@ -76,9 +74,11 @@ def reference_runner(images):
     batches = iter(gan.dataset(images).repeat())
 
     def run(steps):
+        start = time.perf_counter()
         for _ in range(steps):
             loss, _ = gan.train_step(next(batches))
         loss.numpy()
+        return (time.perf_counter() - start) / steps
 
     return run
 
@@ -89,8 +89,12 @@ def gantrack_runner(images, policy: str, train_cfg):
     dataset = training.make_dataset(images, BATCH_SIZE, seed=0).repeat()
 
     def run(steps):
+        """As bench_speed times it: from the end of the first step to the end of the last (each
+        fit call's new iterator refills the shuffle buffer first)."""
+        timer = StepTimer()
         gan.fit(dataset, steps_per_epoch=steps, epochs=1, shuffle=False, verbose=0,
-                callbacks=[StepTimer()])  # fmt: skip
+                callbacks=[timer])  # fmt: skip
+        return (timer.ends[-1] - timer.ends[0]) / (steps - 1)
 
     return run
 
