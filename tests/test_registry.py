@@ -92,7 +92,7 @@ def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     assert not_conditional.returncode == 2
     assert not_conditional.stderr.strip() == (f"gantrack sample: error: --class: models:/{NAME}"
                                               "@champion is not class-conditional "
-                                              "(model.conditional: false)")  # fmt: skip
+                                              "(trained without classes)")  # fmt: skip
     picture = np.asarray(Image.open(project / "grid.png"))
     assert picture.shape == images.grid(np.zeros((10, *tiny.SHAPE), np.uint8)).shape[:2]
     # The same generator from its run and from a .keras file: the same images.

@@ -49,8 +49,9 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
 
     At import TensorFlow's C++ side prints absl's "All log messages before
     absl::InitializeLog()" warning and oneDNN's notice (CPUs with AVX-512) straight to file
-    descriptor 2, before TF_CPP_MIN_LOG_LEVEL is read. An error raised by the import still
-    reaches the user: it is printed after the descriptor is back.
+    descriptor 2, before TF_CPP_MIN_LOG_LEVEL is read. An exception raised by the import still
+    reaches the user (it is printed after the descriptor is back); a native abort during the
+    import loses its message: `--verbose` imports without this.
     """
 
     def find_spec(self, name, path, target=None):

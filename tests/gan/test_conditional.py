@@ -5,6 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 import tiny
 
 from gantrack.errors import UserError
@@ -88,3 +89,18 @@ def test_auto_conditions_where_it_can_and_true_says_why_it_cannot():
         training.conditioning_classes(MODEL, 1, "non_saturating")
     with pytest.raises(UserError, match="latent_dim >= 10"):
         training.conditioning_classes(MODEL, 10, "non_saturating")
+
+
+def test_the_projection_learns_under_spectral_norm_too():
+    model = dataclasses.replace(
+        MODEL, discriminator=dataclasses.replace(MODEL.discriminator, spectral_norm=True)
+    )
+    discriminator = build_discriminator(model, tiny.SHAPE, num_classes=CLASSES)
+    images = np.random.default_rng(0).uniform(-1, 1, (2, *tiny.SHAPE)).astype("float32")
+    labels = np.array([0, 1], "int32")
+    embedding = next(w for w in discriminator.trainable_weights if "embeddings" in w.path)
+    with tf.GradientTape() as tape:
+        logits = discriminator([images, labels], training=True)
+    assert tape.gradient(logits, embedding) is not None
+    other = np.asarray(discriminator([images, 1 - labels], training=False))
+    assert not np.allclose(np.asarray(discriminator([images, labels], training=False)), other)

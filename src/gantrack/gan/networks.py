@@ -114,7 +114,9 @@ def build_discriminator(
         return keras.Model(inputs, outputs, name="discriminator")
     labels = keras.Input((), dtype="int32", name="label")
     embedding = layers.Embedding(num_classes, features.shape[-1], dtype="float32")
-    embed = weights(embedding, dtype="float32")(labels)
+    # Float labels: SpectralNormalization casts its output to its input's dtype (int would
+    # truncate every normalised entry to 0); Embedding casts them back to indices itself.
+    embed = weights(embedding, dtype="float32")(ops.cast(labels, "float32"))
     projection = ops.sum(embed * ops.cast(features, "float32"), axis=-1, keepdims=True)
     outputs = layers.Add(dtype="float32", name="logit_projected")([outputs, projection])
     return keras.Model([inputs, labels], outputs, name="discriminator")

@@ -1,6 +1,6 @@
 """generate: the generator -> data/generated/samples.npz (key `images`, uint8 NHWC), a grid of
-the first samples (of a class-conditional generator: one row per class), and the progress GIF
-of the training grids; logged to the pipeline's run."""
+the first samples (of a class-conditional generator instead: a row of each class, drawn for
+it), and the progress GIF of the training grids; logged to the pipeline's run."""
 
 from __future__ import annotations
 

@@ -78,7 +78,7 @@ def _load(model: str, cfg: Config):
 
 def _check_label(label: int, classes: int, model: str) -> int:
     if not classes:
-        raise UserError(f"--class: {model} is not class-conditional (model.conditional: false)")
+        raise UserError(f"--class: {model} is not class-conditional (trained without classes)")
     if not 0 <= label < classes:
         raise UserError(f"--class: {label} is out of range; {model} has classes 0..{classes - 1}")
     return label
