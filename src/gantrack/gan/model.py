@@ -12,14 +12,17 @@ import tensorflow as tf
 from keras import ops
 
 from gantrack.gan import losses
+from gantrack.gan.networks import noise_classes
+from gantrack.gan.sampling import num_classes
 
 
 class GAN(keras.Model):
     """Wraps generator (B, latent) -> (B, H, W, C) and discriminator (B, H, W, C) -> (B, 1).
 
-    `fit` takes batches of real images scaled to [-1, 1], float32 (B, H, W, C), or, with
-    num_classes > 0 (class-conditional networks, see gantrack.gan.networks), batches of
-    (images, labels (B,) int32); a fake's label is the class its noise encodes.
+    `fit` takes batches of real images scaled to [-1, 1], float32 (B, H, W, C), or, for
+    class-conditional networks (see gantrack.gan.networks; num_classes > 0, read from the
+    generator), batches of (images, labels (B,) int32); a fake's label is the class its noise
+    encodes.
     Metrics per epoch: g_loss, d_loss, d_real and d_fake (mean sigmoid of the logits), and gp
     (the gradient penalty) when gp_weight > 0.
 
@@ -46,14 +49,13 @@ class GAN(keras.Model):
         n_critic: int = 1,
         gp_weight: float = 0.0,
         ema_decay: float | None = None,
-        num_classes: int = 0,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.generator = generator
         self.discriminator = discriminator
         self.latent_dim = generator.input_shape[-1]
-        self.num_classes = num_classes
+        self.num_classes = num_classes(generator)  # 0: unconditional
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.ema_decay = ema_decay
@@ -111,7 +113,7 @@ class GAN(keras.Model):
         noise = self._noise(batch)
         labels = None
         if self.num_classes:
-            labels = ops.cast(ops.argmax(noise[:, : self.num_classes], axis=-1), "int32")
+            labels = ops.cast(noise_classes(noise, self.num_classes), "int32")
         return self.generator(noise, training=True), labels
 
     def _d_loss(self, real_images, fake_images, real_logits, fake_logits):

@@ -30,6 +30,12 @@ def _widths(n: int, filters: int, max_filters: int) -> list[int]:
 CLASS_LAYER = "class"  # the generator's one-hot class layer (its num_tokens: the classes)
 
 
+def noise_classes(noise, num_classes: int):
+    """The classes noise (B, latent_dim) encodes for a generator conditioned on num_classes:
+    the argmax of each row's first num_classes entries, (B,) int."""
+    return ops.argmax(noise[:, :num_classes], axis=-1)
+
+
 def build_generator(
     cfg: ModelConfig,
     shape: tuple[int, int, int],
@@ -52,7 +58,7 @@ def build_generator(
     project = min(project * 2, g.max_filters) if g.layers > 1 else project
     x = inputs = keras.Input((cfg.latent_dim,), name="noise")
     if num_classes:
-        label = ops.argmax(inputs[:, :num_classes], axis=-1)
+        label = noise_classes(inputs, num_classes)
         one_hot = layers.CategoryEncoding(num_classes, "one_hot", name=CLASS_LAYER)(label)
         x = layers.Concatenate()([inputs, one_hot])
     x = layers.Dense(base_h * base_w * project, use_bias=False)(x)

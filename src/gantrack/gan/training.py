@@ -107,7 +107,6 @@ def build_gan(
                 n_critic=train_cfg.n_critic,
                 gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
                 ema_decay=train_cfg.ema_decay,
-                num_classes=num_classes,
             )
             optimizers = _optimizers(train_cfg, loss_scaling=policy == "mixed_float16")
             gan.compile(

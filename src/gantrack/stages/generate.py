@@ -20,10 +20,11 @@ def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
     generator = keras.models.load_model(require(paths.generator, "train"))
     gen = cfg.generate
     fakes = sampling.sample(generator, gen.n_samples, gen.seed, gen.batch_size)
-    picture = images.grid(fakes[: cfg.train.grid_rows**2])
     if classes := sampling.num_classes(generator):
         rows = sampling.sample_classes(generator, cfg.train.grid_rows, gen.seed, gen.batch_size)
         picture = images.grid(rows, rows=classes)
+    else:
+        picture = images.grid(fakes[: cfg.train.grid_rows**2])
     tracking.configure(cfg.tracking.experiment)
     with tracking.continue_run(paths.train_run, flat_params(cfg, "generate")) as run_:
         with atomic_path(paths.samples) as tmp:
