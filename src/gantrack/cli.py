@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         # Chatter a user cannot act on: per-checkpoint notes, the store's table creation,
         # connection retries (a store that stays unreachable ends in one error line).
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow loads
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # on stderr
         for name, level in (("absl", logging.WARNING), ("alembic", logging.WARNING),
                             ("urllib3", logging.ERROR)):  # fmt: skip
             logging.getLogger(name).setLevel(level)

@@ -12,12 +12,18 @@ the champion on an equal footing. Load the champion anywhere with
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 
 import keras
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from ruamel.yaml import YAML, YAMLError
+
+from gantrack import keras_files
+from gantrack.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 ALIAS = "champion"
@@ -88,7 +94,63 @@ def _version_of(client: MlflowClient, model_name: str, run_id: str) -> int:
     found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     if found:
         return max(int(v.version) for v in found)
-    return int(mlflow.register_model(f"runs:/{run_id}/{ARTIFACT}", model_name).version)
+    return int(mlflow.register_model(_logged_model_uri(client, run_id), model_name).version)
+
+
+def _logged_model_uri(client: MlflowClient, run_id: str) -> str:
+    """models:/<id> of run_id's logged generator (MLflow 3 keeps logged models beside the run's
+    artifacts; registering runs:/RUN/generator would warn and resolve it the same way)."""
+    outputs = client.get_run(run_id).outputs
+    ids = [m.model_id for m in (outputs.model_outputs if outputs else [])]
+    for model_id in reversed(ids):
+        if client.get_logged_model(model_id).name == ARTIFACT:
+            return f"models:/{model_id}"
+    raise MlflowException(f"run {run_id} has no logged model named {ARTIFACT!r}")
+
+
+MAX_MLMODEL_BYTES = 2**20
+
+
+def load_generator(uri: str):
+    """The generator behind a models:/ or runs:/ URI, downloaded from the configured store and
+    loaded without running code from it: only an MLflow Keras model saved as a .keras archive
+    (not an exported SavedModel), checked by keras_files before Keras loads it in safe mode.
+    Raises UserError (one line) for anything else."""
+    what = f"--model: {uri}"
+    with tempfile.TemporaryDirectory(prefix="gantrack-model-") as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
+        except (MlflowException, OSError) as exc:
+            raise UserError(f"{what}: cannot be downloaded ({one_line(exc)})") from None
+        archive = _keras_archive(local, what)
+        return keras_files.load(archive, what, inputs=2)
+
+
+def _keras_archive(local: Path, what: str) -> Path:
+    """The .keras file inside a downloaded MLflow model folder, after checking its MLmodel
+    names the Keras flavor saved as a .keras archive."""
+    mlmodel = local / "MLmodel"
+    if not local.is_dir() or not mlmodel.is_file():
+        raise UserError(f"{what} is not an MLflow model (no MLmodel file); give a logged or "
+                        "registered generator")  # fmt: skip
+    if mlmodel.stat().st_size > MAX_MLMODEL_BYTES:
+        raise UserError(f"{what}: its MLmodel file is larger than {MAX_MLMODEL_BYTES} bytes")
+    try:
+        spec = YAML(typ="safe", pure=True).load(mlmodel.read_text(encoding="utf-8"))
+    except (YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"{what}: its MLmodel file is not valid YAML ({one_line(exc)})") from None
+    flavors = spec.get("flavors") if isinstance(spec, dict) else None
+    keras_flavor = flavors.get("keras") if isinstance(flavors, dict) else None
+    if not isinstance(keras_flavor, dict):
+        found = ", ".join(map(str, flavors)) if isinstance(flavors, dict) else "none"
+        raise UserError(f"{what} is not a Keras model (its flavors: {found})")
+    if keras_flavor.get("save_exported_model") or keras_flavor.get("data") != "data":
+        raise UserError(f"{what} is saved as a TensorFlow SavedModel, whose ops would run while "
+                        "it loads; gantrack loads only .keras archives")  # fmt: skip
+    archive = local / "data" / "model.keras"
+    if archive.is_symlink() or not archive.is_file():
+        raise UserError(f"{what}: data/model.keras is missing or not a regular file")
+    return archive
 
 
 def _champion(client: MlflowClient, model_name: str):

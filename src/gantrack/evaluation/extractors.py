@@ -11,9 +11,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import keras
 import numpy as np
 
+from gantrack import keras_files
 from gantrack.config import EvaluateConfig
 from gantrack.errors import UserError
 from gantrack.evaluation import classifier, inception, inception_fid
@@ -31,7 +31,7 @@ def _classifier(classifier_path: Path, e: EvaluateConfig) -> Extract:
             "stage trains only on data with labels (two or more classes); run `dvc repro "
             "classifier`, or use extractor auto or inception"
         )
-    model = keras.models.load_model(classifier_path)
+    model = keras_files.load(classifier_path, str(classifier_path), inputs=4)
     return lambda images, batch_size: classifier.extract(model, images, batch_size)
 
 

@@ -4,11 +4,10 @@ it), and the progress GIF of the training grids; logged to the pipeline's run.""
 
 from __future__ import annotations
 
-import keras
 import mlflow
 import numpy as np
 
-from gantrack import images, tracking
+from gantrack import images, keras_files, tracking
 from gantrack.config import Config, flat_params
 from gantrack.files import atomic_path
 from gantrack.gan import sampling
@@ -17,7 +16,8 @@ from gantrack.paths import PATHS, Paths, require
 
 def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
     """Sample generate.n_samples images from noise seeded by generate.seed; returns them."""
-    generator = keras.models.load_model(require(paths.generator, "train"))
+    path = require(paths.generator, "train")
+    generator = keras_files.load(path, str(path), inputs=2)
     gen = cfg.generate
     fakes = sampling.sample(generator, gen.n_samples, gen.seed, gen.batch_size)
     if classes := sampling.num_classes(generator):

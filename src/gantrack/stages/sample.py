@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gantrack import images
+from gantrack import images, keras_files
 from gantrack.config import MAX_SEED, Config
-from gantrack.errors import UserError, one_line
+from gantrack.errors import UserError
 from gantrack.files import atomic_path
 
 MAX_IMAGES = 1_000_000
@@ -44,31 +44,22 @@ def run(
 
 
 def _load(model: str, cfg: Config):
-    """The generator behind a models:/ or runs:/ URI (in the configured MLflow store) or a file."""
+    """The generator behind a models:/ or runs:/ URI (in the configured MLflow store) or a
+    .keras file, loaded without running code from it (gantrack.keras_files)."""
     if model.startswith(URI_SCHEMES):
-        import mlflow
-        from mlflow.exceptions import MlflowException
-
-        from gantrack import tracking
+        from gantrack import registry, tracking
 
         tracking.configure(cfg.tracking.experiment)
-        try:
-            generator = mlflow.keras.load_model(model)
-        except (MlflowException, OSError) as exc:
-            raise UserError(f"--model: cannot load {model} ({one_line(exc)})") from None
+        generator = registry.load_generator(model)
     else:
         if not Path(model).is_file():
             raise UserError(
                 f"--model: {model}: no such file; give a .keras file, models:/NAME@ALIAS, "
                 "models:/NAME/VERSION or runs:/RUN_ID/generator"
             )
-        import keras
-
-        try:
-            generator = keras.models.load_model(model)
-        except Exception as exc:  # Keras raises many kinds on a file that is not a model
-            raise UserError(f"--model: {model} is not a Keras model ({one_line(exc)})") from None
-    if len(generator.input_shape) != 2 or len(generator.output_shape) != 4:
+        generator = keras_files.load(model, f"--model: {model}", inputs=2)
+    shape = generator.output_shape
+    if not isinstance(shape, tuple) or len(shape) != 4:
         raise UserError(
             f"--model: {model} is not a generator (it maps {generator.input_shape} to "
             f"{generator.output_shape}, not noise vectors to images)"

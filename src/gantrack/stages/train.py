@@ -17,7 +17,7 @@ import keras
 import mlflow
 from filelock import FileLock, Timeout
 
-from gantrack import data, registry, tracking
+from gantrack import data, keras_files, registry, tracking
 from gantrack.config import Config, flat_params
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
@@ -129,7 +129,8 @@ def _fid_callbacks(cfg: Config, paths: Paths, has_labels: bool) -> list:
         logger.info("train.fid_every: no FID while training, the data has no labels")
         return []
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
-    classifier = keras.models.load_model(require(paths.classifier, "classifier"))
+    path = require(paths.classifier, "classifier")
+    classifier = keras_files.load(path, str(path), inputs=4)
     return [
         generator_fid.PeriodicFID(t.fid_every, classifier, (mu, sigma), t.fid_samples,
                             cfg.generate.seed, cfg.generate.batch_size)

@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 import optuna
 
-from gantrack import data, images, tracking
+from gantrack import data, images, keras_files, tracking
 from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneConfig
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
@@ -146,7 +146,7 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
     classes = training.conditioning_classes(cfg.model, inputs.n_classes, cfg.train.loss)
     gan = training.build_gan(cfg.model, cfg.train, inputs.images.shape[1:], cfg.base.seed,
                              num_classes=classes)  # fmt: skip
-    classifier = keras.models.load_model(inputs.classifier)
+    classifier = keras_files.load(inputs.classifier, str(inputs.classifier), inputs=4)
     pruning = _Pruning(trial, gan)
     g = cfg.generate
     fid = generator_fid.PeriodicFID(t.fid_every, classifier, inputs.reference, t.fid_samples,

@@ -1,0 +1,140 @@
+"""Keras archives from anywhere (a file, a run, the registry), loaded without running their code.
+
+A `.keras` file is a zip of `config.json` (the architecture), `metadata.json` and the weights.
+Keras rebuilds a model by importing the modules its config names and calling their classes, so
+a crafted archive can name a Lambda layer (Python bytecode), a layer that loads a TensorFlow
+SavedModel (whose ops run while it loads) or a class of any importable module. Before Keras
+sees an archive, gantrack checks it as data: its members and their sizes, then every object its
+config names, which must be one of Keras' own (no Lambda, no SavedModel wrapper, no registered
+custom class), then its inputs. Only then Keras loads it, in safe mode.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from gantrack.errors import UserError, one_line
+
+MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
+MAX_CONFIG_BYTES = 16 * 2**20  # a generator's config is ~10 KB
+MAX_ARCHIVE_BYTES = 8 * 2**30  # uncompressed, all members
+MAX_RATIO = 200  # uncompressed / compressed per member: more is a zip bomb, not weights
+MAX_DEPTH = 64  # nesting of config objects
+TOP_CLASSES = {"Functional", "Sequential"}
+ACTIVATIONS = ("keras.activations", "keras.src.activations")
+# Keras classes that run code or load other formats when they are built.
+REFUSED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+
+
+def check(path: str | Path, what: str, *, inputs: int | None = None) -> dict[str, Any]:
+    """Check the archive at path without loading it; returns its config (parsed config.json).
+
+    what names it in errors ("--model: x.keras"). inputs: the rank every model input must have
+    (2: noise vectors (N, latent); 4: images), None for any. Raises UserError (one line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{what} is not a .keras archive (not a zip file); gantrack loads "
+                        "only Keras 3 .keras files, not SavedModels, HDF5 or pickles")  # fmt: skip
+    try:
+        with zipfile.ZipFile(path) as archive:
+            _check_members(archive, what)
+            config = json.loads(archive.read("config.json"))
+    except UserError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, RecursionError) as exc:
+        raise UserError(f"{what} is not a readable .keras archive ({one_line(exc)})") from None
+    _check_objects(config, what)
+    _check_inputs(config, what, inputs)
+    return config
+
+
+def load(path: str | Path, what: str, *, inputs: int | None = None):
+    """The model in the .keras archive at path, checked (see check) and loaded in Keras' safe
+    mode without its training configuration. Raises UserError (one line)."""
+    check(path, what, inputs=inputs)
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # a checked archive can still hold weights that do not fit
+        raise UserError(f"{what} cannot be loaded as a Keras model ({one_line(exc)})") from None
+
+
+def _check_members(archive: zipfile.ZipFile, what: str) -> None:
+    infos = archive.infolist()
+    names = {info.filename for info in infos}
+    if not {"config.json", "metadata.json"} <= names:
+        raise UserError(f"{what} is not a .keras archive (it lacks config.json or "
+                        "metadata.json)")  # fmt: skip
+    total = 0
+    for info in infos:
+        total += info.file_size
+        ratio = info.file_size / max(info.compress_size, 1)
+        if info.file_size > 2**20 and ratio > MAX_RATIO:
+            raise UserError(f"{what}: member {info.filename} inflates {ratio:.0f}x (to "
+                            f"{info.file_size} bytes); refusing a zip bomb")  # fmt: skip
+    config = archive.getinfo("config.json").file_size
+    if config > MAX_CONFIG_BYTES or total > MAX_ARCHIVE_BYTES:
+        raise UserError(f"{what}: {total} bytes uncompressed (config.json {config}); more than "
+                        f"a .keras model may hold ({MAX_ARCHIVE_BYTES} bytes, config.json "
+                        f"{MAX_CONFIG_BYTES})")  # fmt: skip
+
+
+def _check_objects(config: Any, what: str) -> None:
+    """Every object the config names is a Keras class, none of those that run code."""
+    if not isinstance(config, dict) or config.get("class_name") not in TOP_CLASSES:
+        found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise UserError(f"{what} holds a {found}, not a Keras Functional or Sequential model")
+    todo = [(config, 0)]
+    while todo:
+        node, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            raise UserError(f"{what}: its config nests deeper than {MAX_DEPTH} levels")
+        if isinstance(node, list):
+            todo += [(item, depth + 1) for item in node]
+            continue
+        if not isinstance(node, dict):
+            continue
+        if "class_name" in node:
+            _check_class(node, what)
+        todo += [(value, depth + 1) for value in node.values()]
+
+
+def _check_class(node: dict, what: str) -> None:
+    name, module = node.get("class_name"), node.get("module")
+    registered = node.get("registered_name")
+    if name == "__keras_tensor__" and module is None:
+        return  # a reference to a tensor between layers, no class
+    builtin = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
+    custom = isinstance(registered, str) and ">" in registered  # register_keras_serializable
+    if name == "function":  # a function by name: activations only (e.g. a Dense's)
+        builtin = isinstance(module, str) and module.startswith(ACTIVATIONS)
+    inner = node.get("config")
+    code = isinstance(inner, dict) and "function" in inner  # Lambda-like: Python bytecode
+    if not builtin or custom or name in REFUSED_CLASSES or code:
+        where = registered if custom else f"{module}.{name}"
+        raise UserError(f"{what} uses {where}, which is not a built-in Keras layer; gantrack "
+                        "loads only models made of Keras' own layers (no Lambda, custom or "
+                        "SavedModel layers)")  # fmt: skip
+
+
+def _check_inputs(config: dict, what: str, rank: int | None) -> None:
+    """The model's input layers, from the config: one, of the given rank."""
+    layers = config.get("config", {}).get("layers", [])
+    shapes = [
+        layer.get("config", {}).get("batch_shape")
+        for layer in layers
+        if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"
+    ]
+    if rank is None:
+        return
+    if len(shapes) != 1 or not isinstance(shapes[0], list) or len(shapes[0]) != rank:
+        kind = "noise vectors (N, latent)" if rank == 2 else f"{rank}-d arrays"
+        raise UserError(f"{what} is not a generator: it takes {len(shapes)} input(s) "
+                        f"{', '.join(map(str, shapes))}, not one input of {kind}")  # fmt: skip

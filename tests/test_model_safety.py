@@ -1,0 +1,178 @@
+"""Loading a model never runs code from it: crafted models in a real MLflow store and as files,
+each refused by `gantrack sample` with one line before Keras or TensorFlow loads it."""
+
+import json
+import os
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import keras
+import mlflow
+import numpy as np
+import pytest
+import tensorflow as tf
+from test_pipeline import _env
+
+import tiny
+from gantrack import registry
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _sample(project: Path, model: str, out: str = "grid.png") -> subprocess.CompletedProcess:
+    env = {**_env(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    return subprocess.run(["gantrack", "sample", "--model", model, "-n", "4", "--out", out],
+                          cwd=project, env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+
+
+def _refused(proc, *needles: str) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gantrack sample: error: --model: "), line
+    for needle in needles:
+        assert needle in line, line
+    return line
+
+
+class _WritesOnLoad(tf.saved_model.experimental.TrackableResource):
+    """A SavedModel resource whose initializer, run by tf.saved_model.load, writes a file."""
+
+    def __init__(self, mark: str):
+        self.mark = mark
+        super().__init__()
+
+    def _create_resource(self):
+        return tf.raw_ops.HashTableV2(key_dtype=tf.string, value_dtype=tf.string)
+
+    def _initialize(self):
+        tf.io.write_file(self.mark, "ran")
+        return tf.constant(0)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A project with a real sqlite MLflow store holding a good generator and crafted models,
+    each registered as a version of its own name; yields (project, {name: marker file})."""
+    project = tmp_path_factory.mktemp("store")
+    (project / "params.yaml").write_text("data:\n  dataset: digits\n")
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.set_experiment("gantrack")
+    generator = tiny.gan().sampler
+    marks = {}
+    with mlflow.start_run() as run:
+        registry.log_generator(generator)
+        mlflow.log_text("not a model", "grid.png")
+        # A Keras model saved as an exported SavedModel whose loading runs a file write.
+        folder = project / "exported"
+        signature = mlflow.models.infer_signature(np.zeros((1, 8), np.float32))
+        mlflow.keras.save_model(generator, folder, save_exported_model=True, signature=signature)
+        shutil.rmtree(folder / "data" / "model")
+        marks["exported"] = project / "exported-ran"
+        module = tf.Module()
+        module.resource = _WritesOnLoad(str(marks["exported"]))
+        tf.saved_model.save(module, str(folder / "data" / "model"))
+        mlflow.log_artifacts(str(folder), "exported")
+        # A Lambda layer (Python bytecode) and a two-input model, as MLflow Keras models.
+        noise = keras.Input((8,))
+        lam = keras.Model(noise, keras.layers.Lambda(lambda x: x * 2)(noise))
+        mlflow.keras.log_model(lam, name="lambda", pip_requirements=[])
+        a, b = keras.Input((8,)), keras.Input((8,))
+        two = keras.Model([a, b], keras.layers.Reshape((2, 2, 2))(keras.layers.Add()([a, b])))
+        mlflow.keras.log_model(two, name="two_inputs", pip_requirements=[])
+        # Another flavor: a pyfunc model, which MLflow would unpickle.
+        mlflow.pyfunc.log_model(name="pyfunc", python_model=_Echo(), pip_requirements=[])
+    run_id = run.info.run_id
+    for name in ("exported",):
+        mlflow.register_model(f"runs:/{run_id}/{name}", name)
+    marks["run_id"] = run_id
+    yield project, marks
+    mlflow.set_tracking_uri(None)
+
+
+class _Echo(mlflow.pyfunc.PythonModel):
+    def predict(self, context, model_input, params=None):
+        return model_input
+
+
+def test_a_good_generator_loads_from_runs_and_models_uris(store):
+    project, marks = store
+    proc = _sample(project, f"runs:/{marks['run_id']}/generator", "a.npz")
+    assert proc.returncode == 0, proc.stderr
+    with np.load(project / "a.npz") as npz:
+        assert npz["images"].shape == (4, 8, 8, 1)
+
+
+def test_a_savedmodel_from_the_registry_runs_nothing(store):
+    """MLflow's own loader runs the crafted model's ops (the file appears); gantrack refuses
+    it by its MLmodel before TensorFlow loads anything."""
+    project, marks = store
+    mark = marks["exported"]
+    proc = _sample(project, "models:/exported/1")
+    _refused(proc, "SavedModel")
+    assert not mark.exists()
+    assert not (project / "grid.png").exists()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.keras.load_model("models:/exported/1")  # what gantrack must not do
+    assert mark.exists()
+    mark.unlink()
+
+
+@pytest.mark.parametrize(
+    ("artifact", "needles"),
+    [
+        ("lambda", ("keras.layers.Lambda", "not a built-in Keras layer")),
+        ("two_inputs", ("not a generator", "2 input(s)")),
+        ("pyfunc", ("not a Keras model", "python_function")),
+        ("grid.png", ("not an MLflow model",)),
+        ("nothing-here", ("cannot be downloaded",)),
+    ],
+)
+def test_models_that_are_not_plain_keras_generators_are_one_line(store, artifact, needles):
+    project, marks = store
+    _refused(_sample(project, f"runs:/{marks['run_id']}/{artifact}"), *needles)
+    assert not (project / "grid.png").exists()
+
+
+def _rewrite_config(src: Path, dst: Path, change) -> None:
+    """A copy of the .keras archive src whose config.json is change(config)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for item in zin.infolist():
+            data = zin.read(item.filename)
+            if item.filename == "config.json":
+                data = json.dumps(change(json.loads(data))).encode()
+            zout.writestr(item, data)
+
+
+def _foreign_module(config):
+    config["config"]["layers"][1]["module"] = "os"
+    config["config"]["layers"][1]["class_name"] = "system"
+    return config
+
+
+def _registered_custom(config):
+    config["config"]["layers"][1]["registered_name"] = "evil>Dense"
+    return config
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (_foreign_module, "uses os.system"),
+        (_registered_custom, "uses evil>Dense"),
+    ],
+)
+def test_crafted_keras_files_are_refused_before_keras_reads_them(tmp_path, change, needle):
+    good = tmp_path / "good.keras"
+    tiny.gan().sampler.save(good)
+    crafted = tmp_path / "crafted.keras"
+    _rewrite_config(good, crafted, change)
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    _refused(_sample(tmp_path, str(crafted)), needle)
+
+
+def test_files_of_other_formats_are_one_line(tmp_path):
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(64))
+    _refused(_sample(tmp_path, "model.h5"), "not a .keras archive")
