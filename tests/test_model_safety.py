@@ -13,9 +13,9 @@ import mlflow
 import numpy as np
 import pytest
 import tensorflow as tf
+import tiny
 from test_pipeline import _env
 
-import tiny
 from gantrack import registry
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -23,8 +23,9 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 def _sample(project: Path, model: str, out: str = "grid.png") -> subprocess.CompletedProcess:
     env = {**_env(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    return subprocess.run(["gantrack", "sample", "--model", model, "-n", "4", "--out", out],
-                          cwd=project, env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    command = ["gantrack", "sample", "--model", model, "-n", "4", "--out", out]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
 
 
 def _refused(proc, *needles: str) -> str:
