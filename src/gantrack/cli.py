@@ -148,6 +148,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)  # validated before any output is touched
+    redact.add_secrets_in(cfg)  # e.g. the password of a tune.storage URL
     if args.command == "fid":
         _fid(args, cfg)
         return
@@ -197,6 +198,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    redact.install()  # first: every line printed from here on is masked, libraries' too
     args = _parser().parse_args(argv)
     if not args.verbose:
         # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors

@@ -1,31 +1,366 @@
-"""Passwords out of everything the project writes: params, tags, files, logs, error lines.
+"""No secret in anything a gantrack process shows or writes: params, tags, files, log lines,
+error lines, and whatever MLflow, Optuna, SQLAlchemy or TensorFlow print inside the process.
 
-Database and tracking URLs carry credentials (`postgresql://user:password@host/db`). They are
-masked by pattern, not by parsing, so URLs that do not parse are masked too.
+`mask(text)` replaces secrets with ``***`` by three nets, applied in this order:
+
+1. Known secret values, in every spelling. The registry holds the values of environment
+   variables whose names say secret (PASSWORD, TOKEN, SECRET, KEY, CREDENTIAL, ...), the
+   passwords and secret query values of every URL or connection string in the environment
+   (MLFLOW_TRACKING_URI, a storage URL, ...) and in the params the CLI loaded (tune.storage),
+   and anything given to `add_secret`. A value matches raw, percent-encoded (any subset of its
+   characters, either hex case, doubly encoded), with '+' for a space, and backslash- or
+   JSON-escaped, so a password that breaks URL parsing (a space, '#', '@', '/', '%') is masked
+   however a library spells it. Values shorter than MIN_SECRET_LENGTH, plain small numbers and
+   words such as true/none are not registered (they would mask ordinary text); the patterns
+   below still find them in URLs.
+2. URL credentials by pattern: `scheme://user:password@` keeps the user, masks the password
+   (up to the last '@' of the word: a password may hold '@' and '/' unencoded; with a space,
+   when a host follows the '@'); `scheme://TOKEN@` masks a long user part (a token used as
+   the user name).
+3. Secret-looking names with values: query parameters (`?token=`, `&sig=`, `?password=`,
+   `access_token`, `api_key`, `X-Amz-Signature`, ... also percent-encoded inside another URL),
+   DSN and connection-string pairs (`password=...`, `AccountKey=...`), and quoted pairs of a
+   dict or JSON (`'password': '...'`).
+
+`install()`, called first thing by the CLI, scans the environment and routes sys.stdout,
+sys.stderr and Python warnings through `mask`: a library's print or a logging handler made
+later writes masked lines. Output written straight to file descriptors 1 and 2 by native code
+or child processes is not seen by Python and is not masked.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import dataclasses
 import logging
+import os
 import re
+import sys
+import threading
+import warnings
+from collections.abc import Iterable, Mapping
 from typing import Any
+from urllib.parse import unquote, unquote_plus
 
-# scheme://user:password@ -> scheme://user:***@ (greedy: a password may hold '@' unencoded)
-_CREDENTIALS = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)\S*@")
+MASK = "***"
+MIN_SECRET_LENGTH = 4
+# Registered as a secret never: they are everywhere in ordinary text.
+_TRIVIAL = {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "undefined"}
+
+# Environment variables whose value is a secret as a whole.
+_SECRET_ENV = re.compile(
+    r"PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIAL|CONNECTION_?STRING|(?:^|_)SAS(?:_|$)",
+    re.IGNORECASE,
+)
+
+# A name that says its value is secret (query parameters, DSN and connection-string pairs).
+_NAME = (
+    r"(?:[\w.-]*?(?:passw(?:or)?d|passphrase|secret|token|credential|signature|api[_-]?key"
+    r"|access[_-]?key|account[_-]?key|private[_-]?key|shared[_-]?access[_-]?key)[\w.-]*"
+    r"|pwd|sig|key|apikey|auth)"
+)
+_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_USER = r"[^:/?#@\s]*"
+_HOST_FOLLOWS = r"(?=[\w\[])"
+
+# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path)
+_USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#]|$))\S*@")
+# scheme://user:pass word@host (a space in the password; no '/' in it)
+_USERINFO_SPACED = re.compile(
+    rf"(?P<head>{_SCHEME}{_USER}:)(?!\d+(?:[/\s]|$))[^/\n@]*?\s[^/\n]*?@{_HOST_FOLLOWS}"
+)
+# scheme://TOKEN@host: a user part this long is a token, not a user name
+_USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{16,}}@{_HOST_FOLLOWS}")
+# name=value in a query string, a DSN, a connection string or free text
+_PAIR = re.compile(
+    rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#'\"<>]+)",
+    re.IGNORECASE,
+)
+# the same inside a percent-encoded URL: %3Ftoken%3Dvalue%26...
+_PAIR_ENCODED = re.compile(
+    rf"(?P<head>(?:%3F|%26|%3B)(?:{_NAME})%3D)(?P<value>(?:(?!%26|%23)[^&#\s'\"<>])+)",
+    re.IGNORECASE,
+)
+# 'password': 'value' (a dict's repr, JSON)
+_QUOTED_PAIR = re.compile(
+    rf"(?P<head>(?P<q>[\"']){_NAME}(?P=q)\s*:\s*)(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')",
+    re.IGNORECASE,
+)
+
+_lock = threading.RLock()
+_secrets: set[str] = set()
+_known: re.Pattern[str] | None = None  # all registered secrets, every spelling; None: none
+_environment_scanned = False
 
 
 def mask(text: str) -> str:
-    """text with the password of every URL in it replaced by ***."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """text with every secret it holds replaced by ***."""
+    if not _environment_scanned:
+        add_environment(os.environ)
+    known = _known
+    if known is not None:
+        text = known.sub(MASK, text)
+    if "://" in text:
+        text = _USERINFO.sub(rf"\g<head>{MASK}@", text)
+        text = _USERINFO_SPACED.sub(rf"\g<head>{MASK}@", text)
+        text = _USER_TOKEN.sub(rf"\g<head>{MASK}@", text)
+    if "=" in text:
+        text = _PAIR.sub(_masked_value, text)
+    if "%" in text:
+        text = _PAIR_ENCODED.sub(rf"\g<head>{MASK}", text)
+    if ":" in text:
+        text = _QUOTED_PAIR.sub(_masked_value, text)
+    return text
 
 
-def mask_values(values: dict[str, Any]) -> dict[str, Any]:
+def _masked_value(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[0] in "\"'" and len(value) > 1 and value[-1] == value[0] else ""
+    return f"{match['head']}{quote}{MASK}{quote}"
+
+
+def mask_values(values: Mapping[str, Any]) -> dict[str, Any]:
     """values with every string masked (for run params and tags)."""
     return {k: mask(v) if isinstance(v, str) else v for k, v in values.items()}
 
 
+# --- the registry of known secrets ----------------------------------------------------------
+
+
+def add_secret(value: str | None) -> None:
+    """Mask value (and its percent-decoded forms, and each of its lines) wherever it appears."""
+    if not value:
+        return
+    forms = {value, unquote(value), unquote_plus(value), *value.splitlines()}
+    new = {f.strip() for f in forms} - _secrets
+    new = {f for f in new if _worth_masking(f)}
+    if not new:
+        return
+    global _known
+    with _lock:
+        _secrets.update(new)
+        ordered = sorted(_secrets, key=len, reverse=True)  # longest first: no partial masks
+        _known = re.compile("|".join(_spellings(s) for s in ordered))
+
+
+def add_secrets_in(value: Any) -> None:
+    """Register the secrets inside value: passwords and secret query values of the URLs in its
+    strings, values of secret-named pairs (`password=...`). Walks dataclasses, mappings and
+    sequences, so a whole config can be given."""
+    if isinstance(value, str):
+        for secret in _secrets_in_text(value):
+            add_secret(secret)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for field in dataclasses.fields(value):
+            add_secrets_in(getattr(value, field.name))
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            if isinstance(key, str) and isinstance(item, str) and _SECRET_ENV.search(key):
+                add_secret(item)
+            add_secrets_in(item)
+    elif isinstance(value, Iterable) and not isinstance(value, bytes | bytearray):
+        for item in value:
+            add_secrets_in(item)
+
+
+def add_environment(environ: Mapping[str, str]) -> None:
+    """Register the secrets of an environment: the value of every variable whose name says
+    secret, and the secrets inside every value (URLs with passwords, connection strings)."""
+    global _environment_scanned
+    _environment_scanned = True
+    for name, value in list(environ.items()):
+        if not value:
+            continue
+        if _SECRET_ENV.search(name):
+            add_secret(value)
+        add_secrets_in(value)
+
+
+def secrets() -> frozenset[str]:
+    """The registered secret values (for tests)."""
+    return frozenset(_secrets)
+
+
+def _worth_masking(value: str) -> bool:
+    if len(value) < MIN_SECRET_LENGTH or value.lower() in _TRIVIAL or value == MASK:
+        return False
+    return not (value.isdigit() and len(value) < 6)  # ports, counts, seconds
+
+
+def _secrets_in_text(text: str) -> set[str]:
+    """Passwords of the URLs in text (each split a user might have meant when the password
+    holds '@' unencoded), long user-only userinfo, values of secret-named pairs."""
+    found: set[str] = set()
+    for scheme in re.finditer(_SCHEME, text):
+        rest = text[scheme.end() :].split("\n", 1)[0]
+        for at in (i for i, c in enumerate(rest) if c == "@"):
+            userinfo, after = rest[:at], rest[at + 1 :]
+            if "://" in userinfo or not re.match(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)", after):
+                continue
+            user, colon, password = userinfo.partition(":")
+            if colon and not re.match(r"\d{1,5}(?:[/?#]|$)", password):
+                found.add(password)
+            elif not colon and len(user) >= 16:
+                found.add(user)
+    for pattern in (_PAIR, _QUOTED_PAIR):
+        for pair in pattern.finditer(text):
+            value = pair["value"]
+            found.add(value[1:-1] if value[0] in "\"'" and value[-1] == value[0] else value)
+    for pair in _PAIR_ENCODED.finditer(text):
+        found.add(unquote(pair["value"]))
+    return found
+
+
+def _spellings(secret: str) -> str:
+    """A regex matching secret however it is spelled: each character raw, percent-encoded
+    (once or twice, either hex case), '+' for a space, backslash- or JSON-escaped."""
+    return "".join(_char_spellings(c) for c in secret)
+
+
+def _hex(byte: int) -> str:
+    return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{byte:02X}")
+
+
+def _char_spellings(char: str) -> str:
+    if char.isascii() and char.isalnum():
+        return char
+    forms = [re.escape(char), "".join(f"%(?:25)?{_hex(b)}" for b in char.encode())]
+    if char == " ":
+        forms.append(r"\+")
+    if char in "\"'\\/":
+        forms.append(re.escape("\\" + char))
+    if not char.isascii() or not char.isprintable():
+        if ord(char) <= 0xFFFF:  # JSON's \uXXXX
+            forms.append(r"\\u" + "".join(_hex(b) for b in ord(char).to_bytes(2, "big")))
+        forms.append(re.escape(char.encode("unicode_escape").decode()))  # Python's repr
+    return "(?:" + "|".join(forms) + ")"
+
+
+# --- output streams ---------------------------------------------------------------------------
+
+
+class MaskingStream:
+    """A text stream that writes masked text to another one. Whole lines (ended by '\\n' or
+    '\\r', which progress bars use) go through at once; the rest of a line waits for its end or
+    a flush, so a secret written in one piece is never split. Everything else (isatty, fileno,
+    encoding, ...) is the wrapped stream's, so terminals, progress bars and Keras' verbose
+    output behave as before."""
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._pending = ""
+        self._lock = threading.RLock()
+
+    @property
+    def wrapped(self):
+        return self._stream
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._pending += text
+            end = max(self._pending.rfind("\n"), self._pending.rfind("\r")) + 1
+            if end:
+                done, self._pending = self._pending[:end], self._pending[end:]
+                self._stream.write(mask(done))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def _emit_pending(self) -> None:
+        with self._lock:
+            if self._pending:
+                pending, self._pending = self._pending, ""
+                self._stream.write(mask(pending))
+
+    def flush(self) -> None:
+        with self._lock:
+            self._emit_pending()
+            self._stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._stream.close()
+
+    @property
+    def buffer(self):
+        return _MaskingBuffer(self, self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _MaskingBuffer:
+    """A text stream's binary buffer that masks what is written to it, line by line."""
+
+    def __init__(self, text: MaskingStream, buffer):
+        self._text, self._buffer = text, buffer
+        self._pending = b""
+
+    def _encoding(self) -> str:
+        return getattr(self._text, "encoding", None) or "utf-8"
+
+    def _masked(self, data: bytes) -> bytes:
+        encoding = self._encoding()
+        return mask(data.decode(encoding, "surrogateescape")).encode(encoding, "surrogateescape")
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self._text.flush()  # text written before stays before
+        self._pending += data
+        end = max(self._pending.rfind(b"\n"), self._pending.rfind(b"\r")) + 1
+        if end:
+            done, self._pending = self._pending[:end], self._pending[end:]
+            self._buffer.write(self._masked(done))
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self._buffer.write(self._masked(pending))
+        self._buffer.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning with the message masked."""
+    stream = file if file is not None else sys.stderr
+    if stream is None:
+        return
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    with contextlib.suppress(OSError):  # as warnings does: the stream went away
+        stream.write(mask(text))
+
+
+def install() -> None:
+    """Mask everything this process prints: register the environment's secrets, wrap
+    sys.stdout and sys.stderr in MaskingStream, show warnings masked. Call it before anything
+    imports MLflow, Optuna or TensorFlow, so that the logging handlers they make write to the
+    wrapped streams. Calling it again changes nothing."""
+    add_environment(os.environ)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, MaskingStream):
+            setattr(sys, name, MaskingStream(stream))
+    warnings.showwarning = _showwarning
+    atexit.register(_flush_streams)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, MaskingStream):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+                stream.flush()
+
+
 class MaskingFormatter(logging.Formatter):
-    """A logging formatter that masks URL passwords in every formatted record."""
+    """A logging formatter that masks secrets in every formatted record."""
 
     def format(self, record: logging.LogRecord) -> str:
         return mask(super().format(record))
