@@ -22,7 +22,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML, YAMLError
 
-from gantrack import keras_files
+from gantrack import keras_files, tracking
 from gantrack.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def log_generator(generator) -> None:
         name=ARTIFACT,
         signature=signature,
         pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
+        tags=tracking.masked_context_tags(),  # the inferred tags, secrets masked
     )
 
 

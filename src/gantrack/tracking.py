@@ -66,6 +66,7 @@ def configure(experiment: str) -> None:
         os.environ.setdefault(name, value)
     root = project_root()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
+    redact.add_secrets_in(uri)  # its password, in whatever spelling MLflow prints it
     try:
         if uri:
             mlflow.set_tracking_uri(uri)
@@ -127,8 +128,9 @@ def start_run(
         logger.warning("MLflow run %s is deleted or gone from the store; starting a new run",
                        run_id)  # fmt: skip
         replaced, run_id = run_id, None
-    with mlflow.start_run(run_id=run_id, run_name=run_name,
-                          log_system_metrics=system_metrics) as run:  # fmt: skip
+    tags = masked_context_tags() if run_id is None else None
+    with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=system_metrics,
+                          tags=tags) as run:  # fmt: skip
         _link_project_run(run.info.run_id)
         commit = git_commit()
         if commit and run_id is None:
@@ -136,6 +138,18 @@ def start_run(
         if replaced:
             mlflow.set_tag(REPLACES_TAG, replaced)
         yield run
+
+
+def masked_context_tags() -> dict[str, str]:
+    """The tags MLflow infers for a new run or logged model (git remote, source, user) whose
+    values hold a secret, masked: given as the run's own tags, they replace the inferred ones
+    before anything is stored. (MLflow strips a remote's userinfo only when the URL parses, and
+    leaves its query string.)"""
+    from mlflow.tracking.context import registry as context_registry
+
+    inferred = context_registry.resolve_tags()
+    masked = {k: redact.mask(v) for k, v in inferred.items() if isinstance(v, str)}
+    return {k: v for k, v in masked.items() if v != inferred[k]}
 
 
 @contextlib.contextmanager
@@ -184,8 +198,8 @@ def log_dataset(images: np.ndarray, name: str, sha256: str, source: Path) -> Non
         return  # a resumed run has it
     with warnings.catch_warnings():  # a local path matches two equal source types: harmless
         warnings.filterwarnings("ignore", "The specified dataset source can be interpreted")
-        dataset = mlflow.data.from_numpy(images, source=source.resolve().as_uri(), name=name,
-                                         digest=digest)  # fmt: skip
+        dataset = mlflow.data.from_numpy(images, source=redact.mask(source.resolve().as_uri()),
+                                         name=name, digest=digest)  # fmt: skip
     mlflow.log_input(dataset, context="training")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from gantrack import data
+from gantrack import data, redact
 from gantrack.config import Config
 from gantrack.files import write_json
 from gantrack.paths import PATHS, Paths
@@ -24,7 +24,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     train = data.subsample(train, cfg.data.limit, cfg.base.seed)
     meta = {
         "dataset": cfg.data.dataset,
-        "source": str(Path(d.source_dir).resolve()) if d.source_dir else "default",
+        "source": redact.mask(str(Path(d.source_dir).resolve())) if d.source_dir else "default",
         "shape": list(train.images.shape[1:]),
         "n_train": len(train),
         "n_test": len(test),

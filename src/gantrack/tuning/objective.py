@@ -107,7 +107,8 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0)
     """One trial in its own nested MLflow run, tagged with how it ended and its worker."""
     keras.backend.clear_session(free_memory=True)  # the previous trial's graphs and models
     trial_cfg = suggest(trial, cfg)
-    run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True)
+    run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True,
+                           tags=tracking.masked_context_tags())  # fmt: skip
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     mlflow.log_params(trial.params)
     mlflow.set_tags({"optuna.study": cfg.tune.study_name, "optuna.trial": trial.number,

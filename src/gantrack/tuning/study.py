@@ -147,7 +147,9 @@ def storage_url(t: TuneConfig) -> str:
     folder (created). A URL with a password belongs in the environment, not in params.yaml,
     which git tracks."""
     if t.storage or os.environ.get(STORAGE_ENV):
-        return t.storage or os.environ[STORAGE_ENV]
+        url = t.storage or os.environ[STORAGE_ENV]
+        redact.add_secrets_in(url)  # its password, however a library spells it
+        return url
     out = tracking.project_root() / OUT_DIR
     out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{out / 'optuna.db'}"
