@@ -4,13 +4,18 @@ python batches. Every problem with a user's file is a one-line UserError naming 
 from __future__ import annotations
 
 import gzip
+import math
+import operator
 import os
 import pickle
-import zipfile
+import struct
+import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from gantrack import limits
 from gantrack.data.splits import Split
 from gantrack.errors import UserError, one_line
 
@@ -22,58 +27,97 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
 
     Format (http://yann.lecun.com/exdb/mnist/): bytes 0x00 0x00 <dtype code> <ndim>, ndim
     big-endian uint32 dimensions, then the data. Only dtype code 0x08 (uint8) is supported.
+    The header is read first: the data it declares must be within limits.MAX_IDX_BYTES and,
+    gzipped, within limits.MAX_RATIO of the file's size; no more than that (and one byte, to
+    find trailing garbage) is ever decompressed.
     """
     path = Path(path)
-    raw = _read_bytes(path)
     fix = "re-download or reinstall the original file"
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
+    try:
+        f = path.open("rb")
+    except FileNotFoundError:
+        raise UserError(f"{path} does not exist; check data.source_dir") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path} ({one_line(exc)}); check its permissions") from None
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        gz = f.peek(2)[:2] == b"\x1f\x8b"  # gzipped whatever its name
+        stream = gzip.GzipFile(fileobj=f) if gz else f
+        try:
+            return _idx_data(path, stream, size, gz, fix)
+        except (OSError, EOFError, zlib.error) as exc:
+            if gz:
+                raise UserError(
+                    f"{path} is a corrupt gzip file ({one_line(exc)}); re-download it"
+                ) from None
+            raise UserError(f"cannot read {path} ({one_line(exc)})") from None
+
+
+def _idx_data(path: Path, f: BinaryIO, size: int, gz: bool, fix: str) -> np.ndarray:
+    """The array of an open IDX stream (decompressed when gz; size: the file's on disk)."""
+    head = f.read(4)
+    if len(head) < 4 or head[0] != 0 or head[1] != 0:
         raise UserError(
-            f"{path} is not an IDX file (bad magic {raw[:4].hex() or 'empty'}, "
+            f"{path} is not an IDX file (bad magic {head[:4].hex() or 'empty'}, "
             f"expected 0000<type><ndim>); {fix}"
         )
-    if raw[2] != 0x08:
+    if head[2] != 0x08:
         raise UserError(
-            f"{path} has IDX dtype code 0x{raw[2]:02x}; only 0x08 (unsigned byte) "
+            f"{path} has IDX dtype code 0x{head[2]:02x}; only 0x08 (unsigned byte) "
             f"is supported; convert the file to uint8 IDX"
         )
-    ndim = raw[3]
+    ndim = head[3]
     header = 4 + 4 * ndim
-    if len(raw) < header:
+    raw_dims = f.read(4 * ndim)
+    if len(raw_dims) < 4 * ndim:
         raise UserError(
             f"{path} is truncated inside its header (expected {header} bytes, "
-            f"found {len(raw)}); {fix}"
+            f"found {4 + len(raw_dims)}); {fix}"
         )
-    dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected, found = int(np.prod(dims, dtype=np.int64)), len(raw) - header
+    dims = struct.unpack(f">{ndim}I", raw_dims)
+    expected = math.prod(dims)
+    if expected > limits.MAX_IDX_BYTES:
+        raise limits.LimitError(
+            f"{path} declares shape {dims} = {limits.human(expected)}, more than the "
+            f"{limits.human(limits.MAX_IDX_BYTES)} an IDX file may hold; {fix}"
+        )
+    if gz:
+        limits.check_expansion(str(path), expected, size)
+    elif size - header != expected:  # a plain file's data is all there before it is read
+        found = size - header
+        if found < expected:
+            raise UserError(
+                f"{path} is truncated (expected {expected} bytes of data for shape "
+                f"{dims}, found {found}); {fix}"
+            )
+        raise UserError(
+            f"{path} has {found - expected} bytes of trailing garbage after the "
+            f"{expected} bytes its header declares; {fix}"
+        )
+    data = np.empty(expected, np.uint8)
+    found = _read_into(f, memoryview(data))
     if found < expected:
         raise UserError(
             f"{path} is truncated (expected {expected} bytes of data for shape "
             f"{dims}, found {found}); {fix}"
         )
-    if found > expected:
+    if f.read(1):
         raise UserError(
-            f"{path} has {found - expected} bytes of trailing garbage after the "
-            f"{expected} bytes its header declares; {fix}"
+            f"{path} has trailing garbage after the {expected} bytes its header declares; {fix}"
         )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims).copy()
+    return data.reshape(dims)
 
 
-def _read_bytes(path: Path) -> bytes:
-    """The file's bytes, gunzipped when it starts with the gzip magic (whatever its name)."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path} does not exist; check data.source_dir") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path} ({one_line(exc)}); check its permissions") from None
-    if raw[:2] != b"\x1f\x8b":
-        return raw
-    try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise UserError(
-            f"{path} is a corrupt gzip file ({one_line(exc)}); re-download it"
-        ) from None
+def _read_into(f: BinaryIO, view: memoryview, chunk: int = 2**20) -> int:
+    """Fill view from f in chunks (a GzipFile reads into a temporary bytes object the size of
+    what is asked); returns how many bytes there were."""
+    done = 0
+    while done < len(view):
+        got = f.readinto(view[done : done + chunk])
+        if not got:
+            break
+        done += got
+    return done
 
 
 def read_idx_dir(
@@ -146,7 +190,9 @@ def read_cifar10_dir(directory: str | os.PathLike) -> tuple[Split, Split]:
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, str, numbers and NumPy
     arrays. Any other global (os.system, builtins.eval, ...) is refused before it is called,
-    so a crafted file cannot run code; plain containers need no globals at all."""
+    so a crafted file cannot run code; plain containers need no globals at all. Arrays are
+    made through `_array` (no Python objects, at most limits.MAX_PICKLE_BYTES), so a few bytes
+    of pickle cannot allocate gigabytes."""
 
     ALLOWED = frozenset({
         ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -159,14 +205,46 @@ class _CifarUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing {module}.{name}: not part of a CIFAR-10 batch")
+        if name in ("ndarray", "_reconstruct", "dtype"):
+            return {"ndarray": _array, "_reconstruct": _reconstruct, "dtype": _dtype}[name]
         return super().find_class(module, name)
+
+
+def _dtype(*args) -> np.dtype:
+    """np.dtype(*args) without Python objects: their arrays are filled item by item."""
+    dtype = np.dtype(*args)
+    if dtype.hasobject:
+        raise pickle.UnpicklingError(f"refusing dtype {dtype}: a CIFAR-10 batch holds numbers")
+    return dtype
+
+
+def _array(shape, dtype=float, *args) -> np.ndarray:
+    """np.ndarray(shape, dtype, ...) when it is no larger than a CIFAR-10 batch may be."""
+    dims = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
+    dtype = _dtype(dtype)
+    nbytes = math.prod(map(operator.index, dims)) * dtype.itemsize
+    if nbytes > limits.MAX_PICKLE_BYTES:
+        raise pickle.UnpicklingError(
+            f"refusing an array of shape {dims} {dtype} ({limits.human(nbytes)}): more than "
+            f"the {limits.human(limits.MAX_PICKLE_BYTES)} a batch may hold"
+        )
+    return np.ndarray(dims, dtype, *args)
+
+
+def _reconstruct(subtype, shape, dtype) -> np.ndarray:
+    """How pickles make an empty array that __setstate__ then fills: a plain ndarray here
+    (subtype is `_array`, the only class the unpickler hands out)."""
+    return _array(shape, dtype)
 
 
 def _cifar_batch(path: Path) -> Split:
     fix = "re-extract cifar-10-python.tar.gz"
     try:
+        limits.check_size(path, limits.MAX_PICKLE_BYTES, "a CIFAR-10 batch (31 MB)")
         with path.open("rb") as f:
             batch = _CifarUnpickler(f, encoding="bytes").load()
+    except limits.LimitError:
+        raise
     except Exception as exc:  # unpickling garbage can raise almost anything
         raise UserError(
             f"{path} is not a readable CIFAR-10 pickle ({one_line(exc)}); {fix}"
