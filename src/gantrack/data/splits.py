@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gantrack import limits
 from gantrack.errors import UserError, one_line
 from gantrack.files import atomic_path
 
@@ -89,6 +90,7 @@ def load_split(path: str | os.PathLike) -> Split:
     if not path.is_file():
         raise UserError(f"{path} does not exist; {fix}")
     try:
+        limits.check_npz(path, ("images", "labels"), fix=fix)
         with np.load(path, allow_pickle=False) as npz:
             arrays = {k: npz[k] for k in ("images", "labels") if k in npz.files}
     # TypeError: a .npy loads as a bare array, which is no context manager.

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from gantrack import limits
 from gantrack.config import EvaluateConfig
 from gantrack.errors import UserError, one_line
 from gantrack.evaluation import metrics
@@ -27,22 +28,34 @@ def load_reference(path: Path, extractor: str | None = None) -> tuple[np.ndarray
 
     extractor: the one the caller's features come from; statistics of another are refused.
     """
-    if not Path(path).is_file():
-        raise UserError(f"{path} is missing; run `dvc repro reference` first")
-    with np.load(path) as ref:
-        found = str(ref["extractor"])
-        if extractor and found != extractor:
-            raise UserError(
-                f"{path} holds {found} statistics, {extractor} ones are needed; "
-                f"run `dvc repro reference` with evaluate.extractor: {extractor}"
-            )
-        return ref["mu"], ref["sigma"], int(ref["n"])
+    found, mu, sigma, n = _reference(path, "extractor", "mu", "sigma", "n")
+    if extractor and str(found) != extractor:
+        raise UserError(
+            f"{path} holds {found} statistics, {extractor} ones are needed; "
+            f"run `dvc repro reference` with evaluate.extractor: {extractor}"
+        )
+    return mu, sigma, int(n)
 
 
 def load_reference_features(path: Path) -> np.ndarray:
     """The real split's features (N, D) float64 saved by write_reference."""
-    with np.load(path) as ref:
-        return ref["features"].astype(np.float64)
+    (features,) = _reference(path, "features")
+    return features.astype(np.float64)
+
+
+def _reference(path: Path, *keys: str) -> list[np.ndarray]:
+    """The named arrays of the reference .npz, checked against limits before they are read."""
+    fix = "run `dvc repro reference` to rebuild it"
+    if not Path(path).is_file():
+        raise UserError(f"{path} is missing; run `dvc repro reference` first")
+    try:
+        limits.check_npz(path, keys, fix=fix)
+        with np.load(path, allow_pickle=False) as ref:
+            return [ref[key] for key in keys]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(
+            f"{path} is not a readable reference .npz ({one_line(exc)}); {fix}"
+        ) from None
 
 
 def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray:
@@ -51,7 +64,8 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
     if not path.is_file():
         raise UserError(f"{path}: no such file")
     try:
-        with np.load(path) as npz:
+        limits.check_npz(path, ("images",), fix="is it a samples file?")
+        with np.load(path, allow_pickle=False) as npz:
             fakes = npz["images"]
     # A damaged file fails in many ways: not a zip, truncated, empty, a pickle refused.
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
