@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from gantrack import limits
 from gantrack.data.splits import Split, hold_out
 from gantrack.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # Pillow's names; no other decoder ever runs
 MIN_IMAGES = 10  # fewer cannot make a train and a test split worth the name
 BAD_IMAGES = ("skip", "refuse")
 GRAY = ("1", "L", "LA", "I", "I;16", "F")
@@ -75,34 +77,47 @@ def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
+def _open(path: Path) -> Image.Image:
+    """The image opened from its header (nothing decoded yet) in one of the formats EXTENSIONS
+    name, whatever its suffix; limits.LimitError when decoding it would cost too much."""
+    image = Image.open(path, formats=FORMATS)
+    try:
+        limits.check_pixels(path, image.size)
+    except limits.LimitError:
+        image.close()
+        raise
+    return image
+
+
 def _mode(path: Path) -> str | None:
     """The image's mode from its header (nothing decoded); None when unreadable."""
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
             return image.mode
-    except (OSError, ValueError, SyntaxError):
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, limits.LimitError):
         return None
 
 
 def _read(path: Path, mode: str, size: int, bad_images: str) -> np.ndarray | None:
-    """The image decoded, turned by its EXIF orientation, transparency laid on white,
-    center-cropped to a square and resized (Lanczos) to size x size in mode; None when it
-    cannot be read and bad_images is "skip"."""
+    """The image decoded (its first frame), turned by its EXIF orientation, transparency laid
+    on white, center-cropped to a square and resized (Lanczos) to size x size in mode; None
+    when it cannot be read (or has more than limits.MAX_IMAGE_PIXELS) and bad_images is
+    "skip"."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as opened:
+            with _open(path) as opened:
                 image = ImageOps.exif_transpose(opened)
                 if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                     white = Image.new("RGBA", image.size, (255, 255, 255, 255))
                     image = Image.alpha_composite(white, image.convert("RGBA"))
                 image = ImageOps.fit(image.convert(mode), (size, size), Image.Resampling.LANCZOS)
                 return np.asarray(image, np.uint8)
+    except limits.LimitError as exc:
+        problem = str(exc)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
             Image.DecompressionBombError) as exc:  # fmt: skip
-        if bad_images == "refuse":
-            raise UserError(
-                f"data.source_dir: {path} is not a readable image ({one_line(exc)}); remove it "
-                "or set data.bad_images: skip"
-            ) from None
-        return None
+        problem = f"{path} is not a readable image ({one_line(exc)})"
+    if bad_images == "refuse":
+        raise UserError(f"data.source_dir: {problem}; remove it or set data.bad_images: skip")
+    return None
