@@ -7,15 +7,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import importlib.abc
 import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
 from dataclasses import replace
 
-from gantrack import config, redact
+from gantrack import config, redact, stop
 from gantrack.errors import UserError, one_line
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
@@ -218,21 +220,51 @@ def main(argv: list[str] | None = None) -> int:
         for name, level in (("absl", logging.WARNING), ("alembic", logging.WARNING),
                             ("urllib3", logging.ERROR)):  # fmt: skip
             logging.getLogger(name).setLevel(level)
+    # train stops at a batch boundary, keeping its last checkpoint; the rest stop at once.
+    stop.install(deferred=args.command == "train")
     try:
         _run(args)
     except UserError as exc:
-        print(redact.mask(f"gantrack {args.command}: error: {exc}"), file=sys.stderr)
-        return 2
+        return _error(args.command, f"error: {exc}", 2)
+    except (stop.Stopped, KeyboardInterrupt) as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        reason = str(exc) or "stopped by Ctrl-C (SIGINT)"
+        kept = (
+            "; the last checkpoint is kept: run it again to resume"
+            if args.command == "train"
+            else ""
+        )
+        return _error(args.command, f"{reason}{kept}", 128 + signum)
+    except OSError as exc:
+        if exc.errno not in DISK_ERRORS:
+            raise
+        where = f" {exc.filename}" if exc.filename else ""
+        return _error(args.command, f"error: cannot write{where} ({exc.strerror}); free space "
+                      "or make it writable, then run it again", 2)  # fmt: skip
+    except MemoryError:
+        return _error(args.command, "error: out of memory; lower the batch or sample sizes", 2)
     except Exception as exc:
         if not _tracking_failure(exc):
             raise
         # The store went away mid-run: nothing is lost (checkpoints stay); say so in one line.
-        print(redact.mask(f"gantrack {args.command}: error: MLflow store "
-                          f"{os.environ.get('MLFLOW_TRACKING_URI', '(default)')} failed "
-                          f"({one_line(exc)[:300]}); what was done is kept: run it again once "
-                          "the store is back"), file=sys.stderr)  # fmt: skip
-        return 1
+        return _error(args.command, f"error: MLflow store "
+                      f"{os.environ.get('MLFLOW_TRACKING_URI', '(default)')} failed "
+                      f"({one_line(exc)[:300]}); what was done is kept: run it again once "
+                      "the store is back", 1)  # fmt: skip
     return 0
+
+
+# A full disk, a read-only project or folder, a quota: the user's to fix, one line.
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+
+
+def _error(command: str, message: str, code: int) -> int:
+    """Print `gantrack COMMAND: message` as one line on stderr (secrets masked, control
+    characters escaped) and return the exit code."""
+    text = redact.mask(f"gantrack {command}: {message}")
+    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+    print(text, file=sys.stderr)
+    return code
 
 
 def _tracking_failure(exc: BaseException) -> bool:

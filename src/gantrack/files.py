@@ -18,6 +18,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_orphans(path)
     tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
     try:
         yield tmp
@@ -25,6 +26,24 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _remove_orphans(path: Path) -> None:
+    """Delete temporary files for path that a killed process (kill -9) left behind."""
+    for tmp in path.parent.glob(f".tmp-*-{path.name}"):
+        pid = tmp.name.split("-", 2)[1]
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
 
 
 def write_json(path: str | os.PathLike, values: dict) -> None:

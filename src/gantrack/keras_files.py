@@ -24,6 +24,9 @@ MAX_ARCHIVE_BYTES = 8 * 2**30  # uncompressed, all members
 MAX_RATIO = 200  # uncompressed / compressed per member: more is a zip bomb, not weights
 MAX_DEPTH = 64  # nesting of config objects
 TOP_CLASSES = {"Functional", "Sequential"}
+# Keras' markers for inline values; not "__lambda__" (bytecode) nor "__typespec__".
+DATA_MARKERS = {"__keras_tensor__", "__slice__", "__ellipsis__", "__bytes__", "__tensor__",
+                "__numpy__"}  # fmt: skip
 ACTIVATIONS = ("keras.activations", "keras.src.activations")
 # Keras classes that run code or load other formats when they are built.
 REFUSED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
@@ -109,8 +112,8 @@ def _check_objects(config: Any, what: str) -> None:
 def _check_class(node: dict, what: str) -> None:
     name, module = node.get("class_name"), node.get("module")
     registered = node.get("registered_name")
-    if name == "__keras_tensor__" and module is None:
-        return  # a reference to a tensor between layers, no class
+    if name in DATA_MARKERS and module is None:
+        return  # a value Keras stores inline (a tensor reference, a slice, bytes), no class
     builtin = isinstance(module, str) and (module == "keras" or module.startswith("keras."))
     custom = isinstance(registered, str) and ">" in registered  # register_keras_serializable
     if name == "function":  # a function by name: activations only (e.g. a Dense's)

@@ -71,13 +71,19 @@ def register_generator(
 
 
 def log_generator(generator) -> None:
-    """Log the generator as an MLflow Keras model with its input signature.
+    """Log the generator as an MLflow Keras model with its input signature, once per run.
 
     pip requirements are given explicitly: inferring them imports and scans the environment
     (~5 s), naming them takes well under a second.
     """
     import tensorflow as tf
     from mlflow.models import infer_signature
+
+    client = MlflowClient()
+    outputs = client.get_run(mlflow.active_run().info.run_id).outputs
+    for output in outputs.model_outputs if outputs else []:
+        if client.get_logged_model(output.model_id).name == ARTIFACT:
+            return  # a rerun after a stop at the very end: the run holds it already
 
     noise = np.zeros((1, generator.input_shape[-1]), np.float32)
     signature = infer_signature(noise, generator(noise, training=False).numpy())

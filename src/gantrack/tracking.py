@@ -31,7 +31,7 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gantrack import images, redact
+from gantrack import images, redact, stop
 from gantrack.errors import UserError, one_line
 from gantrack.files import atomic_path
 
@@ -129,15 +129,20 @@ def start_run(
                        run_id)  # fmt: skip
         replaced, run_id = run_id, None
     tags = masked_context_tags() if run_id is None else None
-    with mlflow.start_run(run_id=run_id, run_name=run_name, log_system_metrics=system_metrics,
-                          tags=tags) as run:  # fmt: skip
+    # A reopened run keeps its name: MLflow would rename it to run_name.
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name,
+                          log_system_metrics=system_metrics, tags=tags) as run:  # fmt: skip
         _link_project_run(run.info.run_id)
         commit = git_commit()
         if commit and run_id is None:
             mlflow.set_tag("mlflow.source.git.commit", commit)
         if replaced:
             mlflow.set_tag(REPLACES_TAG, replaced)
-        yield run
+        try:
+            yield run
+        except stop.Stopped:
+            mlflow.end_run("KILLED")  # stopped on request: resumable, not failed
+            raise
 
 
 def masked_context_tags() -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Keras callbacks of the training loop: fixed-noise sample grids and the divergence guard.
+"""Keras callbacks of the training loop: fixed-noise sample grids, the divergence guard and
+stopping on request.
 
 Nothing here tracks: a tracker hooks in through `on_grid` or a callback of its own.
 """
@@ -13,7 +14,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gantrack import images
+from gantrack import images, stop
 
 logger = logging.getLogger(__name__)
 
@@ -59,3 +60,12 @@ class StopOnDivergence(keras.callbacks.Callback):
             self.diverged_at = epoch + 1
             self.model.stop_training = True
             logger.error("losses are not finite at epoch %d: %s", epoch + 1, logs)
+
+
+class StopWhenAsked(keras.callbacks.Callback):
+    """Raise gantrack.stop.Stopped after the batch during which a stop was asked for (a signal,
+    the end of the dvc process): the epoch is left unfinished, so no grid, history row or
+    checkpoint claims it, and the last checkpoint is where a rerun resumes."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        stop.raise_if_requested()

@@ -210,6 +210,7 @@ def fit(
     divergence = callbacks.StopOnDivergence()
     save = checkpointed if after_checkpoint else None
     cbs = [
+        callbacks.StopWhenAsked(),
         _sample_grid(gan, cfg, seed, [grids_dir, kept_grids], on_grid),
         divergence,
         *extra_callbacks,

@@ -17,7 +17,7 @@ import keras
 import mlflow
 from filelock import FileLock, Timeout
 
-from gantrack import data, keras_files, registry, tracking
+from gantrack import data, keras_files, registry, stop, tracking
 from gantrack.config import Config, flat_params
 from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
@@ -26,6 +26,7 @@ from gantrack.gan import checkpoints, devices, plots, training
 from gantrack.paths import PATHS, Paths, require
 
 logger = logging.getLogger(__name__)
+LOCK_WAIT_SECONDS = 30
 
 
 def fingerprint(cfg: Config, dataset_sha256: str) -> str:
@@ -68,14 +69,24 @@ def _only_writer(lock_path: Path):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        raise UserError(
-            f"another `gantrack train` is running in this project (it holds {lock_path}); "
-            "wait for it to finish or stop it"
-        ) from None
+        # A train that was asked to stop (its dvc killed, say) lets go within a batch or two.
+        logger.debug("another `gantrack train` holds %s; waiting up to %d s", lock_path,
+                    LOCK_WAIT_SECONDS)  # fmt: skip
+        _acquire_or_refuse(lock, lock_path)
     try:
         yield
     finally:
         lock.release()
+
+
+def _acquire_or_refuse(lock: FileLock, lock_path: Path) -> None:
+    try:
+        lock.acquire(timeout=LOCK_WAIT_SECONDS)
+    except Timeout:
+        raise UserError(
+            f"another `gantrack train` is running in this project (it holds {lock_path}); "
+            "wait for it to finish or stop it"
+        ) from None
 
 
 def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid_callbacks) -> str:
@@ -114,6 +125,7 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid_ca
         figure.savefig(paths.losses_png, dpi=100)
         mlflow.log_figure(figure, "losses.png")
         registry.log_generator(gan.sampler)
+        stop.raise_if_requested()  # asked to stop at the very end: keep the checkpoints
     tracking.write_run_file(paths.train_run, run_.info.run_id)
     shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
     return run_.info.run_id
