@@ -3,6 +3,7 @@
 import contextlib
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -23,28 +24,49 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def mlflow_server(root: Path, port: int):
-    """`mlflow server` on 127.0.0.1 with a sqlite backend in root (two processes, ~4 s)."""
+def mlflow_server(root: Path, port: int, password: str | None = None):
+    """`mlflow server` on 127.0.0.1 with a sqlite backend in root (two processes, ~4 s).
+
+    With a password: MLflow's basic-auth app, every request but /health needs user `admin`
+    with that password (its user database is root/auth.db; its config file, which holds the
+    password, lives outside root and is deleted when the server stops). The URL yielded carries
+    no credentials either way."""
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    auth = []
+    config_dir = Path(tempfile.mkdtemp(prefix="gantrack-auth-"))
+    if password is not None:
+        (config_dir / "auth.ini").write_text(
+            "[mlflow]\n"
+            "default_permission = NO_PERMISSIONS\n"
+            f"database_uri = sqlite:///{root / 'auth.db'}\n"
+            "admin_username = admin\n"
+            f"admin_password = {password.replace('%', '%%')}\n"  # configparser's escape
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(config_dir / "auth.ini")
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secrets.token_hex(16)  # CSRF of its sign-up page
+        auth = ["--app-name", "basic-auth"]
     server = subprocess.Popen(
         ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root / 'server.db'}",
-         "--artifacts-destination", str(root / "artifacts")],
+         "--artifacts-destination", str(root / "artifacts"), *auth],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )  # fmt: skip
     deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
-            time.sleep(0.5)
     try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no mlflow server"
+                time.sleep(0.5)
         yield f"http://127.0.0.1:{port}"
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
+        with contextlib.suppress(ProcessLookupError):  # it failed to start
+            os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=30)
+        shutil.rmtree(config_dir, ignore_errors=True)
 
 
 PG_PASSWORD = "s3cret-Pw"  # must never reach a param, tag, file, log line or error

@@ -74,12 +74,12 @@ _USERINFO_SPACED = re.compile(
 _USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{16,}}@{_HOST_FOLLOWS}")
 # name=value in a query string, a DSN, a connection string or free text
 _PAIR = re.compile(
-    rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#'\"<>]+)",
+    rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#;'\"<>]+)",
     re.IGNORECASE,
 )
 # the same inside a percent-encoded URL: %3Ftoken%3Dvalue%26...
 _PAIR_ENCODED = re.compile(
-    rf"(?P<head>(?:%3F|%26|%3B)(?:{_NAME})%3D)(?P<value>(?:(?!%26|%23)[^&#\s'\"<>])+)",
+    rf"(?P<head>(?:%3F|%26|%3B)(?:{_NAME})%3D)(?P<value>(?:(?!%26|%23|%3B)[^&#;\s'\"<>])+)",
     re.IGNORECASE,
 )
 # 'password': 'value' (a dict's repr, JSON)
