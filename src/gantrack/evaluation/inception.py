@@ -9,6 +9,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
+from gantrack import limits
 from gantrack.errors import UserError, one_line
 from gantrack.images import to_float
 
@@ -57,9 +58,13 @@ def local_file(configured: str | None, key: str, name: str) -> Path | None:
     if configured:
         if not Path(configured).is_file():
             raise UserError(f"{key}: {configured}: no such file")
-        return Path(configured)
-    cached = keras_cache() / name
-    return cached if cached.is_file() else None
+        found = Path(configured)
+    else:
+        found = keras_cache() / name
+        if not found.is_file():
+            return None
+    limits.check_size(found, limits.MAX_MODEL_BYTES, key)
+    return found
 
 
 def inception_weights(configured: str | None) -> Path:

@@ -10,12 +10,14 @@ resizes (bilinear, to 299x299) and normalises them itself. This module does the 
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from gantrack import limits
 from gantrack.errors import UserError, one_line
 from gantrack.evaluation.inception import batches, download, keras_cache, local_file
 from gantrack.files import atomic_path
@@ -36,16 +38,23 @@ def graph_path(configured: str | None) -> Path:
     cached = keras_cache() / GRAPH_FILE
     archive = download(ARCHIVE, GRAPH_URL, None, "evaluate.inception_fid_graph")
     with tarfile.open(archive) as tar, atomic_path(cached) as tmp:
-        member = tar.extractfile(GRAPH_FILE)
-        if member is None:
+        info = next((m for m in tar.getmembers() if m.name == GRAPH_FILE and m.isfile()), None)
+        if info is None:
             raise UserError(f"{archive}: holds no {GRAPH_FILE}; delete it and run again")
-        Path(tmp).write_bytes(member.read())
+        if info.size > limits.MAX_MODEL_BYTES:  # declared in its header: checked before a byte
+            raise limits.LimitError(
+                f"{archive}: {GRAPH_FILE} declares {limits.human(info.size)}, more than the "
+                f"{limits.human(limits.MAX_MODEL_BYTES)} allowed; delete it and run again"
+            )
+        with tar.extractfile(info) as member, open(tmp, "wb") as out:
+            shutil.copyfileobj(member, out)
     return cached
 
 
 def sha256(path: Path) -> str:
     """The graph file's SHA-256 (logged, so runs scored with different graphs are told apart)."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def load(path: Path) -> Callable:
@@ -55,6 +64,7 @@ def load(path: Path) -> Callable:
     """
     import tensorflow as tf
 
+    limits.check_size(path, limits.MAX_MODEL_BYTES, "the FID Inception graph (96 MB)")
     graph_def = tf.compat.v1.GraphDef()
     try:
         graph_def.ParseFromString(Path(path).read_bytes())
