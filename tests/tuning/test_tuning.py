@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 from ruamel.yaml import YAML
 from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
+from test_secrets import assert_no_file_holds, assert_nowhere
 
 from gantrack import config
 from gantrack.errors import UserError
@@ -463,6 +465,50 @@ def test_storage_errors_mask_the_password_also_when_the_url_does_not_parse(tmp_p
         (line,) = proc.stderr.strip().splitlines()
         assert "tune.storage: cannot open postgresql+psycopg2://postgres:***@" in line
         assert PG_PASSWORD not in line
+
+
+GAN_PASSWORD = "Pg pa ss#w@rd/%5q"  # breaks URL parsing unencoded: a space, '#', '@', '/', '%'
+
+
+@pytest.fixture(scope="module")
+def gan_role(postgres_url):
+    """A second role whose password breaks URL parsing, owner of database gan_optuna; its URL
+    without the password."""
+    import psycopg2
+    from sqlalchemy.engine import make_url
+
+    url = make_url(postgres_url)
+    connection = psycopg2.connect(host=url.host, port=url.port, user=url.username,
+                                  password=url.password, dbname=url.database)  # fmt: skip
+    connection.autocommit = True  # CREATE DATABASE runs outside a transaction
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE ROLE gan LOGIN PASSWORD %s", (GAN_PASSWORD,))
+        cursor.execute("CREATE DATABASE gan_optuna OWNER gan")
+    connection.close()
+    return f"postgresql+psycopg2://gan@{url.host}:{url.port}/gan_optuna"
+
+
+def test_a_password_from_the_environment_and_in_error_lines_appears_nowhere(tmp_path, gan_role):
+    """PGPASSWORD opens the study, with --verbose (SQLAlchemy's statements, alembic's and
+    Optuna's debug lines); a wrong database in a URL holding the password, percent-encoded or
+    as ?password=, ends in one masked line. The password shows in no output and no file."""
+    _write_params(tmp_path / "params.yaml", {"study_name": "env"})
+    env = {**_env(), "PGPASSWORD": GAN_PASSWORD, "GANTRACK_TUNE_STORAGE": gan_role}
+    opened = _gantrack(tmp_path, "--verbose", "tune", "--create-only", env=env, timeout=180)
+    assert opened.returncode == 0, opened.stderr
+    assert "gan_optuna" in opened.stderr  # the log names the storage
+    outputs = [opened.stdout, opened.stderr]
+    wrong = gan_role.replace("/gan_optuna", "/nodb")
+    encoded = quote(GAN_PASSWORD, safe="")
+    for url in (wrong.replace("gan@", f"gan:{encoded}@"), f"{wrong}?password={encoded}"):
+        env = {**_env(), "PGPASSWORD": GAN_PASSWORD, "GANTRACK_TUNE_STORAGE": url}
+        proc = _gantrack(tmp_path, "tune", "--create-only", env=env, timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        (line,) = proc.stderr.strip().splitlines()
+        assert 'database "nodb" does not exist' in line and "***" in line, line
+        outputs += [proc.stdout, proc.stderr]
+    assert_nowhere(GAN_PASSWORD, *outputs)
+    assert_no_file_holds(GAN_PASSWORD, tmp_path)
 
 
 def test_batches_larger_than_the_training_split_are_refused_before_any_trial(project):
