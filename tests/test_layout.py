@@ -157,3 +157,39 @@ def test_modules_and_functions_stay_readable():
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
                 length = node.end_lineno - node.lineno + 1
                 assert length <= 55, f"{path.relative_to(ROOT)}:{node.lineno} {node.name}"
+
+
+def _config_reads(stage: str) -> set[str]:
+    """The params a stage module reads: `cfg.section[.knob]` chains and the sections named in
+    flat_params(cfg, "section", ...) calls."""
+    tree = ast.parse(_module_file(f"gantrack.stages.{stage}").read_text())
+    reads, inner = set(), set()
+    for node in ast.walk(tree):  # outer nodes first: `cfg.base.seed` before `cfg.base`
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "flat_params":
+            reads |= {a.value for a in node.args[1:] if isinstance(a, ast.Constant)}
+        if isinstance(node, ast.Attribute) and id(node) not in inner:
+            chain = []
+            while isinstance(node, ast.Attribute):
+                chain.insert(0, node.attr)
+                inner.add(id(node))
+                node = node.value
+            if isinstance(node, ast.Name) and node.id == "cfg" and chain:
+                reads.add(".".join(chain[:2]))
+    # A longer chain is part of a shorter one read whole.
+    return {r for r in reads if not any(r.startswith(f"{o}.") for o in reads)}
+
+
+@pytest.mark.parametrize("stage", sorted(DVC["stages"]))
+def test_each_stage_lists_exactly_the_params_it_reads(stage):
+    """dvc.yaml's params of a stage are its PARAMS (what the CLI rechecks when it ends), and
+    cover what its code reads, with nothing listed that it never reads."""
+    import importlib
+
+    declared = importlib.import_module(f"gantrack.stages.{stage}").PARAMS
+    assert DVC["stages"][stage]["params"] == list(declared)
+    reads = _config_reads(stage)
+    unlisted = {r for r in reads if not any(r == p or r.startswith(f"{p}.") for p in declared)}
+    assert not unlisted, f"{stage} reads {sorted(unlisted)} without listing them"
+    unread = {p for p in declared if not any(r == p or f"{r}.".startswith(f"{p}.") or
+                                             p.startswith(f"{r}.") for r in reads)}  # fmt: skip
+    assert not unread, f"{stage} lists {sorted(unread)} and never reads them"

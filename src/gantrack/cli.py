@@ -24,11 +24,28 @@ STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 
 
 def _stage(name: str):
-    """The `run` of a stage module, imported only when that stage runs (TensorFlow and
-    MLflow take seconds to import; `prepare` needs neither)."""
+    """The module of a stage or command, imported only when it runs (TensorFlow and MLflow take
+    seconds to import; `prepare` needs neither)."""
     import importlib
 
-    return importlib.import_module(f"gantrack.stages.{name}").run
+    return importlib.import_module(f"gantrack.stages.{name}")
+
+
+def _run_stage(name: str, cfg: config.Config, params: str) -> None:
+    """Run a DVC stage, then recheck that the params it read are still those in the params
+    file: DVC records the file's values once the stage ends, and they must be the ones used."""
+    module = _stage(name)
+    module.run(cfg)
+    try:
+        now = config.load(params)
+    except UserError as exc:
+        raise UserError(f"{params} changed while {name} ran and is now invalid ({exc}); fix it "
+                        f"and run the stage again") from None  # fmt: skip
+    changed = config.changed_knobs(cfg, now, module.PARAMS)
+    if changed:
+        raise UserError(f"{params}: {', '.join(changed)} changed while {name} ran; its outputs "
+                        "are for the old values and DVC would record the new ones: run it "
+                        "again")  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -157,7 +174,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "sample":
         from pathlib import Path
 
-        _stage("sample")(args.model, args.n, Path(args.out), args.seed, cfg, args.label)
+        _stage("sample").run(args.model, args.n, Path(args.out), args.seed, cfg, args.label)
         print(args.out)
         return
     if args.command == "tune":
@@ -170,14 +187,14 @@ def _run(args: argparse.Namespace) -> None:
         else:
             study.tune(cfg, worker=args.worker, create_only=args.create_only)
         return
-    _stage(args.command)(cfg)
+    _run_stage(args.command, cfg, args.params)
 
 
 def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
     if args.extractor is not None:
         config.check("evaluate.extractor", args.extractor, label="--extractor")
         cfg = replace(cfg, evaluate=replace(cfg.evaluate, extractor=args.extractor))
-    results = _stage("fid")(args.a, args.b, cfg)
+    results = _stage("fid").run(args.a, args.b, cfg)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

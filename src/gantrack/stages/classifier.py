@@ -16,6 +16,9 @@ from gantrack.paths import PATHS, Paths
 
 logger = logging.getLogger(__name__)
 
+# The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
+PARAMS = ("base.seed", "classifier")
+
 
 def run(cfg: Config, paths: Paths = PATHS) -> float | None:
     """Train the classifier on the train split; returns its test accuracy (None: no labels)."""

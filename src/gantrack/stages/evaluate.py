@@ -14,6 +14,9 @@ from gantrack.paths import PATHS, Paths, require
 
 logger = logging.getLogger(__name__)
 
+# The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
+PARAMS = ("evaluate", "tracking.experiment", "tracking.registered_model")
+
 
 def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Score the samples; returns the metrics written to metrics/eval.json."""

@@ -13,6 +13,9 @@ from gantrack.files import atomic_path
 from gantrack.gan import sampling
 from gantrack.paths import PATHS, Paths, require
 
+# The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
+PARAMS = ("generate", "train.grid_rows", "tracking.experiment")
+
 
 def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
     """Sample generate.n_samples images from noise seeded by generate.seed; returns them."""

@@ -12,6 +12,9 @@ from gantrack.paths import PATHS, Paths
 
 logger = logging.getLogger(__name__)
 
+# The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
+PARAMS = ("base.seed", "data")
+
 
 def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Load data.dataset, keep a seeded data.limit subset of train; returns meta.json's values

@@ -4,14 +4,28 @@ extractor with their mean, covariance and count (what every FID compares against
 from __future__ import annotations
 
 from gantrack import data
-from gantrack.config import Config
+from gantrack.config import Config, EvaluateConfig
 from gantrack.evaluation import extractors, scoring
 from gantrack.paths import PATHS, Paths
+
+# The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
+PARAMS = (
+    "evaluate.extractor",
+    "evaluate.inception_weights",
+    "evaluate.inception_fid_graph",
+    "evaluate.batch_size",
+)
 
 
 def run(cfg: Config, paths: Paths = PATHS) -> None:
     """Extract the test split's features once per extractor and save their statistics."""
-    e = cfg.evaluate
+    # Only the knobs in PARAMS reach the extractor: no other evaluate knob may change it.
+    e = EvaluateConfig(
+        extractor=cfg.evaluate.extractor,
+        inception_weights=cfg.evaluate.inception_weights,
+        inception_fid_graph=cfg.evaluate.inception_fid_graph,
+        batch_size=cfg.evaluate.batch_size,
+    )
     name, extract = extractors.load_extractor(e, paths.classifier)
     feats, _ = extract(data.load_split(paths.test).images, e.batch_size)
     scoring.write_reference(paths.reference, feats, name)

@@ -28,6 +28,18 @@ from gantrack.paths import PATHS, Paths, require
 logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 30
 
+# The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
+PARAMS = (
+    "base",
+    "data",
+    "model",
+    "train",
+    "generate.seed",
+    "generate.batch_size",
+    "tracking.experiment",
+    "tracking.system_metrics",
+)
+
 
 def fingerprint(cfg: Config, dataset_sha256: str) -> str:
     """Identifies what a checkpoint was trained from: params that shape training, and data."""
@@ -46,6 +58,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     """
     meta = read_json(require(paths.meta, "prepare"))
     split = data.load_split(paths.train)
+    _verify(split, paths, meta)
     training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
     classes = training.conditioning_classes(cfg.model, meta["n_classes"], cfg.train.loss)
     fid_callbacks = _fid_callbacks(cfg, paths, has_labels=meta["n_classes"] > 1)
@@ -61,6 +74,18 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before training
     with _only_writer(paths.train_lock):
         return _train(cfg, paths, meta, split, gan, fid_callbacks)
+
+
+def _verify(split: data.Split, paths: Paths, meta: dict) -> None:
+    """The prepared data is what `prepare` wrote (meta.json's digest), so that what the run
+    records (tags, dataset, checkpoint fingerprint) is what it trains on."""
+    found = data.digest(split, data.load_split(paths.test))
+    if found != meta.get("sha256"):
+        raise UserError(
+            f"{paths.train} or {paths.test} is not what `prepare` wrote (sha256 {found[:12]}, "
+            f"{paths.meta} says {str(meta.get('sha256'))[:12]}); run `dvc repro prepare` "
+            "(or `dvc checkout`) to restore them"
+        )
 
 
 @contextlib.contextmanager
