@@ -17,7 +17,7 @@ import signal
 import sys
 from dataclasses import replace
 
-from gantrack import config, redact, stop
+from gantrack import config, redact, schema, stop
 from gantrack.errors import UserError, one_line
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
@@ -41,7 +41,7 @@ def _run_stage(name: str, cfg: config.Config, params: str) -> None:
     except UserError as exc:
         raise UserError(f"{params} changed while {name} ran and is now invalid ({exc}); fix it "
                         f"and run the stage again") from None  # fmt: skip
-    changed = config.changed_knobs(cfg, now, module.PARAMS)
+    changed = schema.changed(cfg, now, module.PARAMS)
     if changed:
         raise UserError(f"{params}: {', '.join(changed)} changed while {name} ran; its outputs "
                         "are for the old values and DVC would record the new ones: run it "

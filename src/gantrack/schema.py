@@ -149,3 +149,11 @@ def limits(root: type, dotted: str) -> typing.Mapping[str, Any]:
     for part in path:
         cls = typing.get_type_hints(cls)[part]
     return next(f.metadata for f in dataclasses.fields(cls) if f.name == name)
+
+
+def changed(before: Any, after: Any, keys: tuple[str, ...]) -> list[str]:
+    """The knobs of two configs under the dotted keys ('train', 'generate.seed') whose values
+    differ, as dotted names."""
+    old, new = to_flat_dict(before), to_flat_dict(after)
+    under = tuple(f"{key}." for key in keys)
+    return [k for k in old if (k in keys or k.startswith(under)) and old[k] != new.get(k)]
