@@ -22,6 +22,11 @@ from gantrack.gan.geometry import MAX_LAYERS, scale_plan
 from gantrack.schema import knob, searched
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
+# Names that MLflow, its search filters and URLs, and Optuna take as they are.
+NAME = (r"[A-Za-z0-9][\w .\-/]{0,199}", "letters, digits, spaces and _ . - / (up to 200), "
+        "starting with a letter or digit")  # fmt: skip
+MODEL_NAME = (r"[A-Za-z0-9][\w.\-]{0,199}", "letters, digits and _ . - (up to 200), starting "
+              "with a letter or digit")  # fmt: skip
 PRUNERS = ("median", "hyperband", "none")  # tuning.study.PRUNERS (config never imports tuning)
 
 
@@ -150,8 +155,8 @@ class EvaluateConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    experiment: str = knob("gantrack", nonempty=True)
-    registered_model: str | None = knob("gantrack-generator", nonempty=True)
+    experiment: str = knob("gantrack", pattern=NAME)
+    registered_model: str | None = knob("gantrack-generator", pattern=MODEL_NAME)
     system_metrics: bool = False
 
 
@@ -193,7 +198,7 @@ LOG_SCALE = tuple(f.name for f in dataclasses.fields(SpaceConfig) if f.metadata[
 
 @dataclass(frozen=True)
 class TuneConfig:
-    study_name: str = knob("gantrack", nonempty=True)
+    study_name: str = knob("gantrack", pattern=NAME)
     storage: str | None = None  # SQLAlchemy URL; None: sqlite:///<root>/tuning/optuna.db
     n_trials: int | None = knob(20, ge=1)  # per invocation (per worker)
     timeout: int | None = knob(None, ge=1)  # seconds, per invocation

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from dataclasses import field
@@ -102,6 +103,11 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
         return value
     if limits.get("nonempty") and not str(value).strip():
         raise UserError(f"{key}: must not be empty")
+    pattern = limits.get("pattern")  # (regex, what it allows): names other tools parse
+    if pattern and not (isinstance(value, str) and re.fullmatch(pattern[0], value)):
+        raise UserError(
+            f"{key}: {str(repr(value))[:80]} is not a valid name; allowed: {pattern[1]}"
+        )
     choices = limits.get("choices")
     choices = choices() if callable(choices) else choices
     if choices is not None and value not in choices:
