@@ -158,9 +158,13 @@ def test_the_loaded_params_give_their_secrets(registry):
     cfg = config.from_dict({"data": {"dataset": "digits"}, "tune": {"storage": storage}})
     redact.add_secrets_in(cfg)
     assert PASSWORD in redact.secrets()
-    assert redact.mask_values({"tune.storage": storage, "train.epochs": 2}) == {
+    assert redact.mask_values(
+        {"tune.storage": storage, "train.epochs": 2, "a": None, "b": [f"?token={TOKEN}"]}
+    ) == {
         "tune.storage": "postgresql+psycopg2://gan:***@127.0.0.1:5432/optuna",
         "train.epochs": 2,
+        "a": None,
+        "b": "['?token=***']",
     }
 
 

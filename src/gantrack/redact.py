@@ -121,8 +121,10 @@ def _masked_value(match: re.Match[str]) -> str:
 
 
 def mask_values(values: Mapping[str, Any]) -> dict[str, Any]:
-    """values with every string masked (for run params and tags)."""
-    return {k: mask(v) if isinstance(v, str) else v for k, v in values.items()}
+    """values with every string masked (for run params and tags); values other than numbers,
+    booleans and None become their masked text, as MLflow would store them."""
+    return {k: v if v is None or isinstance(v, int | float) else mask(str(v))
+            for k, v in values.items()}  # fmt: skip
 
 
 # --- the registry of known secrets ----------------------------------------------------------
