@@ -193,3 +193,40 @@ def test_each_stage_lists_exactly_the_params_it_reads(stage):
     unread = {p for p in declared if not any(r == p or f"{r}.".startswith(f"{p}.") or
                                              p.startswith(f"{r}.") for r in reads)}  # fmt: skip
     assert not unread, f"{stage} lists {sorted(unread)} and never reads them"
+
+
+def _runtime_imports(module: str) -> set[str]:
+    """gantrack modules `module` imports when it runs (anywhere, also inside functions), not
+    those imported under `if TYPE_CHECKING:` for annotations."""
+    tree = ast.parse(_module_file(module).read_text())
+    skipped = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and getattr(node.test, "id", "") == "TYPE_CHECKING"
+        for inner in ast.walk(node)
+    }
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.startswith("gantrack")}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("gantrack"):
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if _module_file(sub).is_file() else node.module)
+    return found - {module}
+
+
+def test_no_import_cycles():
+    """No module imports, directly or not, a module that imports it back (annotations under
+    TYPE_CHECKING aside): each module can be read, and tested, after what it uses."""
+    graph = {m: _runtime_imports(m) for m in _all_modules()}
+    for start in graph:
+        todo, seen = list(graph[start]), set()
+        while todo:
+            name = todo.pop()
+            assert name != start, f"{start} imports itself through {sorted(seen)}"
+            if name not in seen and name in graph:
+                seen.add(name)
+                todo += graph[name]

@@ -9,13 +9,16 @@ the sample count is logged).
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 from keras import layers
 
-from gantrack.config import ClassifierConfig
 from gantrack.images import to_float
+
+if TYPE_CHECKING:  # annotations only: config imports the registries
+    from gantrack.config import ClassifierConfig
 
 FEATURES_LAYER = "features"
 

@@ -10,13 +10,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gantrack import keras_files
-from gantrack.config import EvaluateConfig
 from gantrack.errors import UserError
 from gantrack.evaluation import classifier, inception, inception_fid
+
+if TYPE_CHECKING:  # annotations only: config imports the registries
+    from gantrack.config import EvaluateConfig
 
 logger = logging.getLogger(__name__)
 

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from gantrack import limits
-from gantrack.config import EvaluateConfig
 from gantrack.errors import UserError, one_line
 from gantrack.evaluation import metrics
 from gantrack.files import atomic_path
+
+if TYPE_CHECKING:  # annotations only: config imports the registries
+    from gantrack.config import EvaluateConfig
 
 
 def write_reference(path: Path, feats: np.ndarray, extractor: str) -> None:

@@ -15,11 +15,15 @@ Discriminator").
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import keras
 from keras import layers, ops
 
-from gantrack.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
 from gantrack.gan.geometry import scale_plan
+
+if TYPE_CHECKING:  # annotations only: config imports the registries
+    from gantrack.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
 
 
 def _widths(n: int, filters: int, max_filters: int) -> list[int]:

@@ -7,19 +7,22 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from gantrack.config import ModelConfig, TrainConfig
 from gantrack.errors import UserError
 from gantrack.gan import callbacks, checkpoints, devices
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
 from gantrack.gan.sampling import with_classes
+
+if TYPE_CHECKING:  # annotations only: config imports the registries
+    from gantrack.config import ModelConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
 
