@@ -5,8 +5,9 @@ Every file or text a user hands gantrack says how big it is before it is expande
 YAML document its aliases. The checks here read only those declarations and compare them with
 a limit and with the bytes actually present, so that a hostile file (a gzip or zip bomb, a
 header declaring a terabyte, a "billion laughs" params.yaml, a 30000x30000 PNG) is refused with
-one line before anything large is allocated. What passes costs at most MAX_RATIO times the
-bytes on disk (or RATIO_FREE_BYTES, whichever is larger), and never more than the named limit.
+one line before anything large is allocated. What passes costs at most the named limit and,
+when it is compressed, at most MAX_RATIO times its bytes on disk (any ratio below
+RATIO_FREE_BYTES).
 
 Limit violations raise LimitError, a UserError. Files that are merely unreadable (not a zip,
 a damaged header) raise what the libraries raise, so that callers word them as before.
@@ -50,11 +51,11 @@ def human(n: int | float) -> str:
     """A byte count for people: 512 B, 47.0 MB, 1.0 TB (decimal units)."""
     if n < 1000:
         return f"{int(n)} B"
-    for unit in ("kB", "MB", "GB", "TB", "PB"):
+    for unit in ("kB", "MB", "GB", "TB"):
         n /= 1000
-        if n < 1000 or unit == "PB":
+        if n < 1000:
             return f"{n:.1f} {unit}"
-    raise AssertionError("unreachable")
+    return f"{n / 1000:.1f} PB"
 
 
 def read_at_most(path: str | os.PathLike, limit: int, what: str) -> bytes:
