@@ -72,6 +72,10 @@ _USERINFO_SPACED = re.compile(
 )
 # scheme://TOKEN@host: a user part this long is a token, not a user name
 _USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{16,}}@{_HOST_FOLLOWS}")
+# in _secrets_in_text: where a URL starts; a host after '@'; a port where a password would be
+_SCHEME_START = re.compile(_SCHEME)
+_HOST_AFTER_AT = re.compile(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)")
+_PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
 # name=value in a query string, a DSN, a connection string or free text
 _PAIR = re.compile(
     rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#;'\"<>]+)",
@@ -194,14 +198,14 @@ def _secrets_in_text(text: str) -> set[str]:
     """Passwords of the URLs in text (each split a user might have meant when the password
     holds '@' unencoded), long user-only userinfo, values of secret-named pairs."""
     found: set[str] = set()
-    for scheme in re.finditer(_SCHEME, text):
+    for scheme in _SCHEME_START.finditer(text):
         rest = text[scheme.end() :].split("\n", 1)[0]
         for at in (i for i, c in enumerate(rest) if c == "@"):
             userinfo, after = rest[:at], rest[at + 1 :]
-            if "://" in userinfo or not re.match(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)", after):
+            if "://" in userinfo or not _HOST_AFTER_AT.match(after):
                 continue
             user, colon, password = userinfo.partition(":")
-            if colon and not re.match(r"\d{1,5}(?:[/?#]|$)", password):
+            if colon and not _PORT.match(password):
                 found.add(password)
             elif not colon and len(user) >= 16:
                 found.add(user)
