@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML, YAMLError
+from ruamel.yaml import YAMLError
 
-from gantrack import schema
+from gantrack import limits, schema
 from gantrack.data.datasets import NAMES, lookup
 from gantrack.data.folder import BAD_IMAGES
 from gantrack.errors import UserError, one_line
@@ -231,25 +231,17 @@ SECTIONS = [f.name for f in dataclasses.fields(Config)]
 
 def load(path: str | Path = "params.yaml") -> Config:
     """Read and validate params.yaml. Raises UserError with one line on any problem."""
-    from gantrack import limits
-
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such params file; run from the project root or pass --params")
     try:
-        text = limits.read_at_most(path, limits.MAX_PARAMS_BYTES, "a params file").decode()
-        limits.check_yaml(text, path)  # depth, aliases: before the loader expands anything
-        raw = YAML(typ="safe", pure=True).load(text)
+        raw = limits.load_yaml(path)  # size, depth, aliases: checked before anything expands
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({one_line(exc)})") from None
     except YAMLError as exc:
         raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
-    except ValueError as exc:  # a value YAML parses but Python cannot hold (a 5,000-digit int)
-        raise UserError(f"{path}: a value cannot be read ({one_line(exc)})") from None
-    except RecursionError:
-        raise UserError(f"{path}: nested too deeply; params are sections of keys") from None
     if not raw:  # a run on nothing but defaults would overwrite a project's outputs
         raise UserError(f"{path}: empty; give at least one section ({', '.join(SECTIONS)})")
     if not isinstance(raw, dict):

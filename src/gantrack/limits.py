@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent, NodeEvent
 from ruamel.yaml.nodes import MappingNode, SequenceNode
 
-from gantrack.errors import UserError
+from gantrack.errors import UserError, one_line
 
 # Sizes are decimal (1 GB = 10**9 bytes), as messages print them.
 MAX_ARRAY_BYTES = 4 * 10**9  # one .npz array; a split of 1,000 RGB 1024x1024 images is 3.1 GB
@@ -175,6 +175,20 @@ def check_pixels(path: str | os.PathLike, size: tuple[int, int]) -> None:
             f"{path} is {width}x{height} = {width * height:,} pixels, more than the "
             f"{MAX_IMAGE_PIXELS:,} ({side}x{side}) allowed"
         )
+
+
+def load_yaml(path: str | os.PathLike, max_bytes: int = MAX_PARAMS_BYTES,
+              what: str = "a params file") -> object:  # fmt: skip
+    """The YAML document in the file at path, loaded with the safe loader (plain data) once it
+    passed read_at_most and check_yaml. Raises what reading and parsing raise (OSError,
+    UnicodeDecodeError, YAMLError), and LimitError beyond the limits or for a value Python
+    cannot hold (an integer of more than 4,300 digits)."""
+    text = read_at_most(path, max_bytes, what).decode()
+    check_yaml(text, path)
+    try:
+        return YAML(typ="safe", pure=True).load(text)
+    except ValueError as exc:
+        raise LimitError(f"{path}: a value cannot be read ({one_line(exc)})") from None
 
 
 def check_yaml(text: str, path: str | os.PathLike) -> None:
