@@ -1,31 +1,23 @@
 """No secret in anything a gantrack process shows or writes: params, tags, files, log lines,
-error lines, and whatever MLflow, Optuna, SQLAlchemy or TensorFlow print inside the process.
+error lines, and what MLflow, Optuna, SQLAlchemy or TensorFlow print inside the process.
 
-`mask(text)` replaces secrets with ``***`` by three nets, applied in this order:
+`mask(text)` replaces secrets with *** by three nets, in this order:
+1. Known values, in every spelling: values of environment variables named like a secret
+   (PASSWORD, TOKEN, SECRET, KEY, CREDENTIAL, ...), passwords and secret query values of the
+   URLs and connection strings in the environment (MLFLOW_TRACKING_URI, ...) and in the params
+   (tune.storage; the CLI gives them to `add_secrets_in`), and `add_secret`'s. Each matches raw,
+   percent-encoded (any of its characters, either hex case, twice), '+' for a space, backslash-
+   or JSON-escaped: a password that breaks URL parsing (' ', '#', '@', '/', '%') is masked
+   however a library spells it. Values under MIN_SECRET_LENGTH, small numbers and words such
+   as true/none are not registered (they would mask ordinary text).
+2. URL credentials by pattern: `scheme://user:password@` (up to the word's last '@'; with a
+   space when a host follows), and `scheme://TOKEN@` when the user part is token-long.
+3. Secret-named values: query parameters (?token=, &sig=, access_token, X-Amz-Signature, ...,
+   also percent-encoded inside another URL), DSN and connection-string pairs (password=...,
+   AccountKey=...), quoted pairs of a dict or JSON ('password': '...').
 
-1. Known secret values, in every spelling. The registry holds the values of environment
-   variables whose names say secret (PASSWORD, TOKEN, SECRET, KEY, CREDENTIAL, ...), the
-   passwords and secret query values of every URL or connection string in the environment
-   (MLFLOW_TRACKING_URI, a storage URL, ...) and in the params the CLI loaded (tune.storage),
-   and anything given to `add_secret`. A value matches raw, percent-encoded (any subset of its
-   characters, either hex case, doubly encoded), with '+' for a space, and backslash- or
-   JSON-escaped, so a password that breaks URL parsing (a space, '#', '@', '/', '%') is masked
-   however a library spells it. Values shorter than MIN_SECRET_LENGTH, plain small numbers and
-   words such as true/none are not registered (they would mask ordinary text); the patterns
-   below still find them in URLs.
-2. URL credentials by pattern: `scheme://user:password@` keeps the user, masks the password
-   (up to the last '@' of the word: a password may hold '@' and '/' unencoded; with a space,
-   when a host follows the '@'); `scheme://TOKEN@` masks a long user part (a token used as
-   the user name).
-3. Secret-looking names with values: query parameters (`?token=`, `&sig=`, `?password=`,
-   `access_token`, `api_key`, `X-Amz-Signature`, ... also percent-encoded inside another URL),
-   DSN and connection-string pairs (`password=...`, `AccountKey=...`), and quoted pairs of a
-   dict or JSON (`'password': '...'`).
-
-`install()`, called first thing by the CLI, scans the environment and routes sys.stdout,
-sys.stderr and Python warnings through `mask`: a library's print or a logging handler made
-later writes masked lines. Output written straight to file descriptors 1 and 2 by native code
-or child processes is not seen by Python and is not masked.
+`install()`, the CLI's first call, routes sys.stdout, sys.stderr and warnings through `mask`.
+What native code or child processes write straight to file descriptors 1 and 2 is not seen.
 """
 
 from __future__ import annotations
@@ -49,9 +41,10 @@ MIN_SECRET_LENGTH = 4
 _TRIVIAL = {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "undefined"}
 
 # Environment variables whose value is a secret as a whole.
+_I = re.IGNORECASE
 _SECRET_ENV = re.compile(
     r"PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIAL|CONNECTION_?STRING|(?:^|_)SAS(?:_|$)",
-    re.IGNORECASE,
+    _I,
 )
 
 # A name that says its value is secret (query parameters, DSN and connection-string pairs).
@@ -78,19 +71,15 @@ _HOST_AFTER_AT = re.compile(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)")
 _PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
 # name=value in a query string, a DSN, a connection string or free text
 _PAIR = re.compile(
-    rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#;'\"<>]+)",
-    re.IGNORECASE,
+    rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#;'\"<>]+)", _I
 )
 # the same inside a percent-encoded URL: %3Ftoken%3Dvalue%26...
 _PAIR_ENCODED = re.compile(
-    rf"(?P<head>(?:%3F|%26|%3B)(?:{_NAME})%3D)(?P<value>(?:(?!%26|%23|%3B)[^&#;\s'\"<>])+)",
-    re.IGNORECASE,
+    rf"(?P<head>(?:%3F|%26|%3B)(?:{_NAME})%3D)(?P<value>(?:(?!%26|%23|%3B)[^&#;\s'\"<>])+)", _I
 )
 # 'password': 'value' (a dict's repr, JSON)
-_QUOTED_PAIR = re.compile(
-    rf"(?P<head>(?P<q>[\"']){_NAME}(?P=q)\s*:\s*)(?P<value>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')",
-    re.IGNORECASE,
-)
+_QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
+_QUOTED_PAIR = re.compile(rf"(?P<head>(?P<q>[\"']){_NAME}(?P=q)\s*:\s*)(?P<value>{_QUOTED})", _I)
 
 _lock = threading.RLock()
 _secrets: set[str] = set()
@@ -131,29 +120,24 @@ def mask_values(values: Mapping[str, Any]) -> dict[str, Any]:
             for k, v in values.items()}  # fmt: skip
 
 
-# --- the registry of known secrets ----------------------------------------------------------
-
-
 def add_secret(value: str | None) -> None:
     """Mask value (and its percent-decoded forms, and each of its lines) wherever it appears."""
     if not value:
         return
-    forms = {value, unquote(value), unquote_plus(value), *value.splitlines()}
-    new = {f.strip() for f in forms} - _secrets
-    new = {f for f in new if _worth_masking(f)}
+    forms = {f.strip() for f in (value, unquote(value), unquote_plus(value), *value.splitlines())}
+    new = {f for f in forms - _secrets if _worth_masking(f)}
     if not new:
         return
     global _known
     with _lock:
         _secrets.update(new)
         ordered = sorted(_secrets, key=len, reverse=True)  # longest first: no partial masks
-        _known = re.compile("|".join(_spellings(s) for s in ordered))
+        _known = re.compile("|".join("".join(map(_char_spellings, s)) for s in ordered))
 
 
 def add_secrets_in(value: Any) -> None:
-    """Register the secrets inside value: passwords and secret query values of the URLs in its
-    strings, values of secret-named pairs (`password=...`). Walks dataclasses, mappings and
-    sequences, so a whole config can be given."""
+    """Register the secrets in value's strings: URL passwords, values of secret-named pairs
+    (`?token=...`, `password=...`). Walks dataclasses, mappings and sequences (a config)."""
     if isinstance(value, str):
         for secret in _secrets_in_text(value):
             add_secret(secret)
@@ -176,16 +160,9 @@ def add_environment(environ: Mapping[str, str]) -> None:
     global _environment_scanned
     _environment_scanned = True
     for name, value in list(environ.items()):
-        if not value:
-            continue
-        if _SECRET_ENV.search(name):
+        if value and _SECRET_ENV.search(name):
             add_secret(value)
         add_secrets_in(value)
-
-
-def secrets() -> frozenset[str]:
-    """The registered secret values (for tests)."""
-    return frozenset(_secrets)
 
 
 def _worth_masking(value: str) -> bool:
@@ -218,17 +195,13 @@ def _secrets_in_text(text: str) -> set[str]:
     return found
 
 
-def _spellings(secret: str) -> str:
-    """A regex matching secret however it is spelled: each character raw, percent-encoded
-    (once or twice, either hex case), '+' for a space, backslash- or JSON-escaped."""
-    return "".join(_char_spellings(c) for c in secret)
-
-
 def _hex(byte: int) -> str:
     return "".join(f"[{d}{d.lower()}]" if d.isalpha() else d for d in f"{byte:02X}")
 
 
 def _char_spellings(char: str) -> str:
+    """A regex matching char however a secret holding it is spelled: raw, percent-encoded (once
+    or twice, either hex case), '+' for a space, backslash- or JSON-escaped."""
     if char.isascii() and char.isalnum():
         return char
     forms = [re.escape(char), "".join(f"%(?:25)?{_hex(b)}" for b in char.encode())]
@@ -243,33 +216,28 @@ def _char_spellings(char: str) -> str:
     return "(?:" + "|".join(forms) + ")"
 
 
-# --- output streams ---------------------------------------------------------------------------
+def _lines(pending):
+    """(the whole lines, the rest) of pending text or bytes; '\r' ends a progress bar's line."""
+    newline, carriage = ("\n", "\r") if isinstance(pending, str) else (b"\n", b"\r")
+    end = max(pending.rfind(newline), pending.rfind(carriage)) + 1
+    return pending[:end], pending[end:]
 
 
 class MaskingStream:
-    """A text stream that writes masked text to another one. Whole lines (ended by '\\n' or
-    '\\r', which progress bars use) go through at once; the rest of a line waits for its end or
-    a flush, so a secret written in one piece is never split. Everything else (isatty, fileno,
-    encoding, ...) is the wrapped stream's, so terminals, progress bars and Keras' verbose
-    output behave as before."""
+    """A text stream that writes masked text to another one. Whole lines go through at once;
+    the rest of a line waits for its end or a flush, so a secret written in one piece is never
+    cut. Everything else (isatty, fileno, encoding, ...) is the wrapped stream's: terminals,
+    progress bars and Keras' verbose output behave as before."""
 
     def __init__(self, stream):
-        self._stream = stream
-        self._pending = ""
-        self._lock = threading.RLock()
-
-    @property
-    def wrapped(self):
-        return self._stream
+        self._stream, self._pending, self._lock = stream, "", threading.RLock()
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
-            self._pending += text
-            end = max(self._pending.rfind("\n"), self._pending.rfind("\r")) + 1
-            if end:
-                done, self._pending = self._pending[:end], self._pending[end:]
+            done, self._pending = _lines(self._pending + text)
+            if done:
                 self._stream.write(mask(done))
         return len(text)
 
@@ -277,15 +245,11 @@ class MaskingStream:
         for line in lines:
             self.write(line)
 
-    def _emit_pending(self) -> None:
+    def flush(self) -> None:
         with self._lock:
             if self._pending:
                 pending, self._pending = self._pending, ""
                 self._stream.write(mask(pending))
-
-    def flush(self) -> None:
-        with self._lock:
-            self._emit_pending()
             self._stream.flush()
 
     def close(self) -> None:
@@ -304,30 +268,25 @@ class _MaskingBuffer:
     """A text stream's binary buffer that masks what is written to it, line by line."""
 
     def __init__(self, text: MaskingStream, buffer):
-        self._text, self._buffer = text, buffer
-        self._pending = b""
+        self._text, self._buffer, self._pending = text, buffer, b""
 
-    def _encoding(self) -> str:
-        return getattr(self._text, "encoding", None) or "utf-8"
-
-    def _masked(self, data: bytes) -> bytes:
-        encoding = self._encoding()
-        return mask(data.decode(encoding, "surrogateescape")).encode(encoding, "surrogateescape")
+    def _write_masked(self, data: bytes) -> None:
+        encoding = getattr(self._text, "encoding", None) or "utf-8"
+        text = mask(data.decode(encoding, "surrogateescape"))
+        self._buffer.write(text.encode(encoding, "surrogateescape"))
 
     def write(self, data) -> int:
         data = bytes(data)
         self._text.flush()  # text written before stays before
-        self._pending += data
-        end = max(self._pending.rfind(b"\n"), self._pending.rfind(b"\r")) + 1
-        if end:
-            done, self._pending = self._pending[:end], self._pending[end:]
-            self._buffer.write(self._masked(done))
+        done, self._pending = _lines(self._pending + data)
+        if done:
+            self._write_masked(done)
         return len(data)
 
     def flush(self) -> None:
         if self._pending:
             pending, self._pending = self._pending, b""
-            self._buffer.write(self._masked(pending))
+            self._write_masked(pending)
         self._buffer.flush()
 
     def __getattr__(self, name: str) -> Any:
@@ -337,18 +296,15 @@ class _MaskingBuffer:
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
     """warnings.showwarning with the message masked."""
     stream = file if file is not None else sys.stderr
-    if stream is None:
-        return
     text = warnings.formatwarning(message, category, filename, lineno, line)
-    with contextlib.suppress(OSError):  # as warnings does: the stream went away
+    with contextlib.suppress(OSError, AttributeError):  # as warnings does: no stream, or gone
         stream.write(mask(text))
 
 
 def install() -> None:
-    """Mask everything this process prints: register the environment's secrets, wrap
-    sys.stdout and sys.stderr in MaskingStream, show warnings masked. Call it before anything
-    imports MLflow, Optuna or TensorFlow, so that the logging handlers they make write to the
-    wrapped streams. Calling it again changes nothing."""
+    """Mask all this process prints: register the environment's secrets, wrap sys.stdout and
+    sys.stderr in MaskingStream, show warnings masked. Call it before MLflow, Optuna or
+    TensorFlow are imported: the logging handlers they make then write masked. Idempotent."""
     add_environment(os.environ)
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
