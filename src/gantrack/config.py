@@ -252,7 +252,7 @@ def load(path: str | Path = "params.yaml") -> Config:
 def from_dict(raw: dict) -> Config:
     """Build a validated Config from a nested dict (sections -> keys -> values)."""
     cfg = schema.build(Config, raw, prefix="")
-    for check in (_check_data, _check_layers, _check_tune):
+    for check in (_check_data, _check_layers, _check_tune, _check_samples):
         check(cfg)
     return cfg
 
@@ -304,23 +304,14 @@ def _check_tune(cfg: Config) -> None:
     t = cfg.tune
     if t.n_trials is None and t.timeout is None:
         raise UserError("tune.n_trials: null needs tune.timeout; give n_trials, timeout or both")
-    searched = {n: getattr(t.space, n) for n in SEARCH_TARGETS if getattr(t.space, n) is not None}
-    if not searched:
-        raise UserError(f"tune.space: nothing to search; give one of: {', '.join(SEARCH_TARGETS)}")
-    for name, value in searched.items():
-        key = f"tune.space.{name}"
-        if isinstance(value, tuple):
-            if not value:
-                raise UserError(f"{key}: no choices; give a list of values or null")
-            bounds = {f"{key}[{i}]": v for i, v in enumerate(value)}
-        else:
-            bounds = {f"{key}.low": value.low, f"{key}.high": value.high}
-            if value.low >= value.high:
-                raise UserError(f"{key}: low {value.low!r} must be < high {value.high!r}")
-        for bound_key, bound in bounds.items():
-            if name in LOG_SCALE and bound <= 0:
-                raise UserError(f"{bound_key}: {bound!r} is out of range; log scale needs > 0")
-            schema.check_value(bound_key, bound, schema.limits(Config, SEARCH_TARGETS[name]))
+    schema.check_space("tune.space", t.space, Config, SEARCH_TARGETS, LOG_SCALE)
+
+
+def _check_samples(cfg: Config) -> None:
+    """Precision/recall take each sample's pr_k-th nearest other sample: more than pr_k."""
+    if (k := cfg.evaluate.pr_k) >= (n := cfg.generate.n_samples):
+        raise UserError(f"evaluate.pr_k: {k} needs more than {k} samples (generate.n_samples "
+                        f"is {n}); allowed: 1 to {n - 1}")  # fmt: skip
 
 
 def check_search_layers(cfg: Config) -> None:

@@ -124,6 +124,34 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
     return value
 
 
+def check_space(key: str, space: Any, root: type, targets: dict, log_scale: tuple) -> None:
+    """A search space (a dataclass of ranges or choices, None: not searched) searching
+    something, each bound a value its target knob (targets: name -> dotted key in root)
+    accepts."""
+    searched = {n: getattr(space, n) for n in targets if getattr(space, n) is not None}
+    if not searched:
+        raise UserError(f"{key}: nothing to search; give one of: {', '.join(targets)}")
+    for name, value in searched.items():
+        check_bounds(f"{key}.{name}", value, limits(root, targets[name]), name in log_scale)
+
+
+def check_bounds(key: str, value: Any, limits: typing.Mapping[str, Any], log: bool) -> None:
+    """A search space's choices (a tuple) or range (low < high): every bound a value the knob
+    itself accepts (its `limits`), and > 0 on a log scale."""
+    if isinstance(value, tuple):
+        if not value:
+            raise UserError(f"{key}: no choices; give a list of values or null")
+        bounds = {f"{key}[{i}]": v for i, v in enumerate(value)}
+    else:
+        bounds = {f"{key}.low": value.low, f"{key}.high": value.high}
+        if value.low >= value.high:
+            raise UserError(f"{key}: low {value.low!r} must be < high {value.high!r}")
+    for bound_key, bound in bounds.items():
+        if log and bound <= 0:
+            raise UserError(f"{bound_key}: {bound!r} is out of range; log scale needs > 0")
+        check_value(bound_key, bound, limits)
+
+
 def set_dotted(raw: dict, key: str, value: Any) -> Any:
     """Set a dotted key ('train.lr_g') in a nested params dict, creating sections as needed;
     returns the value it replaced (None if it had none)."""
