@@ -134,7 +134,8 @@ def load_dataset(name: str, source_dir: str | None = None, **options: Any) -> tu
                 f"{name} {part} images have shape {split.images.shape[1:]}, expected "
                 f"{dataset.shape}; check data.source_dir holds {name}"
             )
-    logger.info("loaded %s: %d train, %d test images", name, len(splits[0]), len(splits[1]))
+    # debug: the prepare stage reports the prepared data once it has checked it
+    logger.debug("loaded %s: %d train, %d test images", name, len(splits[0]), len(splits[1]))
     return splits
 
 

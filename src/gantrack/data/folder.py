@@ -55,7 +55,7 @@ def read_image_folder(
     if channels == 1:
         stacked = stacked[..., np.newaxis]
     described = f"{len(classes)} classes ({', '.join(classes)})" if classes else "no classes"
-    logger.info("%s: %d images, %dx%dx%d, %s, %d skipped", root, len(stacked), size, size,
+    logger.debug("%s: %d images, %dx%dx%d, %s, %d skipped", root, len(stacked), size, size,
                 channels, described, len(bad))  # fmt: skip
     return hold_out(stacked, np.asarray(kept, np.int64), test_fraction, seed, bool(classes))
 

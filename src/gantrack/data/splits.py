@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import zipfile
 from dataclasses import dataclass
@@ -59,11 +60,29 @@ def hold_out(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed:
     from sklearn.model_selection import train_test_split
 
     by_class = stratify and np.bincount(labels).min() >= 2
+    _check_sizes(len(labels), test_fraction, len(np.unique(labels)) if by_class else 1)
     x_train, x_test, y_train, y_test = train_test_split(
         images, labels, test_size=test_fraction, random_state=seed,
         stratify=labels if by_class else None,
     )  # fmt: skip
     return Split(x_train, y_train), Split(x_test, y_test)
+
+
+def _check_sizes(n: int, test_fraction: float, classes: int) -> None:
+    """The split sizes train_test_split makes (test rounded up, train down) leave a test split
+    of two or more images (a covariance needs two) and, stratified, a train and a test split
+    with an image of every class."""
+    need_train, need_test = classes, max(2, classes)
+    n_test, n_train = math.ceil(test_fraction * n), math.floor((1 - test_fraction) * n)
+    if n_test >= need_test and n_train >= need_train:
+        return
+    low, high = need_test / n, 1 - need_train / n
+    need = "the test split needs 2 or more images"
+    if classes > 1:
+        need = f"{classes} classes need {classes} or more images in each split (stratified)"
+    allowed = f"allowed: {low:.4g} to {high:.4g}" if low <= high else "use more images"
+    raise UserError(f"data.test_fraction: {test_fraction} splits {n} images into {n_train} "
+                    f"train and {n_test} test images; {need}; {allowed}")  # fmt: skip
 
 
 def digest(*splits: Split) -> str:

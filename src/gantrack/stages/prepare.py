@@ -7,6 +7,7 @@ from pathlib import Path
 
 from gantrack import data, redact
 from gantrack.config import Config
+from gantrack.errors import UserError
 from gantrack.files import write_json
 from gantrack.paths import PATHS, Paths
 
@@ -24,6 +25,10 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
         d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed,
         image_size=d.image_size, channels=d.channels, bad_images=d.bad_images,
     )  # fmt: skip
+    classes = len(set(train.labels.tolist()) | set(test.labels.tolist()))
+    if classes > 1 and d.limit is not None and d.limit < classes:
+        raise UserError(f"data.limit: {d.limit} images cannot hold the {classes} classes of "
+                        f"{d.dataset}; allowed: null (all), {classes} or more")  # fmt: skip
     train = data.subsample(train, cfg.data.limit, cfg.base.seed)
     meta = {
         "dataset": cfg.data.dataset,
