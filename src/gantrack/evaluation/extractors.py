@@ -35,7 +35,12 @@ def _classifier(classifier_path: Path, e: EvaluateConfig) -> Extract:
             "classifier`, or use extractor auto or inception"
         )
     model = keras_files.load(classifier_path, str(classifier_path), inputs=4)
-    return lambda images, batch_size: classifier.extract(model, images, batch_size)
+
+    def extract(images, batch_size):
+        return classifier.extract(model, images, batch_size)
+
+    extract.input_shape = tuple(model.input_shape[1:])  # the images it was trained on
+    return extract
 
 
 def _inception(classifier_path: Path, e: EvaluateConfig) -> Extract:
@@ -46,8 +51,8 @@ def _inception(classifier_path: Path, e: EvaluateConfig) -> Extract:
 
 def _inception_fid(classifier_path: Path, e: EvaluateConfig) -> Extract:
     path = inception_fid.graph_path(e.inception_fid_graph)
-    logger.info("inception_fid: %s (sha256 %s)", path, inception_fid.sha256(path))
     network = inception_fid.load(path)
+    logger.info("inception_fid: %s (sha256 %s)", path, inception_fid.sha256(path))
     return lambda images, batch_size: (inception_fid.extract(network, images, batch_size), None)
 
 
@@ -60,12 +65,22 @@ EXTRACTORS: dict[str, Callable[[Path, EvaluateConfig], Extract]] = {
 }
 
 
-def load_extractor(e: EvaluateConfig, classifier_path: Path) -> tuple[str, Extract]:
+def load_extractor(
+    e: EvaluateConfig, classifier_path: Path, shape: tuple[int, ...] | None = None
+) -> tuple[str, Extract]:
     """(name, extract function) of evaluate.extractor. `auto` is the domain classifier when
-    one was trained (the data has labels), else inception; the choice is said in the log."""
-    name = e.extractor
+    one was trained (the data has labels), else inception; the choice is said in the log.
+    shape: the (H, W, C) of the images it is to read, refused when the network cannot."""
+    name, why = e.extractor, None
     if name == "auto":
         name = "classifier" if Path(classifier_path).is_file() else "inception"
         why = "the data has labels" if name == "classifier" else "no classifier: no labels"
+    extract = EXTRACTORS[name](Path(classifier_path), e)
+    takes = getattr(extract, "input_shape", None)
+    if shape is not None and (tuple(shape) != takes if takes else shape[-1] not in (1, 3)):
+        allowed = "x".join(map(str, takes)) if takes else "grayscale or RGB (1 or 3 channels)"
+        raise UserError(f"the {name} extractor reads {allowed} images, not "
+                        f"{'x'.join(map(str, shape))} ones; choose another extractor")  # fmt: skip
+    if why:
         logger.info("extractor auto -> %s (%s)", name, why)
-    return name, EXTRACTORS[name](Path(classifier_path), e)
+    return name, extract

@@ -65,7 +65,8 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
     """Read `images` (uint8 N, H, W, C) from a samples .npz, checking what users can get wrong."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such file")
+        what = "a folder" if path.is_dir() else "no such file"
+        raise UserError(f"{path}: {what}; give a samples .npz (key 'images', uint8 NHWC)")
     try:
         limits.check_npz(path, ("images",), fix="is it a samples file?")
         with np.load(path, allow_pickle=False) as npz:
@@ -80,6 +81,15 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
     if shape is not None and tuple(fakes.shape[1:]) != tuple(shape):
         raise UserError(f"{path}: images are {fakes.shape[1:]}, the dataset's are {tuple(shape)}")
     return fakes
+
+
+def check_counts(e: EvaluateConfig, *sets: tuple[object, int]) -> None:
+    """Each set of images (what, count) is large enough for every metric: precision/recall
+    take each image's evaluate.pr_k-th nearest other one."""
+    for what, n in sets:
+        if e.pr_k >= n:
+            raise UserError(f"evaluate.pr_k: {e.pr_k} needs more than {e.pr_k} images, {what} "
+                            f"has {n}; allowed: 1 to {n - 1}, or more images")  # fmt: skip
 
 
 def score(name: str, real_feats, fake_feats, fake_probs, e: EvaluateConfig,

@@ -22,6 +22,8 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Score the samples; returns the metrics written to metrics/eval.json."""
     meta = read_json(require(paths.meta, "prepare"))
     fakes = scoring.load_samples(paths.samples, meta["shape"])
+    reference = f"the test split ({paths.reference})"
+    scoring.check_counts(cfg.evaluate, (reference, meta["n_test"]), (paths.samples, len(fakes)))
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before any work
     e = cfg.evaluate
     name, extract = extractors.load_extractor(e, paths.classifier)

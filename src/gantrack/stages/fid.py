@@ -18,13 +18,11 @@ def run(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:
         raise UserError(
             f"images differ in shape: {path_a} {real.shape[1:]}, {path_b} {fake.shape[1:]}"
         )
+    e = cfg.evaluate
+    scoring.check_counts(e, (path_a, len(real)), (path_b, len(fake)))
     from gantrack.evaluation import extractors  # TensorFlow: once the files are known good
 
-    e = cfg.evaluate
-    name, extract = extractors.load_extractor(e, paths.classifier)
-    try:
-        real_feats, _ = extract(real, e.batch_size)
-    except ValueError as exc:  # e.g. the classifier was trained on other image sizes
-        raise UserError(f"{name} cannot read {path_a}: {str(exc).splitlines()[0]}") from None
+    name, extract = extractors.load_extractor(e, paths.classifier, shape=real.shape[1:])
+    real_feats, _ = extract(real, e.batch_size)
     fake_feats, fake_probs = extract(fake, e.batch_size)
     return scoring.score(name, real_feats, fake_feats, fake_probs, e)
