@@ -4,6 +4,7 @@ registered model (models:/NAME@champion, models:/NAME/3), a run's (runs:/RUN_ID/
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -26,21 +27,32 @@ def run(
         raise UserError(f"-n: {n} is out of range; must be in 1..{MAX_IMAGES}")
     if not 0 <= seed <= MAX_SEED:
         raise UserError(f"--seed: {seed} is out of range; must be in 0..{MAX_SEED}")
-    if out.suffix not in (".png", ".npz"):
-        raise UserError(f"--out: {out} must end in .png (a grid) or .npz (the images)")
+    _check_out(out)
     generator = _load(model, cfg)
     from gantrack.gan import sampling  # TensorFlow: imported once the input is checked
 
     if label is not None:
         label = _check_label(label, sampling.num_classes(generator), model)
     fakes = sampling.sample(generator, n, seed, cfg.generate.batch_size, label=label)
-    out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".npz":
         with atomic_path(out) as tmp:
             np.savez(tmp, images=fakes)
     else:
         images.save_png(out, images.grid(fakes))
     return fakes
+
+
+def _check_out(out: Path) -> None:
+    """out can be written, checked before any image is drawn."""
+    if out.suffix not in (".png", ".npz"):
+        raise UserError(f"--out: {out} must end in .png (a grid) or .npz (the images)")
+    if out.is_dir():
+        raise UserError(f"--out: {out} is a folder; give a file name ending in .png or .npz")
+    folder = out.parent
+    if not folder.is_dir():
+        raise UserError(f"--out: {out}: no folder {folder}; create it or write elsewhere")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"--out: {out}: folder {folder} is not writable; write elsewhere")
 
 
 def _load(model: str, cfg: Config):
