@@ -46,7 +46,11 @@ def project_root() -> Path:
 
     Temporary experiment copies are deleted afterwards, so the default store must not live there.
     """
-    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+    root = os.environ.get("DVC_ROOT")
+    if root and not Path(root).is_dir():
+        raise UserError(f"DVC_ROOT: {root} is not a folder; it names the DVC repository's root "
+                        "(DVC sets it): unset it or point it at the project")  # fmt: skip
+    return Path(root or Path.cwd()).resolve()
 
 
 # An unreachable server fails in seconds, not after minutes of retries (users may override).
@@ -54,9 +58,10 @@ HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TI
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # fmt: skip
 
 
-def configure(experiment: str) -> None:
+def configure(experiment: str | None) -> None:
     """Point MLflow at MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db, and pick the
     experiment (created with artifacts in <root>/mlruns when the default store is used).
+    experiment None: only read from the store, which must exist (nothing is created).
 
     Raises UserError (one line, no password) when the store cannot be reached or read, or the
     experiment was deleted. Processes starting together on a fresh project (parallel tuning
@@ -67,12 +72,19 @@ def configure(experiment: str) -> None:
     root = project_root()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     redact.add_secrets_in(uri)  # its password, in whatever spelling MLflow prints it
+    database = _sqlite_file(uri) if uri else root / "mlflow.db"
+    if database and not database.parent.is_dir():
+        raise UserError(f"MLFLOW_TRACKING_URI: {_store(uri)}: no folder {database.parent}; "
+                        "create it or fix the path")  # fmt: skip
+    if experiment is None and database and not database.is_file():
+        raise UserError(f"MLflow store {_store(uri)}: no such file; set MLFLOW_TRACKING_URI "
+                        "to the store that holds the model")  # fmt: skip
     try:
-        if uri:
-            mlflow.set_tracking_uri(uri)
-            mlflow.set_experiment(experiment)
+        if uri or experiment is None:
+            mlflow.set_tracking_uri(uri or f"sqlite:///{database}")
+            if experiment is not None:
+                mlflow.set_experiment(experiment)
             return
-        database = root / "mlflow.db"
         with FileLock(root / "mlflow.db.lock"):
             mlflow.set_tracking_uri(f"sqlite:///{database}")
             if mlflow.get_experiment_by_name(experiment) is None:
@@ -87,6 +99,12 @@ def configure(experiment: str) -> None:
         raise UserError(f"MLflow store {_store(uri)}: {one_line(exc)}") from None
     except Exception as exc:  # unreachable server, corrupt database file: all end the same way
         raise UserError(f"MLflow store {_store(uri)} cannot be used ({one_line(exc)})") from None
+
+
+def _sqlite_file(uri: str) -> Path | None:
+    """The database file of a sqlite:/// URI (None: another store, or in memory)."""
+    path = uri.removeprefix("sqlite:///").split("?")[0] if uri.startswith("sqlite:///") else ""
+    return Path(path) if path and path != ":memory:" else None
 
 
 def _store(uri: str | None) -> str:

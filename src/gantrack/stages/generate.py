@@ -20,6 +20,7 @@ PARAMS = ("generate", "train.grid_rows", "tracking.experiment")
 def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
     """Sample generate.n_samples images from noise seeded by generate.seed; returns them."""
     path = require(paths.generator, "train")
+    tracking.configure(cfg.tracking.experiment)  # an unusable store fails before any work
     generator = keras_files.load(path, str(path), inputs=2)
     gen = cfg.generate
     fakes = sampling.sample(generator, gen.n_samples, gen.seed, gen.batch_size)
@@ -28,7 +29,6 @@ def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
         picture = images.grid(rows, rows=classes)
     else:
         picture = images.grid(fakes[: cfg.train.grid_rows**2])
-    tracking.configure(cfg.tracking.experiment)
     with tracking.continue_run(paths.train_run, flat_params(cfg, "generate")) as run_:
         with atomic_path(paths.samples) as tmp:
             np.savez(tmp, images=fakes)

@@ -61,7 +61,7 @@ def _load(model: str, cfg: Config):
     if model.startswith(URI_SCHEMES):
         from gantrack import registry, tracking
 
-        tracking.configure(cfg.tracking.experiment)
+        tracking.configure(None)  # reads the store; creates nothing
         generator = registry.load_generator(model)
     else:
         if not Path(model).is_file():
