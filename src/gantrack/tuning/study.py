@@ -142,7 +142,7 @@ def _check_identity(study: optuna.Study, identity: dict[str, str]) -> None:
 STORAGE_ENV = "GANTRACK_TUNE_STORAGE"  # where a storage URL with a password belongs
 
 
-def storage_url(t: TuneConfig) -> str:
+def storage_url(t: TuneConfig, create: bool = True) -> str:
     """tune.storage, else $GANTRACK_TUNE_STORAGE, else a sqlite file in the project's tuning/
     folder (created). A URL with a password belongs in the environment, not in params.yaml,
     which git tracks."""
@@ -151,12 +151,14 @@ def storage_url(t: TuneConfig) -> str:
         redact.add_secrets_in(url)  # its password, however a library spells it
         return url
     out = tracking.project_root() / OUT_DIR
-    out.mkdir(parents=True, exist_ok=True)
+    if create:
+        out.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{out / 'optuna.db'}"
 
 
 def open_study(t: TuneConfig, *, create: bool = True) -> optuna.Study:
     """The study in tune.storage (created if absent when `create`), minimising FID."""
+    _check_sqlite(storage_url(t, create), create)
     storage = _storage(t)
     try:
         if not create:
@@ -170,6 +172,20 @@ def open_study(t: TuneConfig, *, create: bool = True) -> optuna.Study:
             f"tune.study_name: no study {t.study_name!r} in {redact.mask(storage.url)}; "
             "run `gantrack tune` first"
         ) from None
+
+
+def _check_sqlite(url: str, create: bool) -> None:
+    """A sqlite storage's file exists (to read a study) and its folder does (to create one),
+    checked before SQLAlchemy creates the file."""
+    if not url.startswith("sqlite:///"):
+        return
+    database = Path(url.removeprefix("sqlite:///").split("?")[0])
+    if not create and not database.is_file():
+        raise UserError(redact.mask(f"tune.storage: {url}: no such file; run `gantrack tune` "
+                                    "first or point tune.storage at its store"))  # fmt: skip
+    if not database.parent.is_dir():
+        raise UserError(redact.mask(f"tune.storage: {url}: no folder {database.parent}; create "
+                                    "it or fix the path"))  # fmt: skip
 
 
 def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
