@@ -25,6 +25,7 @@ INCEPTION_WEIGHTS_URL = (
 )
 INCEPTION_WEIGHTS_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"
 INCEPTION_SIZE = 299
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"  # the first bytes of every HDF5 file
 
 
 def keras_cache() -> Path:
@@ -75,11 +76,21 @@ def inception_weights(configured: str | None) -> Path:
 
 
 def build_inception(weights: Path) -> keras.Model:
-    """InceptionV3 without its top, global average pooling: (B, 299, 299, 3) -> (B, 2048)."""
-    return keras.applications.InceptionV3(
-        include_top=False, weights=str(weights), pooling="avg",
-        input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
-    )  # fmt: skip
+    """InceptionV3 without its top, global average pooling: (B, 299, 299, 3) -> (B, 2048).
+    A file that is not its no-top weights in HDF5 is one UserError line."""
+    with open(weights, "rb") as f:
+        is_hdf5 = f.read(8) == HDF5_SIGNATURE
+    try:
+        if not is_hdf5 or not str(weights).endswith(".h5"):
+            raise ValueError("not an HDF5 .h5 file")
+        return keras.applications.InceptionV3(
+            include_top=False, weights=str(weights), pooling="avg",
+            input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
+        )  # fmt: skip
+    except (ValueError, OSError) as exc:  # another model's weights, a damaged file
+        raise UserError(f"evaluate.inception_weights: {weights} is not InceptionV3's no-top "
+                        f"weights ({one_line(exc)[:200]}); give {INCEPTION_WEIGHTS_FILE} or null "
+                        "(download)") from None  # fmt: skip
 
 
 def batches(images: np.ndarray, batch_size: int, desc: str):
