@@ -19,7 +19,7 @@ from gantrack.data.datasets import NAMES, lookup
 from gantrack.data.folder import BAD_IMAGES
 from gantrack.errors import UserError, one_line
 from gantrack.gan.geometry import MAX_LAYERS, scale_plan
-from gantrack.schema import knob, searched
+from gantrack.schema import knob, registry, searched
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 # Names that MLflow, its search filters and URLs, and Optuna take as they are.
@@ -27,25 +27,11 @@ NAME = (r"[A-Za-z0-9][\w .\-/]{0,199}", "letters, digits, spaces and _ . - / (up
         "starting with a letter or digit")  # fmt: skip
 MODEL_NAME = (r"[A-Za-z0-9][\w.\-]{0,199}", "letters, digits and _ . - (up to 200), starting "
               "with a letter or digit")  # fmt: skip
-PRUNERS = ("median", "hyperband", "none")  # tuning.study.PRUNERS (config never imports tuning)
-
-
-def _loss_names() -> tuple[str, ...]:
-    from gantrack.gan.losses import LOSSES  # registry names
-
-    return tuple(LOSSES)
-
-
-def _strategy_names() -> tuple[str, ...]:
-    from gantrack.gan.devices import STRATEGIES  # registry names
-
-    return tuple(STRATEGIES)
-
-
-def _extractor_names() -> tuple[str, ...]:
-    from gantrack.evaluation.extractors import EXTRACTORS  # registry names
-
-    return (*EXTRACTORS, "auto")
+# Knobs naming a registry entry accept that registry's keys (imported when a value is checked).
+LOSSES = registry("gantrack.gan.losses", "LOSSES")
+STRATEGIES = registry("gantrack.gan.devices", "STRATEGIES")
+EXTRACTORS = registry("gantrack.evaluation.extractors", "EXTRACTORS", also=("auto",))
+PRUNERS = registry("gantrack.tuning.pruners", "PRUNERS")
 
 
 @dataclass(frozen=True)
@@ -112,7 +98,7 @@ class ClassifierConfig:
 class TrainConfig:
     epochs: int = knob(5, ge=1)
     batch_size: int = knob(64, ge=1)
-    loss: str = knob("non_saturating", choices=_loss_names)
+    loss: str = knob("non_saturating", choices=LOSSES)
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
     lr_g: float = knob(5.4e-4, gt=0.0)
     lr_d: float = knob(3.1e-4, gt=0.0)
@@ -124,7 +110,7 @@ class TrainConfig:
     gp_weight: float = knob(10.0, ge=0.0)
     ema_decay: float | None = knob(0.999, gt=0.0, lt=1.0)
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
-    strategy: str = knob("default", choices=_strategy_names)
+    strategy: str = knob("default", choices=STRATEGIES)
     sample_every: int = knob(1, ge=1)
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)
@@ -142,7 +128,7 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    extractor: str = knob("auto", choices=_extractor_names)
+    extractor: str = knob("auto", choices=EXTRACTORS)
     inception_weights: str | None = None
     inception_fid_graph: str | None = None
     batch_size: int = knob(500, ge=1)

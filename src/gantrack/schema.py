@@ -8,10 +8,12 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import math
 import re
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import field
 from typing import Any
 
@@ -26,6 +28,18 @@ def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None, **me
     """
     limits = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, **meta}
     return field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
+
+
+def registry(module: str, name: str, also: tuple[str, ...] = ()) -> Callable[[], tuple]:
+    """choices for a knob that names an entry of the registry dict `name` in `module` (plus
+    `also`): the names are read from the registry itself, imported only when a value is checked
+    (loading params need not import TensorFlow or Optuna). `.source` says where they live."""
+
+    def names() -> tuple[str, ...]:
+        return (*importlib.import_module(module).__dict__[name], *also)
+
+    names.source = (module, name, also)
+    return names
 
 
 def searched(target: str, default: Any = None, *, log: bool = False) -> Any:

@@ -34,7 +34,7 @@ def _classifier(classifier_path: Path, e: EvaluateConfig) -> Extract:
             "stage trains only on data with labels (two or more classes); run `dvc repro "
             "classifier`, or use extractor auto or inception"
         )
-    model = keras_files.load(classifier_path, str(classifier_path), inputs=4)
+    model = keras_files.load(classifier_path, str(classifier_path))
 
     def extract(images, batch_size):
         return classifier.extract(model, images, batch_size)

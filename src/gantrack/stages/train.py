@@ -167,7 +167,7 @@ def _fid_callbacks(cfg: Config, paths: Paths, has_labels: bool) -> list:
         return []
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
     path = require(paths.classifier, "classifier")
-    classifier = keras_files.load(path, str(path), inputs=4)
+    classifier = keras_files.load(path, str(path))
     return [
         generator_fid.PeriodicFID(t.fid_every, classifier, (mu, sigma), t.fid_samples,
                             cfg.generate.seed, cfg.generate.batch_size)

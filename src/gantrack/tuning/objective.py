@@ -147,7 +147,7 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
     classes = training.conditioning_classes(cfg.model, inputs.n_classes, cfg.train.loss)
     gan = training.build_gan(cfg.model, cfg.train, inputs.images.shape[1:], cfg.base.seed,
                              num_classes=classes)  # fmt: skip
-    classifier = keras_files.load(inputs.classifier, str(inputs.classifier), inputs=4)
+    classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
     pruning = _Pruning(trial, gan)
     g = cfg.generate
     fid = generator_fid.PeriodicFID(t.fid_every, classifier, inputs.reference, t.fid_samples,

@@ -44,6 +44,7 @@ from gantrack.tuning.objective import (
     metric_name,
     objective,
 )
+from gantrack.tuning.pruners import PRUNERS
 
 logger = logging.getLogger(__name__)
 OUT_DIR = "tuning"
@@ -207,18 +208,6 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             message = f"tune.storage: cannot open {url} ({reason})"
             raise UserError(redact.mask(message)) from None
-
-
-# tune.pruner -> the Optuna pruner for the tune section (config.PRUNERS lists these names).
-PRUNERS: dict[str, Callable[[TuneConfig], optuna.pruners.BasePruner]] = {
-    "median": lambda t: optuna.pruners.MedianPruner(
-        n_startup_trials=t.prune_startup_trials, n_warmup_steps=t.prune_warmup_epochs
-    ),
-    "hyperband": lambda t: optuna.pruners.HyperbandPruner(
-        min_resource=min(t.fid_every, t.epochs), max_resource=t.epochs
-    ),
-    "none": lambda t: optuna.pruners.NopPruner(),
-}
 
 
 def _pruner(t: TuneConfig) -> optuna.pruners.BasePruner:

@@ -15,25 +15,22 @@ import logging
 import os
 import secrets
 import subprocess
-import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import keras
 import mlflow
 import mlflow.data
 import numpy as np
-import pandas as pd
 from filelock import FileLock
-from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gantrack import images, redact, stop
+from gantrack import redact, stop
 from gantrack.errors import UserError, one_line
 from gantrack.files import atomic_path
+from gantrack.tracking.epochs import CheckpointSync, EpochLogger, log_grid  # noqa: F401
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "gantrack.forked_from"
@@ -258,61 +255,6 @@ def write_run_file(path: Path, run_id: str) -> None:
 def read_run_file(path: Path) -> str | None:
     path = Path(path)
     return json.loads(path.read_text())["run_id"] if path.is_file() else None
-
-
-class EpochLogger(keras.callbacks.Callback):
-    """Log each epoch's logs (losses, mean D(x), D(G(z)), and what callbacks before this one
-    added, such as a periodic FID) to the active run, step = epoch. List it after them."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs and mlflow.active_run():
-            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1)
-
-
-def log_grid(epoch: int, picture: np.ndarray) -> None:
-    """A sample grid (uint8 (H, W, C)) as the `samples` image of the active run at step epoch:
-    the MLflow UI shows the grids of all epochs as a slider. Logged synchronously: the async
-    queue leaves threads behind per run."""
-    if mlflow.active_run():
-        mlflow.log_image(picture, key="samples", step=epoch, synchronous=True)
-
-
-class CheckpointSync:
-    """training.fit's after_checkpoint: log to the active run what training has checkpointed
-    (history rows as metrics, step = epoch; sample grids as the `samples` image), each epoch
-    once. Epochs after the last checkpoint are trained again after a kill, so they are logged
-    only once checkpointed; a resume first logs what a kill right after a checkpoint left out.
-    """
-
-    STEP_KEY = "g_loss"  # in every history row: which epochs the run already holds
-
-    def __init__(self):
-        self.logged: int | None = None  # the last epoch whose metrics the run holds
-        self.grids: set[int] = set()  # the epochs whose grids it holds
-
-    def __call__(self, epoch: int, history: pd.DataFrame, grids: dict[int, Path]) -> None:
-        run_id = mlflow.active_run().info.run_id
-        client = MlflowClient()
-        if self.logged is None:  # after a resume: ask the store, a kill may have come anywhere
-            steps = [m.step for m in client.get_metric_history(run_id, self.STEP_KEY)]
-            self.logged = max(steps, default=0)
-            names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
-            self.grids = {int(n.split("+")[2]) for n in names if n.startswith("samples+step+")}
-        for step, path in grids.items():
-            if step not in self.grids:
-                mlflow.log_image(images.load_png(path), key="samples", step=step,
-                                 synchronous=True)  # fmt: skip
-                self.grids.add(step)
-        timestamp = int(time.time() * 1000)
-        metrics = [
-            Metric(key, float(value), timestamp, int(row["epoch"]))
-            for row in history[history["epoch"] > self.logged].to_dict("records")
-            for key, value in row.items()
-            if key != "epoch" and pd.notna(value)
-        ]
-        for start in range(0, len(metrics), 1000):  # MLflow's limit per batch
-            client.log_batch(run_id, metrics=metrics[start : start + 1000], synchronous=True)
-        self.logged = max(self.logged, epoch)
 
 
 def log_params(params: dict[str, Any]) -> None:
