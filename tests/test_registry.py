@@ -98,6 +98,7 @@ def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     # The same generator from its run and from a .keras file: the same images.
     monkeypatch.chdir(project)
     cfg = config.load("params.yaml")
+    (project / "out").mkdir()  # sample writes into existing folders only
     from_run = sample.run(f"runs:/{champion.run_id}/generator", 5, Path("out/run.npz"), 3, cfg)
     assert from_run.shape == (5, 8, 8, 1) and from_run.dtype == np.uint8
     np.testing.assert_array_equal(np.load(project / "out/run.npz")["images"], from_run)
@@ -109,8 +110,8 @@ def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     ("args", "message"),
     [
         (["--model", "missing.keras"], "--model: missing.keras: no such file"),
-        (["--model", "params.yaml"], "--model: params.yaml is not a Keras model"),
-        (["--model", f"models:/{NAME}@nobody"], f"--model: cannot load models:/{NAME}@nobody"),
+        (["--model", "params.yaml"], "--model: params.yaml is not a .keras archive"),
+        (["--model", f"models:/{NAME}@nobody"], f"--model: models:/{NAME}@nobody: cannot be downloaded"),
         (["-n", "0"], "-n: 0 is out of range"),
         (["--out", "x.jpg"], "--out: x.jpg must end in .png"),
     ],
