@@ -111,7 +111,7 @@ def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     [
         (["--model", "missing.keras"], "--model: missing.keras: no such file"),
         (["--model", "params.yaml"], "--model: params.yaml is not a .keras archive"),
-        (["--model", f"models:/{NAME}@nobody"], f"--model: models:/{NAME}@nobody: cannot be downloaded"),
+        (["--model", f"models:/{NAME}@nobody"], f"models:/{NAME}@nobody: cannot be downloaded"),
         (["-n", "0"], "-n: 0 is out of range"),
         (["--out", "x.jpg"], "--out: x.jpg must end in .png"),
     ],
