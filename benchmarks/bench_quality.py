@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
-from gantrack import config, data, schema  # noqa: E402
+from gantrack import config, data, keras_files, schema  # noqa: E402
 from gantrack.evaluation import classifier as classifier_lib  # noqa: E402
 from gantrack.evaluation import metrics  # noqa: E402
 from gantrack.evaluation.scoring import load_reference, load_reference_features  # noqa: E402
@@ -74,36 +76,34 @@ class Reference:
 
 
 class Gantrack:
-    def __init__(self, name: str, split: data.Split, cfg: config.Config):
+    """gantrack trained the way the pipeline trains it (training.train), in turns: each turn
+    goes on with the same GAN until TimeLimit stops it (no checkpoints, grids or FID)."""
+
+    def __init__(self, name: str, split: data.Split, cfg: config.Config, workdir: Path):
         self.name, self.images_seen, self.seconds = name, 0, 0.0
         self.batch = cfg.train.batch_size * cfg.train.n_critic
         self.policy = devices.precision_policy(cfg.train.mixed_precision)
-        images = split.images
-        classes = training.conditioning_classes(
-            cfg.model, int(split.labels.max()) + 1, cfg.train.loss
-        )
-        keras.utils.set_random_seed(cfg.base.seed)
-        self.gan = training.build_gan(cfg.model, cfg.train, images.shape[1:], cfg.base.seed,
-                                      num_classes=classes)  # fmt: skip
-        self.dataset = training.make_dataset(
-            images,
-            self.batch,
-            cfg.base.seed,
-            drop_remainder=cfg.train.n_critic > 1,
-            labels=split.labels if classes else None,
-        ).repeat()
+        self.split, self.cfg, self.workdir = split, cfg, workdir
+        self.n_classes = int(split.labels.max()) + 1
+        never = 10**9
+        self.train_cfg = dataclasses.replace(cfg.train, epochs=never, checkpoint_every=never,
+                                             sample_every=never, fid_every=0)  # fmt: skip
+        self.gan = training.build(cfg.model, cfg.train, split.images.shape[1:], self.n_classes,
+                                  cfg.base.seed)  # fmt: skip
         self.generator = self.gan.sampler
 
     def train(self, seconds: float) -> None:
         start = time.perf_counter()
-        history = self.gan.fit(
-            self.dataset, epochs=1, steps_per_epoch=10**9, callbacks=[TimeLimit(seconds)],
-            shuffle=False, verbose=0,
+        training.train(
+            self.cfg.model, self.train_cfg, self.split.images, self.split.labels,
+            self.n_classes, seed=self.cfg.base.seed, gan=self.gan,
+            checkpoint_dir=self.workdir / self.name / "checkpoints",
+            grids_dir=self.workdir / self.name / "grids",
+            hooks=training.Hooks(callbacks=(TimeLimit(seconds),)),
         )  # fmt: skip
         self.seconds += time.perf_counter() - start
         steps = self.gan.d_optimizer.iterations.numpy() // self.gan.n_critic
         self.images_seen = int(steps) * self.batch
-        del history
 
 
 def main() -> None:
@@ -127,14 +127,16 @@ def main() -> None:
     raw = YAML(typ="safe", pure=True).load(Path(args.params).read_text())
     cfg = config.from_dict(raw)
     reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
-    classifier = keras.models.load_model(project / PATHS.classifier)
+    classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
     split = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0]
     images = split.images
 
+    workdir = Path(tempfile.mkdtemp(prefix="bench-quality-"))
     runners = [] if args.no_reference else [Reference(images)]
-    runners.append(Gantrack("gantrack", split, cfg))
+    runners.append(Gantrack("gantrack", split, cfg, workdir))
     for name, *overrides in args.variant:
-        runners.append(Gantrack(name, split, config.from_dict(_override(raw, overrides))))
+        variant = config.from_dict(_override(raw, overrides))
+        runners.append(Gantrack(name, split, variant, workdir))
     turn = 0
     while any(r.seconds < args.seconds for r in runners):
         for runner in runners[turn % len(runners) :] + runners[: turn % len(runners)]:

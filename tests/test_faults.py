@@ -172,7 +172,7 @@ def _one_line_error(proc, command: str, message: str) -> str:
         (b"tracking:\n  experiment: ''\n", "tracking.experiment: '' is not a valid name"),
         (b"tracking:\n  experiment: \"a' or name = 'b\"\n", "tracking.experiment: \"a' or"),
         (b"tracking:\n  registered_model: a/b\n", "tracking.registered_model: 'a/b' is not"),
-        (b"tune:\n  study_name: \"x\\e[31m\"\n", "tune.study_name: 'x\\x1b[31m' is not a valid"),
+        (b'tune:\n  study_name: "x\\e[31m"\n', "tune.study_name: 'x\\x1b[31m' is not a valid"),
         (b"train:\n  loss: wgan\n", "train.loss: unknown value 'wgan'; allowed: non_saturating"),
         (b"train: [1, 2]\n", "train: must be a mapping of keys to values"),
         (b"data: {dataset: digits\n", "params.yaml: not valid YAML"),

@@ -349,7 +349,7 @@ def test_generator_layers_searched_must_reach_the_image_size():
         ({"storage": "postgresql+psycopg2://me:secret@127.0.0.1:{port}/db"}, ["--create-only"],
          "tune.storage: cannot open postgresql+psycopg2://me:***@127.0.0.1:"),
         ({"storage": "sqlite:////nonexistent/dir/optuna.db"}, ["--create-only"],
-         "tune.storage: cannot open sqlite:////nonexistent/dir/optuna.db ("),
+         "tune.storage: sqlite:////nonexistent/dir/optuna.db: no folder /nonexistent/dir"),
     ],
 )  # fmt: skip
 def test_cli_bad_tune_input_one_line_exit_2_before_any_trial(tmp_path, tune, args, message):

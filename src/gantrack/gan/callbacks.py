@@ -1,14 +1,14 @@
 """Keras callbacks of the training loop: fixed-noise sample grids, the divergence guard and
 stopping on request.
 
-Nothing here tracks: a tracker hooks in through `on_grid` or a callback of its own.
+Nothing here tracks: a tracker follows the checkpointed records (training.fit's
+after_checkpoint) or adds a callback of its own.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -26,15 +26,14 @@ def finite(logs) -> bool:
 
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` epochs (and after the last), draw fixed noise through the generator and
-    save a grid as `<epoch>.png` in each of `directories`; then call on_grid(epoch,
-    picture) if given (picture: uint8 (H, W, C)). Fixed noise makes grids of successive epochs
-    comparable."""
+    save a grid as `<epoch>.png` in each of `directories`. Fixed noise makes grids of
+    successive epochs comparable."""
 
     def __init__(self, directories: list[Path], noise: np.ndarray, every: int, last_epoch: int,
-                 rows: int, on_grid: Callable[[int, np.ndarray], None] | None = None):  # fmt: skip
+                 rows: int):  # fmt: skip
         super().__init__()
         self.directories, self.noise, self.every = [Path(d) for d in directories], noise, every
-        self.last_epoch, self.rows, self.on_grid = last_epoch, rows, on_grid
+        self.last_epoch, self.rows = last_epoch, rows
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
@@ -44,8 +43,6 @@ class SampleGrid(keras.callbacks.Callback):
         picture = images.grid(images.to_uint8(keras.ops.convert_to_numpy(fakes)), self.rows)
         for directory in self.directories:
             images.save_png(images.grid_path(directory, done), picture)
-        if self.on_grid:
-            self.on_grid(done, picture)
 
 
 class StopOnDivergence(keras.callbacks.Callback):

@@ -158,14 +158,14 @@ class TrainResult:
     diverged_at: int | None  # epoch whose losses went NaN/Inf, else None
 
 
-def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories, on_grid):
+def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories):
     """The grid callback, its noise fixed by `seed` so that grids of all epochs compare."""
     noise = np.random.default_rng(seed).standard_normal((cfg.grid_rows**2, gan.latent_dim))
     if gan.num_classes:  # one class per row
         classes = np.arange(cfg.grid_rows**2) // cfg.grid_rows % gan.num_classes
         noise = with_classes(noise, classes, gan.num_classes)
     return callbacks.SampleGrid(directories, noise.astype("float32"), cfg.sample_every,
-                                cfg.epochs, cfg.grid_rows, on_grid=on_grid)  # fmt: skip
+                                cfg.epochs, cfg.grid_rows)  # fmt: skip
 
 
 def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int) -> tf.data.Dataset:
@@ -187,13 +187,12 @@ def fit(
     checkpoint_dir: Path,
     grids_dir: Path,
     extra_callbacks: list[keras.callbacks.Callback] = (),
-    on_grid: Callable[[int, np.ndarray], None] | None = None,
     after_checkpoint: Callable[[int, pd.DataFrame, dict[int, Path]], None] | None = None,
 ) -> TrainResult:
     """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir;
     a class-conditional gan also takes the images' labels (N,).
 
-    Fixed-noise grids go to grids_dir (and on_grid(epoch, picture)) every cfg.sample_every
+    Fixed-noise grids go to grids_dir every cfg.sample_every
     epochs and after the last. Values extra_callbacks add to the logs land in the history.
     after_checkpoint(epoch, history, {epoch: grid PNG}) gets the records of the epochs
     checkpointed so far, after each checkpoint and at a resume: a tracker logs each epoch once.
@@ -214,7 +213,7 @@ def fit(
     save = checkpointed if after_checkpoint else None
     cbs = [
         callbacks.StopWhenAsked(),
-        _sample_grid(gan, cfg, seed, [grids_dir, kept_grids], on_grid),
+        _sample_grid(gan, cfg, seed, [grids_dir, kept_grids]),
         divergence,
         *extra_callbacks,
         history,
@@ -232,3 +231,78 @@ def fit(
             verbose=1 if sys.stdout.isatty() else 2,  # a bar with ETA on a terminal
         )
     return TrainResult(history.frame(), divergence.diverged_at)
+
+
+@dataclass(frozen=True)
+class FidWatch:
+    """The FID measured while training: every `every` epochs, of `n` samples of the generator
+    (noise from `seed`) on the classifier's features against reference (mu, sigma);
+    on_value(epoch, fid) lets a caller react (a pruner)."""
+
+    classifier: keras.Model
+    reference: tuple
+    every: int
+    n: int
+    seed: int
+    batch_size: int
+    on_value: Callable[[int, float], None] | None = None
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """How a caller follows training: on_start(gan) before the first step, after_checkpoint
+    (see fit) to record each checkpointed epoch once, more Keras callbacks."""
+
+    on_start: Callable[[GAN], None] | None = None
+    after_checkpoint: Callable[[int, pd.DataFrame, dict[int, Path]], None] | None = None
+    callbacks: tuple[keras.callbacks.Callback, ...] = ()
+
+
+@dataclass
+class Trained:
+    gan: GAN
+    result: TrainResult
+    fid: dict[int, float]  # {epoch: FID} measured while training
+
+
+def build(model_cfg: ModelConfig, train_cfg: TrainConfig, shape, n_classes: int, seed: int) -> GAN:
+    """A GAN seeded by seed, class-conditional where the model params and the data's class count
+    allow it (conditioning_classes)."""
+    keras.utils.set_random_seed(seed)
+    classes = conditioning_classes(model_cfg, n_classes, train_cfg.loss)
+    return build_gan(model_cfg, train_cfg, shape, seed, num_classes=classes)
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    *,
+    seed: int,
+    checkpoint_dir: Path,
+    grids_dir: Path,
+    fid: FidWatch | None = None,
+    hooks: Hooks | None = None,
+    gan: GAN | None = None,
+) -> Trained:
+    """The one way gantrack trains a GAN (the train stage, tuning trials, the benchmarks): build
+    it (unless `gan` is given), watch its FID, fit it with checkpoints and grids (see fit).
+
+    images: uint8 (N, H, W, C); labels: (N,) ints in [0, n_classes).
+    """
+    gan = gan or build(model_cfg, train_cfg, images.shape[1:], n_classes, seed)
+    hooks = hooks or Hooks()
+    watch = []
+    if fid is not None:
+        from gantrack.evaluation.generator_fid import PeriodicFID
+
+        watch = [PeriodicFID(fid.every, fid.classifier, fid.reference, fid.n, fid.seed,
+                             fid.batch_size, on_value=fid.on_value)]  # fmt: skip
+    if hooks.on_start:
+        hooks.on_start(gan)
+    result = fit(gan, images, train_cfg, seed=seed, labels=labels, checkpoint_dir=checkpoint_dir,
+                 grids_dir=grids_dir, extra_callbacks=[*watch, *hooks.callbacks],
+                 after_checkpoint=hooks.after_checkpoint)  # fmt: skip
+    return Trained(gan, result, watch[0].values if watch else {})

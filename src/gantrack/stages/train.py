@@ -13,14 +13,13 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-import keras
 import mlflow
 from filelock import FileLock, Timeout
 
 from gantrack import data, keras_files, registry, stop, tracking
 from gantrack.config import Config, flat_params
 from gantrack.errors import UserError
-from gantrack.evaluation import generator_fid, scoring
+from gantrack.evaluation import scoring
 from gantrack.files import atomic_path, read_json
 from gantrack.gan import checkpoints, devices, plots, training
 from gantrack.paths import PATHS, Paths, require
@@ -60,20 +59,16 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     split = data.load_split(paths.train)
     _verify(split, paths, meta)
     training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
-    classes = training.conditioning_classes(cfg.model, meta["n_classes"], cfg.train.loss)
-    fid_callbacks = _fid_callbacks(cfg, paths, has_labels=meta["n_classes"] > 1)
-    keras.utils.set_random_seed(cfg.base.seed)
-    gan = training.build_gan(cfg.model, cfg.train, split.images.shape[1:], cfg.base.seed,
-                             num_classes=classes)  # fmt: skip
+    fid = _fid_watch(cfg, paths, has_labels=meta["n_classes"] > 1)
+    gan = training.build(cfg.model, cfg.train, split.images.shape[1:], meta["n_classes"],
+                         cfg.base.seed)  # fmt: skip
     if not devices.is_chief(gan.distribute_strategy):
         with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:
-            training.fit(gan, split.images, cfg.train, seed=cfg.base.seed, labels=split.labels,
-                         checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "grids",
-                         extra_callbacks=fid_callbacks)  # fmt: skip
+            _fit(cfg, split, meta, gan, fid, Path(tmp) / "checkpoints", Path(tmp) / "grids")
         return None
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before training
     with _only_writer(paths.train_lock):
-        return _train(cfg, paths, meta, split, gan, fid_callbacks)
+        return _train(cfg, paths, meta, split, gan, fid)
 
 
 def _verify(split: data.Split, paths: Paths, meta: dict) -> None:
@@ -114,7 +109,14 @@ def _acquire_or_refuse(lock: FileLock, lock_path: Path) -> None:
         ) from None
 
 
-def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid_callbacks) -> str:
+def _fit(cfg: Config, split: data.Split, meta: dict, gan, fid, checkpoint_dir: Path,
+         grids_dir: Path, hooks: training.Hooks | None = None) -> training.Trained:  # fmt: skip
+    return training.train(cfg.model, cfg.train, split.images, split.labels, meta["n_classes"],
+                          seed=cfg.base.seed, checkpoint_dir=checkpoint_dir, grids_dir=grids_dir,
+                          fid=fid, hooks=hooks, gan=gan)  # fmt: skip
+
+
+def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid) -> str:
     key = fingerprint(cfg, meta["sha256"])
     state, abandoned = checkpoints.read_state(paths.checkpoints, key)
     if abandoned.get("run_id"):  # its training will never be resumed
@@ -132,11 +134,8 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid_ca
             "conditional_classes": gan.num_classes,
         })  # fmt: skip
         tracking.log_dataset(split.images, meta["dataset"], meta["sha256"], paths.train)
-        result = training.fit(
-            gan, split.images, cfg.train, seed=cfg.base.seed, labels=split.labels,
-            checkpoint_dir=paths.checkpoints, grids_dir=paths.grids_dir,
-            extra_callbacks=fid_callbacks, after_checkpoint=tracking.CheckpointSync(),
-        )  # fmt: skip
+        hooks = training.Hooks(after_checkpoint=tracking.CheckpointSync())
+        result = _fit(cfg, split, meta, gan, fid, paths.checkpoints, paths.grids_dir, hooks).result
         if result.diverged_at:
             raise UserError(
                 f"training diverged at epoch {result.diverged_at} (losses not finite); "
@@ -156,19 +155,17 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid_ca
     return run_.info.run_id
 
 
-def _fid_callbacks(cfg: Config, paths: Paths, has_labels: bool) -> list:
+def _fid_watch(cfg: Config, paths: Paths, has_labels: bool) -> training.FidWatch | None:
     """The optional per-epoch FID (train.fid_every > 0) on the classifier extractor, which
     exists only for data with labels (Inception on every epoch would cost more than training)."""
     t = cfg.train
     if not t.fid_every:
-        return []
+        return None
     if not has_labels:
         logger.info("train.fid_every: no FID while training, the data has no labels")
-        return []
+        return None
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
     path = require(paths.classifier, "classifier")
     classifier = keras_files.load(path, str(path))
-    return [
-        generator_fid.PeriodicFID(t.fid_every, classifier, (mu, sigma), t.fid_samples,
-                            cfg.generate.seed, cfg.generate.batch_size)
-    ]  # fmt: skip
+    return training.FidWatch(classifier, (mu, sigma), t.fid_every, t.fid_samples,
+                             cfg.generate.seed, cfg.generate.batch_size)  # fmt: skip

@@ -30,7 +30,7 @@ from mlflow.tracking import MlflowClient
 from gantrack import redact, stop
 from gantrack.errors import UserError, one_line
 from gantrack.files import atomic_path
-from gantrack.tracking.epochs import CheckpointSync, EpochLogger, log_grid  # noqa: F401
+from gantrack.tracking.epochs import CheckpointSync  # noqa: F401
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "gantrack.forked_from"

@@ -1,37 +1,17 @@
 """Epochs into the active MLflow run: each epoch's metrics and sample grid logged once, as the
-training loop checkpoints them (CheckpointSync, the pipeline's train stage) or as they come
-(EpochLogger and log_grid, tuning trials)."""
+training loop checkpoints them (CheckpointSync: the train stage's run and each tuning trial's)."""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
-import keras
 import mlflow
-import numpy as np
 import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from gantrack import images
-
-
-class EpochLogger(keras.callbacks.Callback):
-    """Log each epoch's logs (losses, mean D(x), D(G(z)), and what callbacks before this one
-    added, such as a periodic FID) to the active run, step = epoch. List it after them."""
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs and mlflow.active_run():
-            mlflow.log_metrics({k: float(v) for k, v in logs.items()}, step=epoch + 1)
-
-
-def log_grid(epoch: int, picture: np.ndarray) -> None:
-    """A sample grid (uint8 (H, W, C)) as the `samples` image of the active run at step epoch:
-    the MLflow UI shows the grids of all epochs as a slider. Logged synchronously: the async
-    queue leaves threads behind per run."""
-    if mlflow.active_run():
-        mlflow.log_image(picture, key="samples", step=epoch, synchronous=True)
 
 
 class CheckpointSync:

@@ -77,7 +77,7 @@ def check_inputs(cfg: Config, inputs: Inputs) -> None:
 
 def suggest(trial: optuna.Trial, cfg: Config) -> Config:
     """Draw every searched knob (named by its dotted params.yaml key) and return the config the
-    trial trains with: tune.epochs, a checkpoint only at the end, a grid at each FID."""
+    trial trains with: tune.epochs, a checkpoint and a grid at each FID."""
     values: dict[str, Any] = {}
     for name, key in SEARCH_TARGETS.items():
         bounds = getattr(cfg.tune.space, name)
@@ -90,7 +90,9 @@ def suggest(trial: optuna.Trial, cfg: Config) -> Config:
         else:
             values[key] = trial.suggest_float(key, bounds.low, bounds.high, log=name in LOG_SCALE)
     t = cfg.tune
-    values.update({"train.epochs": t.epochs, "train.checkpoint_every": t.epochs,
+    # Checkpoints (in a temporary folder) where FIDs are measured: CheckpointSync then logs
+    # those epochs, as the train stage does, also the epoch a pruner stops at.
+    values.update({"train.epochs": t.epochs, "train.checkpoint_every": t.fid_every,
                    "train.sample_every": t.fid_every})  # fmt: skip
     for key, value in values.items():
         cfg = _replace_key(cfg, key, value)
@@ -130,8 +132,12 @@ class _Pruning:
     """PeriodicFID's on_value: report each FID; when the pruner says so, stop `fit` cleanly
     (an exception inside Keras' loop would skip its cleanup) and remember the epoch."""
 
-    def __init__(self, trial: optuna.Trial, model):
-        self.trial, self.model, self.epoch = trial, model, None
+    def __init__(self, trial: optuna.Trial):
+        self.trial, self.model, self.epoch = trial, None, None
+
+    def watch(self, gan) -> None:
+        """training.Hooks' on_start: the model whose training a prune stops."""
+        self.model = gan
 
     def __call__(self, epoch: int, fid: float) -> None:
         self.trial.report(fid, epoch)
@@ -141,35 +147,31 @@ class _Pruning:
 
 
 def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
-    """Train as the train stage does (same functions), then FID at tune.fid_samples samples."""
-    t = cfg.tune
-    keras.utils.set_random_seed(cfg.base.seed)
-    classes = training.conditioning_classes(cfg.model, inputs.n_classes, cfg.train.loss)
-    gan = training.build_gan(cfg.model, cfg.train, inputs.images.shape[1:], cfg.base.seed,
-                             num_classes=classes)  # fmt: skip
+    """Train as the train stage does (training.train), then FID at tune.fid_samples samples."""
+    t, g = cfg.tune, cfg.generate
     classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
-    pruning = _Pruning(trial, gan)
-    g = cfg.generate
-    fid = generator_fid.PeriodicFID(t.fid_every, classifier, inputs.reference, t.fid_samples,
-                                g.seed, g.batch_size, on_value=pruning)  # fmt: skip
+    pruning = _Pruning(trial)
+    fid = training.FidWatch(classifier, inputs.reference, t.fid_every, t.fid_samples, g.seed,
+                            g.batch_size, on_value=pruning)  # fmt: skip
+    hooks = training.Hooks(on_start=pruning.watch, after_checkpoint=tracking.CheckpointSync())
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
-        result = training.fit(
-            gan, inputs.images, cfg.train, seed=cfg.base.seed, labels=inputs.labels,
-            checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "samples",
-            extra_callbacks=[fid, tracking.EpochLogger()], on_grid=tracking.log_grid,
+        trained = training.train(
+            cfg.model, cfg.train, inputs.images, inputs.labels, inputs.n_classes,
+            seed=cfg.base.seed, checkpoint_dir=Path(tmp) / "checkpoints",
+            grids_dir=Path(tmp) / "samples", fid=fid, hooks=hooks,
         )  # fmt: skip
         grids = list(images.grid_files(Path(tmp) / "samples").values())
         if grids:  # the last grid, also of pruned trials
             mlflow.log_artifact(str(grids[-1]), artifact_path="samples")
-    if result.diverged_at:
-        raise TrialDiverged(f"losses not finite at epoch {result.diverged_at}")
+    if trained.result.diverged_at:
+        raise TrialDiverged(f"losses not finite at epoch {trained.result.diverged_at}")
     if pruning.epoch:
         raise optuna.TrialPruned(f"pruned at epoch {pruning.epoch}")
-    value = fid.values.get(t.epochs)
+    name = metric_name(t)
+    value = trained.fid.get(t.epochs)
     if value is None:  # tune.epochs is not a multiple of tune.fid_every
-        g = cfg.generate
-        value = generator_fid.generator_fid(gan.sampler, classifier, inputs.reference,
-                                        t.fid_samples, g.seed, g.batch_size)  # fmt: skip
-        mlflow.log_metric(fid.name, value, step=t.epochs)
-    mlflow.log_metric(f"final_{fid.name}", value)
+        value = generator_fid.generator_fid(trained.gan.sampler, classifier, inputs.reference,
+                                            t.fid_samples, g.seed, g.batch_size)  # fmt: skip
+        mlflow.log_metric(name, value, step=t.epochs)
+    mlflow.log_metric(f"final_{name}", value)
     return value
