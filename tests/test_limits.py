@@ -6,13 +6,11 @@ end with one line on stderr, exit code 2, nothing written and a small peak memor
 from __future__ import annotations
 
 import io
-import os
 import pickle
-import resource
 import struct
 import subprocess
+import sys
 import tempfile
-import threading
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -59,22 +57,29 @@ def _gantrack(cwd: Path, *args: str, address_space: int | None = None,
         )
         env["PYTHONPATH"] = str(fake)
 
-    def limit():
-        if address_space:
-            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+    with tempfile.TemporaryDirectory() as tmp:
+        peak = Path(tmp) / "peak"
+        launch = [sys.executable, "-c", LAUNCH, str(address_space or 0), str(peak)]
+        proc = subprocess.run([*launch, "gantrack", *args], cwd=cwd, env=env,
+                              capture_output=True, text=True, timeout=timeout)  # fmt: skip
+        return Run(proc.returncode, proc.stderr, int(peak.read_text()) * 1024)
 
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(["gantrack", *args], cwd=cwd, env=env, stdout=out, stderr=err,
-                                preexec_fn=limit)  # fmt: skip
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
-        err.seek(0)
-        return Run(proc.returncode, err.read().decode(), usage.ru_maxrss * 1024)
+
+# A small launcher forks gantrack and reads its peak RSS (ru_maxrss, kB on Linux) with wait4:
+# a child forked by pytest itself would count pytest's own pages (TensorFlow's, once a test in
+# this process imported it) until it execs.
+LAUNCH = """
+import os, resource, sys
+limit, out, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+pid = os.fork()
+if pid == 0:
+    if limit:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    os.execvp(argv[0], argv)
+_, status, usage = os.wait4(pid, 0)
+open(out, "w").write(str(usage.ru_maxrss))
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
 def _refused(run: Run, command: str, *fragments: str) -> str:

@@ -25,7 +25,7 @@ from gantrack.gan import checkpoints, devices, plots, training
 from gantrack.paths import PATHS, Paths, require
 
 logger = logging.getLogger(__name__)
-LOCK_WAIT_SECONDS = 30
+LOCK_WAIT_SECONDS = 10  # a train stopping on request lets go within a batch or an epoch's FID
 
 # The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
 PARAMS = (
