@@ -10,6 +10,9 @@ import pytest
 from test_faults import _cli, _one_line_error
 from test_pipeline import _env
 
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 DIGITS = "data:\n  dataset: digits\n"
 
 

@@ -15,6 +15,9 @@ import pytest
 from servers import free_port, mlflow_server
 from test_pipeline import TINY, _env, _merge, make_project, mlflow_client
 
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 # --- faults: kill -9 of the whole `dvc repro`, then `dvc repro` again -------------------------
 
 FAULT_PARAMS = {"train": {"epochs": 6, "checkpoint_every": 2, "sample_every": 1, "fid_every": 1}}

@@ -18,7 +18,8 @@ from test_pipeline import _env
 
 from gantrack import registry
 
-pytestmark = pytest.mark.filterwarnings("ignore")
+# Real processes (the CLI, an MLflow store): outside the fast loop (-m "not slow").
+pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 
 def _sample(project: Path, model: str, out: str = "grid.png") -> subprocess.CompletedProcess:

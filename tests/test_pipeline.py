@@ -16,6 +16,9 @@ from ruamel.yaml import YAML
 
 from gantrack import config, images
 
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")

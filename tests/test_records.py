@@ -6,8 +6,12 @@ import subprocess
 import time
 
 import numpy as np
+import pytest
 from test_faults import _checkpointed, _cli, _one_line_error, prepared  # noqa: F401 (fixture)
 from test_pipeline import _env
+
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
 
 
 def test_params_edited_while_train_runs_fail_it_with_one_line(prepared):  # noqa: F811

@@ -24,6 +24,9 @@ from test_pipeline import _env
 from gantrack import config, images, registry
 from gantrack.stages import sample
 
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "gantrack-generator"
 

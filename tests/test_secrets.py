@@ -333,6 +333,7 @@ def _failed(proc, command: str, message: str) -> str:
     return line
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("uri", "message"),
     [

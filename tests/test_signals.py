@@ -13,6 +13,9 @@ import pytest
 from test_faults import _checkpointed, _cli, _Repro, prepared  # noqa: F401 (fixture)
 from test_pipeline import TINY, _env, _merge, make_project, mlflow_client
 
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 
 def _group(pgid: int) -> list[int]:
     """The live processes of process group pgid (zombies excluded)."""

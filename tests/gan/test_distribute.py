@@ -9,6 +9,11 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 SCRIPT = textwrap.dedent(
     """
     import dataclasses, json, sys

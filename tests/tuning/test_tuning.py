@@ -23,6 +23,9 @@ from gantrack.errors import UserError
 from gantrack.stages import classifier, prepare, reference
 from gantrack.tuning import study as tuning
 
+# Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 SPACE = {
