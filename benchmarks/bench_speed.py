@@ -41,8 +41,8 @@ from gantrack.gan import devices, training  # noqa: E402
 TUTORIAL_MODEL = config.ModelConfig(
     latent_dim=100,
     kernel_size=5,
-    generator=config.GeneratorConfig(layers=3, filters=64, max_filters=256),
-    discriminator=config.DiscriminatorConfig(
+    generator=config.GeneratorNetConfig(layers=3, filters=64, max_filters=256),
+    discriminator=config.DiscriminatorNetConfig(
         layers=2, filters=64, max_filters=256, dropout=0.3, batch_norm=False
     ),
 )

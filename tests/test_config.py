@@ -113,4 +113,4 @@ def test_missing_or_broken_params_file(tmp_path):
 def test_flat_dict_names_params_by_dotted_path():
     flat = schema.to_flat_dict(config.Config())
     assert flat["train.lr_g"] == config.TrainConfig().lr_g
-    assert flat["model.generator.layers"] == config.GeneratorConfig().layers
+    assert flat["model.generator.layers"] == config.GeneratorNetConfig().layers

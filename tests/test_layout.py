@@ -55,7 +55,8 @@ def _all_modules() -> list[str]:
 
 
 LIBRARY = ("gantrack.data", "gantrack.gan", "gantrack.evaluation")
-FORBIDDEN = ("mlflow", "gantrack.tracking", "gantrack.stages", "gantrack.tuning", "gantrack.cli")
+FORBIDDEN = ("mlflow", "gantrack.tracking", "gantrack.stages", "gantrack.commands",
+             "gantrack.tuning", "gantrack.cli")  # fmt: skip
 
 
 def _external_imports(module: str) -> set[str]:
@@ -82,14 +83,23 @@ def test_tuning_reuses_the_library_not_the_stages():
         assert not {n for n in _imports(module) if n.startswith("gantrack.stages")}, module
 
 
-def test_only_the_cli_imports_stages_and_tuning():
+ENTRY_POINTS = ("gantrack.stages", "gantrack.commands", "gantrack.tuning")
+
+
+def test_only_the_cli_imports_stages_commands_and_tuning():
     for module in _all_modules():
-        if module.startswith(("gantrack.cli", "gantrack.stages", "gantrack.tuning")):
+        if module.startswith(("gantrack.cli", *ENTRY_POINTS)):
             continue
-        wrong = {
-            n for n in _imports(module) if n.startswith(("gantrack.stages", "gantrack.tuning"))
-        }
+        wrong = {n for n in _imports(module) if n.startswith(ENTRY_POINTS)}
         assert not wrong, f"{module} imports {sorted(wrong)}"
+
+
+def test_stages_are_the_dvc_stages_and_commands_are_the_rest():
+    """stages/ holds a module per dvc.yaml stage, nothing else; commands/ the user commands."""
+    stages = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}
+    assert stages == set(DVC["stages"])
+    commands = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__"}
+    assert commands == {"sample", "fid"}
 
 
 @pytest.mark.parametrize("stage", sorted(DVC["stages"]))
@@ -236,3 +246,24 @@ def test_no_import_cycles():
             if name not in seen and name in graph:
                 seen.add(name)
                 todo += graph[name]
+
+
+def test_the_fid_plot_follows_train_fid_samples(tmp_path):
+    """dvc.yaml's FID plot reads the column train writes for the configured sample count."""
+    import json
+    import shutil
+    import subprocess
+    import sys
+
+    from gantrack.evaluation.generator_fid import PeriodicFID
+
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    (tmp_path / "params.yaml").write_text("train:\n  fid_samples: 123\n")
+    column = PeriodicFID(1, None, None, 123, 0, 1).name
+    (tmp_path / "plots").mkdir()
+    (tmp_path / "plots/losses.csv").write_text(f"epoch,g_loss,d_loss,{column}\n1,1,1,5\n")
+    dvc = [str(Path(sys.executable).parent / "dvc")]
+    for command in (["init", "--no-scm", "-q"], ["plots", "show", "--json"]):
+        out = subprocess.run([*dvc, *command], cwd=tmp_path, capture_output=True, text=True)
+    plot = json.loads(out.stdout)["data"]["FID while training"][0]["content"]
+    assert plot["data"]["values"][0][column] == "5"

@@ -22,7 +22,7 @@ from servers import free_port
 from test_pipeline import _env
 
 from gantrack import config, images, registry
-from gantrack.stages import sample
+from gantrack.commands import sample
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow

@@ -5,15 +5,15 @@ import dataclasses
 import keras
 import numpy as np
 
-from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
+from gantrack.config import Config, DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
 from gantrack.gan import training
 
 SHAPE = (8, 8, 1)
 MODEL = ModelConfig(
     latent_dim=8,
     kernel_size=3,
-    generator=GeneratorConfig(layers=2, filters=8, max_filters=16),
-    discriminator=DiscriminatorConfig(layers=2, filters=8, max_filters=16),
+    generator=GeneratorNetConfig(layers=2, filters=8, max_filters=16),
+    discriminator=DiscriminatorNetConfig(layers=2, filters=8, max_filters=16),
 )
 
 

@@ -24,11 +24,18 @@ STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 
 
 def _stage(name: str):
-    """The module of a stage or command, imported only when it runs (TensorFlow and MLflow take
-    seconds to import; `prepare` needs neither)."""
+    """The module of a stage, imported only when it runs (TensorFlow and MLflow take seconds to
+    import; `prepare` needs neither)."""
     import importlib
 
     return importlib.import_module(f"gantrack.stages.{name}")
+
+
+def _command(name: str):
+    """The module of a user command (gantrack.commands), imported only when it runs."""
+    import importlib
+
+    return importlib.import_module(f"gantrack.commands.{name}")
 
 
 def _run_stage(name: str, cfg: config.Config, params: str) -> None:
@@ -174,7 +181,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "sample":
         from pathlib import Path
 
-        _stage("sample").run(args.model, args.n, Path(args.out), args.seed, cfg, args.label)
+        _command("sample").run(args.model, args.n, Path(args.out), args.seed, cfg, args.label)
         print(args.out)
         return
     if args.command == "tune":
@@ -194,7 +201,7 @@ def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
     if args.extractor is not None:
         config.check("evaluate.extractor", args.extractor, label="--extractor")
         cfg = replace(cfg, evaluate=replace(cfg.evaluate, extractor=args.extractor))
-    results = _stage("fid").run(args.a, args.b, cfg)
+    results = _command("fid").run(args.a, args.b, cfg)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

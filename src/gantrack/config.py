@@ -61,14 +61,14 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class GeneratorConfig:
+class GeneratorNetConfig:
     layers: int = knob(2, ge=1, le=MAX_LAYERS)
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
 
 
 @dataclass(frozen=True)
-class DiscriminatorConfig:
+class DiscriminatorNetConfig:
     layers: int = knob(2, ge=1, le=MAX_LAYERS)
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
@@ -82,8 +82,8 @@ class ModelConfig:
     latent_dim: int = knob(100, ge=1)
     kernel_size: int = knob(4, ge=1, le=7)
     conditional: bool | str = knob("auto", choices=("auto", True, False))  # on data labels
-    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
-    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    generator: GeneratorNetConfig = field(default_factory=GeneratorNetConfig)
+    discriminator: DiscriminatorNetConfig = field(default_factory=DiscriminatorNetConfig)
 
 
 @dataclass(frozen=True)

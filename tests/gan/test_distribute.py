@@ -24,12 +24,12 @@ SCRIPT = textwrap.dedent(
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
     from gantrack.gan import devices, training
-    from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
+    from gantrack.config import Config, DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
 
     model = ModelConfig(
         latent_dim=8, kernel_size=3,
-        generator=GeneratorConfig(layers=2, filters=8, max_filters=16),
-        discriminator=DiscriminatorConfig(layers=2, filters=8, max_filters=16, dropout=0.0),
+        generator=GeneratorNetConfig(layers=2, filters=8, max_filters=16),
+        discriminator=DiscriminatorNetConfig(layers=2, filters=8, max_filters=16, dropout=0.0),
     )
     changes = json.loads(sys.argv[1])
     # float32 everywhere: bf16 rounding (auto picks it on CPUs with bf16) would hide a mismatch
@@ -88,12 +88,12 @@ WORKER = textwrap.dedent(
     import numpy as np
     import keras
     from gantrack.gan import devices, training
-    from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
+    from gantrack.config import Config, DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
 
     model = ModelConfig(
         latent_dim=8, kernel_size=3,
-        generator=GeneratorConfig(layers=2, filters=8, max_filters=16),
-        discriminator=DiscriminatorConfig(layers=2, filters=8, max_filters=16),
+        generator=GeneratorNetConfig(layers=2, filters=8, max_filters=16),
+        discriminator=DiscriminatorNetConfig(layers=2, filters=8, max_filters=16),
     )
     cfg = dataclasses.replace(Config().train, batch_size=32, strategy="multi_worker_mirrored")
     keras.utils.set_random_seed(0)

@@ -3,15 +3,15 @@ import dataclasses
 import numpy as np
 import pytest
 
-from gantrack.config import Config, DiscriminatorConfig, GeneratorConfig, ModelConfig
+from gantrack.config import Config, DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
 from gantrack.gan.networks import build_discriminator, build_generator
 
 
 def _cfg(g_layers, d_layers):
     return dataclasses.replace(
         ModelConfig(latent_dim=16, kernel_size=3),
-        generator=GeneratorConfig(layers=g_layers, filters=8, max_filters=32),
-        discriminator=DiscriminatorConfig(layers=d_layers, filters=8, max_filters=32),
+        generator=GeneratorNetConfig(layers=g_layers, filters=8, max_filters=32),
+        discriminator=DiscriminatorNetConfig(layers=d_layers, filters=8, max_filters=32),
     )
 
 
@@ -46,8 +46,8 @@ def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
     cfg = dataclasses.replace(
         Config().model,
         kernel_size=5,
-        generator=GeneratorConfig(layers=3, **tutorial),
-        discriminator=DiscriminatorConfig(layers=2, dropout=0.3, batch_norm=False, **tutorial),
+        generator=GeneratorNetConfig(layers=3, **tutorial),
+        discriminator=DiscriminatorNetConfig(layers=2, dropout=0.3, batch_norm=False, **tutorial),
     )
     generator = build_generator(cfg, (28, 28, 1))
     discriminator = build_discriminator(cfg, (28, 28, 1))
@@ -64,8 +64,8 @@ def test_dcgan_paper_settings_build_its_64x64_networks():
     cfg = dataclasses.replace(
         Config().model,
         kernel_size=4,
-        generator=GeneratorConfig(layers=4, filters=128, max_filters=1024),
-        discriminator=DiscriminatorConfig(
+        generator=GeneratorNetConfig(layers=4, filters=128, max_filters=1024),
+        discriminator=DiscriminatorNetConfig(
             layers=4, filters=64, max_filters=512, dropout=0.0, batch_norm=True
         ),
     )

@@ -23,7 +23,7 @@ from keras import layers, ops
 from gantrack.gan.geometry import scale_plan
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
-    from gantrack.config import DiscriminatorConfig, GeneratorConfig, ModelConfig
+    from gantrack.config import DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
 
 
 def _widths(n: int, filters: int, max_filters: int) -> list[int]:
@@ -53,13 +53,13 @@ def build_generator(
     num_classes > 0: class-conditional, the class read from the noise (see the module's doc).
     synchronized_bn: BatchNormalization statistics over the global batch under tf.distribute.
     """
-    g: GeneratorConfig = cfg.generator
+    net: GeneratorNetConfig = cfg.generator
     height, width, channels = shape
     base_h, base_w, n_up = scale_plan(height, width)
     # widths listed from the output side: the layer before the output has `filters`.
-    hidden = _widths(g.layers, g.filters, g.max_filters)
+    hidden = _widths(net.layers, net.filters, net.max_filters)
     project, hidden = hidden[-1], list(reversed(hidden[:-1]))
-    project = min(project * 2, g.max_filters) if g.layers > 1 else project
+    project = min(project * 2, net.max_filters) if net.layers > 1 else project
     x = inputs = keras.Input((cfg.latent_dim,), name="noise")
     if num_classes:
         label = noise_classes(inputs, num_classes)
@@ -70,7 +70,7 @@ def build_generator(
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Reshape((base_h, base_w, project))(x)
     for i, width_i in enumerate(hidden):
-        stride = 2 if i >= g.layers - n_up else 1
+        stride = 2 if i >= net.layers - n_up else 1
         x = layers.Conv2DTranspose(
             width_i, cfg.kernel_size, strides=stride, padding="same", use_bias=False
         )(x)
@@ -98,26 +98,26 @@ def build_discriminator(
     power iteration per training call); with `batch_norm` every conv but the first is followed
     by BatchNormalization, as in the DCGAN paper's 64x64 discriminator.
     """
-    d: DiscriminatorConfig = cfg.discriminator
+    net: DiscriminatorNetConfig = cfg.discriminator
     _, _, n_down = scale_plan(shape[0], shape[1])
 
     def weights(layer: layers.Layer, **kwargs) -> layers.Layer:
-        return layers.SpectralNormalization(layer, **kwargs) if d.spectral_norm else layer
+        return layers.SpectralNormalization(layer, **kwargs) if net.spectral_norm else layer
 
     x = inputs = keras.Input(shape, name="image")
-    for i, width_i in enumerate(_widths(d.layers, d.filters, d.max_filters)):
+    for i, width_i in enumerate(_widths(net.layers, net.filters, net.max_filters)):
         stride = 2 if i < n_down else 1
         x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same",
-                                  use_bias=not (d.batch_norm and i)))(x)  # fmt: skip
-        if d.batch_norm and i:  # not on the first layer (DCGAN paper)
+                                  use_bias=not (net.batch_norm and i)))(x)  # fmt: skip
+        if net.batch_norm and i:  # not on the first layer (DCGAN paper)
             x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
         x = layers.LeakyReLU(0.2)(x)
-        if d.dropout > 0:
-            x = layers.Dropout(d.dropout)(x)
+        if net.dropout > 0:
+            x = layers.Dropout(net.dropout)(x)
     features = layers.Flatten()(x)
     # float32 logits even under a mixed-precision policy.
-    logit = layers.Dense(1, dtype="float32", name=None if d.spectral_norm else "logit")
-    outputs = (weights(logit, dtype="float32", name="logit") if d.spectral_norm else logit)(
+    logit = layers.Dense(1, dtype="float32", name=None if net.spectral_norm else "logit")
+    outputs = (weights(logit, dtype="float32", name="logit") if net.spectral_norm else logit)(
         features
     )
     if not num_classes:

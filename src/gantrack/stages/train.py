@@ -158,8 +158,8 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid) -
 def _fid_watch(cfg: Config, paths: Paths, has_labels: bool) -> training.FidWatch | None:
     """The optional per-epoch FID (train.fid_every > 0) on the classifier extractor, which
     exists only for data with labels (Inception on every epoch would cost more than training)."""
-    t = cfg.train
-    if not t.fid_every:
+    train_cfg = cfg.train
+    if not train_cfg.fid_every:
         return None
     if not has_labels:
         logger.info("train.fid_every: no FID while training, the data has no labels")
@@ -167,5 +167,5 @@ def _fid_watch(cfg: Config, paths: Paths, has_labels: bool) -> training.FidWatch
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
     path = require(paths.classifier, "classifier")
     classifier = keras_files.load(path, str(path))
-    return training.FidWatch(classifier, (mu, sigma), t.fid_every, t.fid_samples,
+    return training.FidWatch(classifier, (mu, sigma), train_cfg.fid_every, train_cfg.fid_samples,
                              cfg.generate.seed, cfg.generate.batch_size)  # fmt: skip

@@ -148,11 +148,11 @@ class _Pruning:
 
 def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
     """Train as the train stage does (training.train), then FID at tune.fid_samples samples."""
-    t, g = cfg.tune, cfg.generate
+    tune, gen = cfg.tune, cfg.generate
     classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
     pruning = _Pruning(trial)
-    fid = training.FidWatch(classifier, inputs.reference, t.fid_every, t.fid_samples, g.seed,
-                            g.batch_size, on_value=pruning)  # fmt: skip
+    fid = training.FidWatch(classifier, inputs.reference, tune.fid_every, tune.fid_samples,
+                            gen.seed, gen.batch_size, on_value=pruning)  # fmt: skip
     hooks = training.Hooks(on_start=pruning.watch, after_checkpoint=tracking.CheckpointSync())
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
         trained = training.train(
@@ -167,11 +167,11 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
         raise TrialDiverged(f"losses not finite at epoch {trained.result.diverged_at}")
     if pruning.epoch:
         raise optuna.TrialPruned(f"pruned at epoch {pruning.epoch}")
-    name = metric_name(t)
-    value = trained.fid.get(t.epochs)
+    name = metric_name(tune)
+    value = trained.fid.get(tune.epochs)
     if value is None:  # tune.epochs is not a multiple of tune.fid_every
         value = generator_fid.generator_fid(trained.gan.sampler, classifier, inputs.reference,
-                                            t.fid_samples, g.seed, g.batch_size)  # fmt: skip
-        mlflow.log_metric(name, value, step=t.epochs)
+                                            tune.fid_samples, gen.seed, gen.batch_size)  # fmt: skip
+        mlflow.log_metric(name, value, step=tune.epochs)
     mlflow.log_metric(f"final_{name}", value)
     return value
