@@ -6,10 +6,7 @@ User errors (params, data, inputs) end with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import errno
-import importlib.abc
-import importlib.util
 import json
 import logging
 import os
@@ -17,7 +14,7 @@ import signal
 import sys
 from dataclasses import replace
 
-from gantrack import config, redact, schema, stop
+from gantrack import compat, config, redact, schema, stop
 from gantrack.errors import UserError, one_line
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
@@ -53,48 +50,6 @@ def _run_stage(name: str, cfg: config.Config, params: str) -> None:
         raise UserError(f"{params}: {', '.join(changed)} changed while {name} ran; its outputs "
                         "are for the old values and DVC would record the new ones: run it "
                         "again")  # fmt: skip
-
-
-@contextlib.contextmanager
-def _native_stderr_silenced():
-    """File descriptor 2 goes to /dev/null inside: C++ writes there, not through sys.stderr."""
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    os.close(devnull)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Imports `tensorflow`, whenever something first does, with native stderr silenced.
-
-    At import TensorFlow's C++ side prints absl's "All log messages before
-    absl::InitializeLog()" warning and oneDNN's notice (CPUs with AVX-512) straight to file
-    descriptor 2, before TF_CPP_MIN_LOG_LEVEL is read. An exception raised by the import still
-    reaches the user (it is printed after the descriptor is back); a native abort during the
-    import loses its message: `--verbose` imports without this.
-    """
-
-    def find_spec(self, name, path, target=None):
-        if name != "tensorflow":
-            return None
-        sys.meta_path.remove(self)  # once; find_spec below must not come back here
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        execute = spec.loader.exec_module
-
-        def exec_module(module):
-            with _native_stderr_silenced():
-                execute(module)
-
-        spec.loader.exec_module = exec_module
-        return spec
 
 
 class _Parser(argparse.ArgumentParser):
@@ -231,8 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         # (grappler's remapper) to stderr; level 3 keeps only fatal ones. Read once, when
         # TensorFlow is first imported: nothing has imported it yet.
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        if "tensorflow" not in sys.modules:
-            sys.meta_path.insert(0, _QuietTensorFlowImport())
+        compat.quiet_tensorflow_import()
     handler = logging.StreamHandler()
     handler.setFormatter(redact.MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])

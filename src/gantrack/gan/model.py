@@ -11,12 +11,13 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from gantrack.compat import NoSymbolicBuild
 from gantrack.gan import losses
 from gantrack.gan.networks import noise_classes
 from gantrack.gan.sampling import num_classes
 
 
-class GAN(keras.Model):
+class GAN(NoSymbolicBuild, keras.Model):
     """Wraps generator (B, latent) -> (B, H, W, C) and discriminator (B, H, W, C) -> (B, 1).
 
     `fit` takes batches of real images scaled to [-1, 1], float32 (B, H, W, C), or, for
@@ -74,12 +75,6 @@ class GAN(keras.Model):
         self.d_optimizer = d_optimizer
         self.g_loss_fn = g_loss_fn
         self.d_loss_fn = d_loss_fn
-
-    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        # Nothing to build: the networks are, and build_gan builds both optimizers. Keras'
-        # build under a strategy all-reduces a first batch, which fails for an (images,
-        # labels) batch under MultiWorkerMirroredStrategy (it cannot reduce a nested batch).
-        return
 
     @property
     def metrics(self):

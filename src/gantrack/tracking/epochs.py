@@ -11,7 +11,7 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from gantrack import images
+from gantrack import compat, images
 
 
 class CheckpointSync:
@@ -33,8 +33,8 @@ class CheckpointSync:
         if self.logged is None:  # after a resume: ask the store, a kill may have come anywhere
             steps = [m.step for m in client.get_metric_history(run_id, self.STEP_KEY)]
             self.logged = max(steps, default=0)
-            names = [a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "images")]
-            self.grids = {int(n.split("+")[2]) for n in names if n.startswith("samples+step+")}
+            paths = [a.path for a in client.list_artifacts(run_id, "images")]
+            self.grids = compat.image_steps(paths, "samples")
         for step, path in grids.items():
             if step not in self.grids:
                 mlflow.log_image(images.load_png(path), key="samples", step=step,

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import ctypes
 import gc
-from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial
+
+from gantrack import compat
 
 
 class TrialMemory:
@@ -24,7 +25,7 @@ class TrialMemory:
     """
 
     def __init__(self):
-        self.registry = _gradient_registry()
+        self.registry = compat.gradient_registry()
         self.before = set(self.registry)
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
@@ -36,14 +37,6 @@ class TrialMemory:
                 del self.registry[name]
         gc.collect()
         _malloc_trim()
-
-
-def _gradient_registry() -> dict[str, Any]:
-    """TensorFlow's gradient functions by op type ({} if its internals ever move)."""
-    from tensorflow.python.framework import ops
-
-    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
-    return registry if isinstance(registry, dict) else {}
 
 
 def _malloc_trim() -> None:

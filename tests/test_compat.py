@@ -1,0 +1,65 @@
+"""The private behaviour of other libraries that gantrack.compat leans on: each test fails
+loudly when a new release changes it, instead of a workaround silently doing nothing."""
+
+import inspect
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+from gantrack import compat
+
+
+def test_keras_fit_still_builds_through_maybe_symbolic_build():
+    """NoSymbolicBuild overrides Keras' private hook by name: it must exist, take the same
+    arguments and be what fit calls."""
+    hook = getattr(keras.Model, "_maybe_symbolic_build", None)
+    assert hook is not None, "keras.Model._maybe_symbolic_build is gone: revisit compat"
+    assert list(inspect.signature(hook).parameters) == ["self", "iterator", "data_batch"]
+    assert "_maybe_symbolic_build" in inspect.getsource(keras.Model.fit)
+
+
+def test_tensorflow_keeps_its_gradient_registry_where_compat_looks():
+    import tensorflow as tf
+
+    registry = compat.gradient_registry()
+    assert registry, "ops._gradient_registry._registry is gone: tuning's memory would leak"
+    before = set(registry)
+
+    @tf.custom_gradient
+    def double(x):
+        return 2 * x, lambda dy: 2 * dy
+
+    tf.function(lambda x: tf.gradients(double(x), x))(tf.constant(1.0))
+    assert any(n.startswith("CustomGradient-") for n in set(registry) - before)
+
+
+def test_mlflow_still_names_stepped_images_as_image_steps_reads_them(tmp_path):
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        with mlflow.start_run() as run:
+            for step in (1, 3):
+                mlflow.log_image(np.zeros((4, 4, 3), np.uint8), key="samples", step=step,
+                                 synchronous=True)  # fmt: skip
+        paths = [a.path for a in MlflowClient().list_artifacts(run.info.run_id, "images")]
+    finally:
+        mlflow.set_tracking_uri(None)
+    assert compat.image_steps(paths, "samples") == {1, 3}
+
+
+def test_the_quiet_import_hook_silences_tensorflows_banners_and_only_them():
+    """Through the hook, importing TensorFlow writes nothing to stderr; a Python error after
+    it still does."""
+    code = (
+        "import sys; from gantrack import compat; compat.quiet_tensorflow_import();"
+        "import tensorflow; print(tensorflow.__version__); print('after', file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == "after\n"
