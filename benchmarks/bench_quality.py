@@ -34,6 +34,7 @@ from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
 from gantrack import config, data, keras_files, schema  # noqa: E402
+from gantrack.config import DataConfig  # noqa: E402
 from gantrack.evaluation import classifier as classifier_lib  # noqa: E402
 from gantrack.evaluation import metrics  # noqa: E402
 from gantrack.evaluation.scoring import load_reference, load_reference_features  # noqa: E402
@@ -128,7 +129,9 @@ def main() -> None:
     cfg = config.from_dict(raw)
     reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
     classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
-    split = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0]
+    split = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))[
+        0
+    ]
     images = split.images
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-quality-"))

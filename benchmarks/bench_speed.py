@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
+from gantrack.config import DataConfig  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
 
 TUTORIAL_MODEL = config.ModelConfig(
@@ -183,7 +184,9 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = config.load(args.params)
-    images = data.load_dataset("fashion_mnist", cfg.data.source_dir)[0].images
+    images = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))[
+        0
+    ].images
     policy = devices.precision_policy(args.mixed)
     tutorial_train = dataclasses.replace(
         cfg.train, batch_size=BATCH_SIZE, lr_g=1e-4, lr_d=1e-4, beta1_g=0.9, beta1_d=0.9,

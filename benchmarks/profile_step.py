@@ -31,6 +31,7 @@ from bench_speed import TUTORIAL_MODEL, StepTimer  # noqa: E402
 from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
+from gantrack.config import DataConfig  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
 
 OP_EVENT = re.compile(r"[^:\s]+:(\w+)")
@@ -108,7 +109,7 @@ def main() -> None:
     args = parser.parse_args()
 
     cfg = config.Config()
-    images = data.load_dataset("fashion_mnist", None)[0].images
+    images = data.load_dataset(DataConfig(dataset="fashion_mnist"))[0].images
     tutorial_train = dataclasses.replace(
         cfg.train, batch_size=BATCH_SIZE, lr_g=1e-4, lr_d=1e-4, beta1_g=0.9, beta1_d=0.9,
         n_critic=1, ema_decay=None,

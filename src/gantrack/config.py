@@ -254,6 +254,9 @@ def flat_params(cfg: Config, *sections: str) -> dict[str, Any]:
 def _check_data(cfg: Config) -> None:
     """image_size and channels shape a folder of images; the named datasets have their own."""
     d = cfg.data
+    if d.dataset == "folder" and not d.source_dir:
+        raise UserError("data.source_dir: required with data.dataset folder (the folder of "
+                        "your images)")  # fmt: skip
     for key in ("image_size", "channels"):
         if lookup(d.dataset).shape and getattr(d, key) is not None:
             h, w, c = lookup(d.dataset).shape

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gantrack import data
+from gantrack import config, data
+from gantrack.config import DataConfig
 from gantrack.data import Split, datasets, readers
 from gantrack.errors import UserError
 
@@ -253,7 +254,8 @@ def test_read_cifar10_dir_rejects_label_count_mismatch(tmp_path):
 
 
 def test_load_dataset_unknown_name_lists_allowed_names():
-    err = _raises("data.dataset: unknown value 'cifar100'", data.load_dataset, "cifar100")
+    err = _raises("data.dataset: unknown value 'cifar100'", data.load_dataset,
+                  DataConfig(dataset="cifar100"))  # fmt: skip
     for name in data.DATASETS:
         assert name in str(err)
 
@@ -261,19 +263,20 @@ def test_load_dataset_unknown_name_lists_allowed_names():
 @pytest.mark.parametrize("name", ["fashion_mnist", "mnist"])
 def test_load_dataset_reads_idx_source_dir(tmp_path, name):
     arrays = write_idx_dir(tmp_path, gz=False)
-    train, test = data.load_dataset(name, str(tmp_path))
+    train, test = data.load_dataset(DataConfig(dataset=name, source_dir=str(tmp_path)))
     assert train.images.shape == (7, 28, 28, 1) and test.images.shape == (4, 28, 28, 1)
     np.testing.assert_array_equal(test.images[..., 0], arrays["test", "images"])
 
 
 def test_load_dataset_rejects_wrong_image_shape(tmp_path):
     write_idx_dir(tmp_path, shape=(10, 10))
-    _raises(r"expected \(28, 28, 1\)", data.load_dataset, "fashion_mnist", str(tmp_path))
+    _raises(r"expected \(28, 28, 1\)", data.load_dataset,
+            DataConfig(dataset="fashion_mnist", source_dir=str(tmp_path)))  # fmt: skip
 
 
 def test_load_dataset_cifar10_source_dir(tmp_path):
     write_cifar(tmp_path)
-    train, test = data.load_dataset("cifar10", str(tmp_path))
+    train, test = data.load_dataset(DataConfig(dataset="cifar10", source_dir=str(tmp_path)))
     assert train.images.shape == (25, 32, 32, 3) and len(test) == 5
 
 
@@ -282,13 +285,13 @@ def test_load_dataset_keras_fallback_adds_channel_axis_and_flattens_labels(monke
     x = rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
     y = np.arange(6).reshape(6, 1)  # keras cifar10 labels are (N, 1)
     fake_keras(monkeypatch, "cifar10", lambda: ((x, y), (x[:2], y[:2])))
-    train, test = data.load_dataset("cifar10")
+    train, test = data.load_dataset(DataConfig(dataset="cifar10"))
     np.testing.assert_array_equal(train.images, x)
     assert train.labels.shape == (6,) and train.labels.dtype == np.int64 and len(test) == 2
 
     gray = rng.integers(0, 256, (3, 28, 28), dtype=np.uint8)
     fake_keras(monkeypatch, "mnist", lambda: ((gray, np.arange(3)), (gray, np.arange(3))))
-    train, _ = data.load_dataset("mnist")
+    train, _ = data.load_dataset(DataConfig(dataset="mnist"))
     np.testing.assert_array_equal(train.images[..., 0], gray)
 
 
@@ -302,7 +305,7 @@ def test_load_dataset_fashion_download_failure_says_install_debian_package(monke
     _raises(
         r"apt-get install dataset-fashion-mnist.*data\.source_dir",
         data.load_dataset,
-        "fashion_mnist",
+        DataConfig(dataset="fashion_mnist"),
     )
 
 
@@ -310,7 +313,7 @@ def test_load_dataset_fashion_prefers_system_dir(monkeypatch, tmp_path):
     arrays = write_idx_dir(tmp_path)
     monkeypatch.setattr(datasets, "SYSTEM_FASHION_MNIST", tmp_path)
     fake_keras(monkeypatch, "fashion_mnist", lambda: pytest.fail("must not download"))
-    train, _ = data.load_dataset("fashion_mnist")
+    train, _ = data.load_dataset(DataConfig(dataset="fashion_mnist"))
     np.testing.assert_array_equal(train.labels, arrays["train", "labels"])
 
 
@@ -319,14 +322,16 @@ def test_load_dataset_fashion_prefers_system_dir(monkeypatch, tmp_path):
     reason="Debian package dataset-fashion-mnist not installed",
 )
 def test_load_dataset_real_fashion_mnist():
-    train, test = data.load_dataset("fashion_mnist")
+    train, test = data.load_dataset(DataConfig(dataset="fashion_mnist"))
     assert train.images.shape == (60000, 28, 28, 1) and test.images.shape == (10000, 28, 28, 1)
     assert sorted(np.unique(test.labels)) == list(range(10))
 
 
 def test_digits_shapes_scaling_and_stratified_split(caplog):
     with caplog.at_level(logging.WARNING, logger="gantrack.data"):
-        train, test = data.load_dataset("digits", "/ignored", test_fraction=0.2, seed=3)
+        train, test = data.load_dataset(
+            DataConfig(dataset="digits", source_dir="/ignored", test_fraction=0.2), 3
+        )
     assert "ignoring source_dir" in caplog.text
     assert train.images.shape == (1437, 8, 8, 1) and test.images.shape == (360, 8, 8, 1)
     assert train.images.dtype == np.uint8 and train.labels.dtype == np.int64
@@ -339,14 +344,16 @@ def test_digits_shapes_scaling_and_stratified_split(caplog):
 
 
 def test_digits_split_depends_on_seed():
-    a, _ = data.load_dataset("digits", seed=0)
-    b, _ = data.load_dataset("digits", seed=0)
-    c, _ = data.load_dataset("digits", seed=1)
+    a, _ = data.load_dataset(DataConfig(dataset="digits"), 0)
+    b, _ = data.load_dataset(DataConfig(dataset="digits"), 0)
+    c, _ = data.load_dataset(DataConfig(dataset="digits"), 1)
     assert data.digest(a) == data.digest(b) != data.digest(c)
 
 
 def test_digits_rejects_bad_test_fraction():
-    _raises("test_fraction", data.load_dataset, "digits", None, test_fraction=1.5)
+    """Validated once, when params load."""
+    _raises("data.test_fraction: 1.5 is out of range", config.from_dict,
+            {"data": {"dataset": "digits", "test_fraction": 1.5}})  # fmt: skip
 
 
 # --- Split, subsample, digest -----------------------------------------------------------------

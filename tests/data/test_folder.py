@@ -11,6 +11,7 @@ from PIL import Image
 from test_pipeline import TINY, _env, make_project, mlflow_client, run, set_params
 
 from gantrack import config, data
+from gantrack.config import DataConfig
 from gantrack.errors import UserError
 
 FORMATS = [("png", "RGB"), ("jpg", "L"), ("bmp", "RGB"), ("gif", "P"), ("png", "RGBA")]
@@ -35,7 +36,9 @@ def classes(tmp_path) -> Path:
 
 
 def test_a_folder_of_class_subfolders_becomes_labelled_square_splits(classes):
-    train, test = data.load_dataset("folder", str(classes), image_size=16, seed=0)
+    train, test = data.load_dataset(
+        DataConfig(dataset="folder", source_dir=str(classes), image_size=16), 0
+    )
     assert train.images.shape[1:] == (16, 16, 3) and train.images.dtype == np.uint8
     assert len(train) + len(test) == 20 and len(test) == 4
     assert sorted(set(test.labels.tolist())) == [0, 1]  # stratified: both classes held out
@@ -43,7 +46,9 @@ def test_a_folder_of_class_subfolders_becomes_labelled_square_splits(classes):
     labels = np.concatenate([train.labels, test.labels])
     red, blue = images[labels == 0].mean(axis=(0, 1, 2)), images[labels == 1].mean(axis=(0, 1, 2))
     assert red[0] > 150 > red[2] and blue[2] > 150 > blue[0]  # cats (sorted first) are red
-    same, _ = data.load_dataset("folder", str(classes), image_size=16, seed=0)
+    same, _ = data.load_dataset(
+        DataConfig(dataset="folder", source_dir=str(classes), image_size=16), 0
+    )
     np.testing.assert_array_equal(same.images, train.images)  # seeded
 
 
@@ -52,20 +57,28 @@ def test_grayscale_images_give_one_channel_unless_told_otherwise(tmp_path):
     root.mkdir()
     for i in range(12):
         Image.new("L", (20 + i, 20), 60 + 10 * i).save(root / f"{i}.png")
-    train, _ = data.load_dataset("folder", str(root), image_size=8)
+    train, _ = data.load_dataset(DataConfig(dataset="folder", source_dir=str(root), image_size=8))
     assert train.images.shape[1:] == (8, 8, 1) and set(train.labels.tolist()) == {0}
-    rgb, _ = data.load_dataset("folder", str(root), image_size=8, channels=3)
+    rgb, _ = data.load_dataset(
+        DataConfig(dataset="folder", source_dir=str(root), image_size=8, channels=3)
+    )
     assert rgb.images.shape[1:] == (8, 8, 3)
 
 
 def test_unreadable_files_are_skipped_and_counted_or_refused(classes, caplog):
     (classes / "cats" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     (classes / "dogs" / "notes.txt").write_text("not an image, not listed")
-    train, test = data.load_dataset("folder", str(classes), image_size=16)
+    train, test = data.load_dataset(
+        DataConfig(dataset="folder", source_dir=str(classes), image_size=16)
+    )
     assert len(train) + len(test) == 20
     assert "skipped 1 unreadable file(s), the first" in caplog.text and "broken.jpg" in caplog.text
     with pytest.raises(UserError, match=r"broken\.jpg is not a readable image .*bad_images: skip"):
-        data.load_dataset("folder", str(classes), image_size=16, bad_images="refuse")
+        data.load_dataset(
+            DataConfig(
+                dataset="folder", source_dir=str(classes), image_size=16, bad_images="refuse"
+            )
+        )
 
 
 @pytest.mark.parametrize(
@@ -81,7 +94,9 @@ def test_unreadable_files_are_skipped_and_counted_or_refused(classes, caplog):
 def test_bad_folders_are_one_line(tmp_path, make, message):
     make(tmp_path / "images")
     with pytest.raises(UserError, match="data.source_dir: ") as error:
-        data.load_dataset("folder", str(tmp_path / "images"), image_size=16)
+        data.load_dataset(
+            DataConfig(dataset="folder", source_dir=str(tmp_path / "images"), image_size=16)
+        )
     assert message in str(error.value) and "\n" not in str(error.value)
 
 
@@ -164,12 +179,14 @@ def test_a_tensorflow_datasets_name_is_prepared_at_the_asked_size(tmp_path, monk
     cfg = config.from_dict({"data": {"dataset": "tfds:cifar10", "image_size": 16}})
     with tfds.testing.mock_data(num_examples=12):
         meta = prepare.run(cfg)
-        gray, _ = data.load_dataset("tfds:celeb_a", image_size=8, channels=1)  # no labels
+        gray, _ = data.load_dataset(
+            DataConfig(dataset="tfds:celeb_a", image_size=8, channels=1)
+        )  # no labels
     assert meta["shape"] == [16, 16, 3] and meta["n_train"] == meta["n_test"] == 12
     assert meta["dataset"] == "tfds:cifar10" and meta["n_classes"] > 1
     assert gray.images.shape == (12, 8, 8, 1) and set(gray.labels.tolist()) == {0}
     with pytest.raises(UserError, match="tfds:no_such_dataset: DatasetNotFoundError"):
-        data.load_dataset("tfds:no_such_dataset", image_size=16)
+        data.load_dataset(DataConfig(dataset="tfds:no_such_dataset", image_size=16))
     with pytest.raises(UserError, match="data.image_size: required with data.dataset tfds:mnist"):
         config.from_dict({"data": {"dataset": "tfds:mnist"}})
     with pytest.raises(UserError, match="data.dataset: unknown value 'tfds:'"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gantrack import data
-from gantrack.config import ClassifierConfig, EvaluateConfig
+from gantrack.config import ClassifierConfig, DataConfig, EvaluateConfig
 from gantrack.data import datasets
 from gantrack.errors import UserError
 from gantrack.evaluation import classifier as classifier_lib
@@ -75,7 +75,7 @@ def test_inception_features_from_configured_weights(inception_weights):
     not datasets.SYSTEM_FASHION_MNIST.is_dir(), reason="needs the dataset-fashion-mnist package"
 )
 def test_classifier_learns_fashion_mnist_subset():
-    train, test = data.load_dataset("fashion_mnist")
+    train, test = data.load_dataset(DataConfig(dataset="fashion_mnist"))
     train, test = data.subsample(train, 12000, seed=0), data.subsample(test, 2000, seed=0)
     keras.utils.set_random_seed(0)
     model, accuracy = classifier_lib.train_classifier(

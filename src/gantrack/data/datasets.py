@@ -9,7 +9,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -19,6 +19,9 @@ from gantrack.data.splits import Split, hold_out
 from gantrack.data.tfds import PREFIX as TFDS
 from gantrack.data.tfds import read_tfds
 from gantrack.errors import UserError, one_line
+
+if TYPE_CHECKING:  # annotations only: config imports this module
+    from gantrack.config import DataConfig
 
 logger = logging.getLogger(__name__)
 
@@ -31,66 +34,46 @@ _FASHION_HINT = (
 
 
 @dataclass(frozen=True)
-class Source:
-    """Where and how to read a dataset: the data params. source_dir None means the default
-    place (a system package, Keras' cache or download, or a bundled copy); test_fraction and
-    seed split datasets without a test split; image_size, channels and bad_images shape a
-    folder of images."""
-
-    source_dir: str | None = None
-    test_fraction: float = 0.2
-    seed: int = 0
-    image_size: int | None = None
-    channels: int | None = None
-    bad_images: str = "skip"
-
-
-@dataclass(frozen=True)
 class Dataset:
     """A dataset gantrack knows by name: its image shape (None: set by the data params) and
-    how to read it, load(Source) -> (train, test)."""
+    how to read it, load(data params, seed) -> (train, test)."""
 
     shape: tuple[int, int, int] | None
-    load: Callable[[Source], tuple[Split, Split]]
+    load: Callable[[DataConfig, int], tuple[Split, Split]]
 
 
-def _fashion_mnist(s: Source):
+def _fashion_mnist(s: DataConfig, seed: int):
     source_dir = s.source_dir
     if source_dir is None and SYSTEM_FASHION_MNIST.is_dir():
         source_dir = str(SYSTEM_FASHION_MNIST)
     return read_idx_dir(source_dir) if source_dir else _keras_load("fashion_mnist", _FASHION_HINT)
 
 
-def _mnist(s: Source):
+def _mnist(s: DataConfig, seed: int):
     hint = "set data.source_dir to a directory with the four MNIST IDX files"
     return read_idx_dir(s.source_dir) if s.source_dir else _keras_load("mnist", hint)
 
 
-def _cifar10(s: Source):
+def _cifar10(s: DataConfig, seed: int):
     hint = "set data.source_dir to the extracted cifar-10-batches-py folder"
     return read_cifar10_dir(s.source_dir) if s.source_dir else _keras_load("cifar10", hint)
 
 
-def _digits(s: Source):
+def _digits(s: DataConfig, seed: int):
     if s.source_dir:
         logger.warning("digits is bundled with scikit-learn; ignoring source_dir %s", s.source_dir)
-    return _load_digits(s.test_fraction, s.seed)
+    return _load_digits(s.test_fraction, seed)
 
 
-def _folder(s: Source):
-    if not s.source_dir or not s.image_size:
-        raise UserError("data.dataset folder: set data.source_dir (the folder of images) and "
-                        "data.image_size (the side of the square images, e.g. 64)")  # fmt: skip
+def _folder(s: DataConfig, seed: int):
     return read_image_folder(s.source_dir, s.image_size, s.channels, bad_images=s.bad_images,
-                             test_fraction=s.test_fraction, seed=s.seed)  # fmt: skip
+                             test_fraction=s.test_fraction, seed=seed)  # fmt: skip
 
 
 def _tfds(name: str) -> Dataset:
-    def load(s: Source):
-        if not s.image_size:
-            raise UserError(f"data.image_size: required with data.dataset {TFDS}{name} (e.g. 64)")
+    def load(s: DataConfig, seed: int):
         return read_tfds(name, s.source_dir, s.image_size, s.channels,
-                         test_fraction=s.test_fraction, seed=s.seed)  # fmt: skip
+                         test_fraction=s.test_fraction, seed=seed)  # fmt: skip
 
     return Dataset(None, load)
 
@@ -122,19 +105,19 @@ def lookup(name: str) -> Dataset:
     return _tfds(name[len(TFDS) :]) if name.startswith(TFDS) else DATASETS[name]
 
 
-def load_dataset(name: str, source_dir: str | None = None, **options: Any) -> tuple[Split, Split]:
-    """Load (train, test) of a named dataset; images uint8 (N, H, W, C) with (H, W, C) =
-    DATASETS[name].shape (a folder's: image_size and channels), labels int64 (N,). options:
-    the other fields of Source (test_fraction, seed, image_size, channels, bad_images)."""
+def load_dataset(params: DataConfig, seed: int = 0) -> tuple[Split, Split]:
+    """Load (train, test) of the dataset the data params name (the `data` section, validated
+    when params load), splits seeded by seed; images uint8 (N, H, W, C) with (H, W, C) =
+    DATASETS[name].shape (a folder's: image_size and channels), labels int64 (N,)."""
+    name = params.dataset
     dataset = lookup(name)
-    splits = dataset.load(Source(source_dir, **options))
+    splits = dataset.load(params, seed)
     for split, part in zip(splits, ("train", "test"), strict=True):
         if dataset.shape and split.images.shape[1:] != dataset.shape:
             raise UserError(
                 f"{name} {part} images have shape {split.images.shape[1:]}, expected "
                 f"{dataset.shape}; check data.source_dir holds {name}"
             )
-    # debug: the prepare stage reports the prepared data once it has checked it
     logger.debug("loaded %s: %d train, %d test images", name, len(splits[0]), len(splits[1]))
     return splits
 
@@ -162,11 +145,6 @@ def _keras_split(images: np.ndarray, labels: np.ndarray) -> Split:
 
 def _load_digits(test_fraction: float, seed: int) -> tuple[Split, Split]:
     """scikit-learn's bundled 8x8 digits (1797 images, values 0..16), stratified split."""
-    if not 0.0 < test_fraction < 1.0:
-        raise UserError(
-            f"data.test_fraction is {test_fraction}; it must be between 0 and 1 "
-            f"(exclusive), e.g. 0.2"
-        )
     from sklearn.datasets import load_digits
 
     digits = load_digits()

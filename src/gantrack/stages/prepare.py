@@ -21,10 +21,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Load data.dataset, keep a seeded data.limit subset of train; returns meta.json's values
     (dataset, source, shape, n_train, n_test, n_classes, sha256)."""
     d = cfg.data
-    train, test = data.load_dataset(
-        d.dataset, d.source_dir, test_fraction=d.test_fraction, seed=cfg.base.seed,
-        image_size=d.image_size, channels=d.channels, bad_images=d.bad_images,
-    )  # fmt: skip
+    train, test = data.load_dataset(d, cfg.base.seed)
     classes = len(set(train.labels.tolist()) | set(test.labels.tolist()))
     if classes > 1 and d.limit is not None and d.limit < classes:
         raise UserError(f"data.limit: {d.limit} images cannot hold the {classes} classes of "
