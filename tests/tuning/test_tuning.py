@@ -336,7 +336,8 @@ def test_generator_layers_searched_must_reach_the_image_size():
     with pytest.raises(UserError, match=r"tune\.space\.g_layers\.low: 1 is too few for 28x28"):
         config.check_search_layers(config.from_dict(raw))
     # The pipeline's stages do not search: 64x64 images with the default space still load.
-    big = {"data": {"dataset": "folder", "image_size": 64}, "model": {"generator": {"layers": 4}}}
+    big = {"data": {"dataset": "folder", "source_dir": "images", "image_size": 64},
+           "model": {"generator": {"layers": 4}}}  # fmt: skip
     assert config.from_dict(big).data.shape == (64, 64, 3)
     with pytest.raises(UserError, match=r"tune\.n_trials: null needs tune\.timeout"):
         config.from_dict({"tune": {"n_trials": None}})
