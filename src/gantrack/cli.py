@@ -20,25 +20,18 @@ from gantrack.errors import UserError, one_line
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 
 
-def _stage(name: str):
-    """The module of a stage, imported only when it runs (TensorFlow and MLflow take seconds to
-    import; `prepare` needs neither)."""
+def _module(package: str, name: str):
+    """gantrack.<package>.<name> (a stage or a command), imported only when it runs (TensorFlow
+    and MLflow take seconds to import; `prepare` needs neither)."""
     import importlib
 
-    return importlib.import_module(f"gantrack.stages.{name}")
-
-
-def _command(name: str):
-    """The module of a user command (gantrack.commands), imported only when it runs."""
-    import importlib
-
-    return importlib.import_module(f"gantrack.commands.{name}")
+    return importlib.import_module(f"gantrack.{package}.{name}")
 
 
 def _run_stage(name: str, cfg: config.Config, params: str) -> None:
     """Run a DVC stage, then recheck that the params it read are still those in the params
     file: DVC records the file's values once the stage ends, and they must be the ones used."""
-    module = _stage(name)
+    module = _module("stages", name)
     module.run(cfg)
     try:
         now = config.load(params)
@@ -136,7 +129,9 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "sample":
         from pathlib import Path
 
-        _command("sample").run(args.model, args.n, Path(args.out), args.seed, cfg, args.label)
+        _module("commands", "sample").run(
+            args.model, args.n, Path(args.out), args.seed, cfg, args.label
+        )
         print(args.out)
         return
     if args.command == "tune":
@@ -156,7 +151,7 @@ def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
     if args.extractor is not None:
         config.check("evaluate.extractor", args.extractor, label="--extractor")
         cfg = replace(cfg, evaluate=replace(cfg.evaluate, extractor=args.extractor))
-    results = _command("fid").run(args.a, args.b, cfg)
+    results = _module("commands", "fid").run(args.a, args.b, cfg)
     if args.json:
         print(json.dumps(results, indent=2))
     else:

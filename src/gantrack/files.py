@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from gantrack import stop
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
@@ -32,18 +34,8 @@ def _remove_orphans(path: Path) -> None:
     """Delete temporary files for path that a killed process (kill -9) left behind."""
     for tmp in path.parent.glob(f".tmp-*-{path.name}"):
         pid = tmp.name.split("-", 2)[1]
-        if pid.isdigit() and not _running(int(pid)):
+        if pid.isdigit() and not stop.alive(int(pid)):
             tmp.unlink(missing_ok=True)
-
-
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's process
-    return True
 
 
 def write_json(path: str | os.PathLike, values: dict) -> None:

@@ -120,14 +120,14 @@ def _check_class(node: dict, what: str) -> None:
 
 def _check_inputs(config: dict, what: str, rank: int | None) -> None:
     """The model's input layers, from the config: one, of the given rank."""
+    if rank is None:
+        return
     layers = config.get("config", {}).get("layers", [])
     shapes = [
         layer.get("config", {}).get("batch_shape")
         for layer in layers
         if isinstance(layer, dict) and layer.get("class_name") == "InputLayer"
     ]
-    if rank is None:
-        return
     if len(shapes) != 1 or not isinstance(shapes[0], list) or len(shapes[0]) != rank:
         kind = "noise vectors (N, latent)" if rank == 2 else f"{rank}-d arrays"
         raise UserError(f"{what} is not a generator: it takes {len(shapes)} input(s) "

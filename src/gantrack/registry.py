@@ -79,11 +79,8 @@ def log_generator(generator) -> None:
     import tensorflow as tf
     from mlflow.models import infer_signature
 
-    client = MlflowClient()
-    outputs = client.get_run(mlflow.active_run().info.run_id).outputs
-    for output in outputs.model_outputs if outputs else []:
-        if client.get_logged_model(output.model_id).name == ARTIFACT:
-            return  # a rerun after a stop at the very end: the run holds it already
+    if _logged_generator(MlflowClient(), mlflow.active_run().info.run_id):
+        return  # a rerun after a stop at the very end: the run holds it already
 
     noise = np.zeros((1, generator.input_shape[-1]), np.float32)
     signature = infer_signature(noise, generator(noise, training=False).numpy())
@@ -101,18 +98,19 @@ def _version_of(client: MlflowClient, model_name: str, run_id: str) -> int:
     found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
     if found:
         return max(int(v.version) for v in found)
-    return int(mlflow.register_model(_logged_model_uri(client, run_id), model_name).version)
+    # MLflow 3 keeps logged models beside the run's artifacts: registering runs:/RUN/generator
+    # would warn and resolve to the same models:/<id>.
+    model_id = _logged_generator(client, run_id)
+    if model_id is None:
+        raise MlflowException(f"run {run_id} has no logged model named {ARTIFACT!r}")
+    return int(mlflow.register_model(f"models:/{model_id}", model_name).version)
 
 
-def _logged_model_uri(client: MlflowClient, run_id: str) -> str:
-    """models:/<id> of run_id's logged generator (MLflow 3 keeps logged models beside the run's
-    artifacts; registering runs:/RUN/generator would warn and resolve it the same way)."""
+def _logged_generator(client: MlflowClient, run_id: str) -> str | None:
+    """The id of the generator run_id logged (the last, should there be several), or None."""
     outputs = client.get_run(run_id).outputs
     ids = [m.model_id for m in (outputs.model_outputs if outputs else [])]
-    for model_id in reversed(ids):
-        if client.get_logged_model(model_id).name == ARTIFACT:
-            return f"models:/{model_id}"
-    raise MlflowException(f"run {run_id} has no logged model named {ARTIFACT!r}")
+    return next((i for i in reversed(ids) if client.get_logged_model(i).name == ARTIFACT), None)
 
 
 MAX_MLMODEL_BYTES = 2**20

@@ -50,16 +50,6 @@ def install(deferred: bool = False) -> None:
             threading.Thread(target=_watch, args=(watched,), daemon=True).start()
 
 
-def defer(on: bool) -> None:
-    """Switch deferred stopping on (inside training) or off."""
-    _state["deferred"] = on
-
-
-def requested() -> Stopped | None:
-    """The stop asked for so far, if any."""
-    return _state["requested"]
-
-
 def raise_if_requested() -> None:
     """Raise the recorded stop, if any (call where stopping leaves everything whole)."""
     if _state["requested"] is not None:
@@ -81,21 +71,21 @@ def _watch(pids: list[int]) -> None:
     """Send this process SIGTERM once any of pids has ended (a reparented orphan)."""
     stopped = threading.Event()
     while not stopped.wait(WATCH_SECONDS):
-        gone = [pid for pid in pids if not _alive(pid)]
+        gone = [pid for pid in pids if not alive(pid)]
         if gone:
             logger.warning("the dvc process that started this stage (pid %d) ended", gone[0])
             os.kill(os.getpid(), signal.SIGTERM)
             return
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process pid runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    # A zombie (killed, not yet reaped by its parent) is as good as gone.
+        return True  # another user's process
     return _stat(pid)[0] != "Z"
 
 
