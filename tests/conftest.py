@@ -4,7 +4,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
+from filelock import FileLock  # noqa: E402
+from project import PREPARED, TINY, cli, commit, copy_project, copy_tiny, make_project, run  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -19,3 +24,57 @@ def inception_weights(tmp_path_factory):
     )
     model.save_weights(path)
     return path
+
+
+# --- projects built once per session (once for all pytest-xdist workers), copied per test ------
+
+
+@pytest.fixture(scope="session")
+def _shared(tmp_path_factory, worker_id) -> Path:
+    """A directory every worker of this session sees (the parent of each worker's own)."""
+    base = tmp_path_factory.getbasetemp()
+    return base if worker_id == "master" else base.parent
+
+
+def _built_once(shared: Path, name: str, build) -> Path:
+    """shared/name, built by build(path) in the first worker that asks; the others wait."""
+    path = shared / name
+    with FileLock(f"{path}.lock"):
+        if not (path / ".built").exists():
+            shutil.rmtree(path, ignore_errors=True)
+            path.mkdir()
+            build(path)
+            (path / ".built").touch()
+    return path
+
+
+def _prepare(path: Path) -> None:
+    (path / "params.yaml").write_text(PREPARED)
+    proc = cli(path, "prepare")
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.fixture
+def prepared(_shared, tmp_path) -> Path:
+    """tmp_path holding params.yaml (project.PREPARED) and the digits prepared, as after
+    `gantrack prepare`: what train reads."""
+    return copy_project(_built_once(_shared, "prepared", _prepare), tmp_path)
+
+
+def _reproduce_before_train(path: Path) -> None:
+    project = make_project(path, TINY)
+    run(project, "dvc", "repro", "reference")  # prepare, classifier, reference
+    commit(project, "prepared")
+
+
+@pytest.fixture(scope="session")
+def tiny_built(_shared) -> Path:
+    """The session's git and DVC project with TINY params in which `dvc repro` has run prepare,
+    classifier and reference (committed). Copy it (copy_tiny); never change it."""
+    return _built_once(_shared, "tiny", _reproduce_before_train) / "project"
+
+
+@pytest.fixture
+def tiny_project(tiny_built, tmp_path):
+    """Returns project(changes): a copy of tiny_built with changes (see copy_tiny)."""
+    return lambda changes=None: copy_tiny(tiny_built, tmp_path / "project", changes)

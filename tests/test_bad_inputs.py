@@ -7,8 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_faults import _cli, _one_line_error
-from test_pipeline import _env
+from project import cli, one_line_error, user_env
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -36,7 +35,7 @@ def _files(root: Path) -> set[Path]:
 )  # fmt: skip
 def test_data_too_small_for_its_classes_or_metrics_is_refused_by_prepare(tmp_path, params, message):
     (tmp_path / "params.yaml").write_text(params)
-    _one_line_error(_cli(tmp_path, "prepare"), "prepare", message)
+    one_line_error(cli(tmp_path, "prepare"), "prepare", message)
     assert _files(tmp_path) == {Path("params.yaml")}
 
 
@@ -54,7 +53,7 @@ def test_sample_refuses_outputs_it_cannot_write_before_any_work(tmp_path):
         ("taken.png", "--out: taken.png is a folder; give a file name ending in .png or .npz"),
         ("params.yaml/x.npz", "--out: params.yaml/x.npz: no folder params.yaml"),
     ]:
-        _one_line_error(_cli(tmp_path, "sample", "--out", out), "sample", message)
+        one_line_error(cli(tmp_path, "sample", "--out", out), "sample", message)
     assert _files(tmp_path) == {Path("params.yaml"), Path("taken.png")}
 
 
@@ -71,13 +70,13 @@ def test_stores_that_do_not_exist_are_refused_and_not_created(tmp_path):
          f"MLFLOW_TRACKING_URI: sqlite:///{missing}/m.db: no folder {missing}"),
         (["tune", "--apply"], {}, "tune.storage: sqlite:///"),
     ]:  # fmt: skip
-        proc = _cli(tmp_path, *args, env={**_env(tmp_path), **env})
-        _one_line_error(proc, args[0], message)
+        proc = cli(tmp_path, *args, env={**user_env(), **env})
+        one_line_error(proc, args[0], message)
     assert _files(tmp_path) == {Path("params.yaml")}
     params = tmp_path / "params.yaml"
     params.write_text(DIGITS + f"tune:\n  storage: sqlite:///{missing}/optuna.db\n")
-    proc = _cli(tmp_path, "tune", "--create-only")
-    _one_line_error(proc, "tune", f"tune.storage: sqlite:///{missing}/optuna.db: no folder")
+    proc = cli(tmp_path, "tune", "--create-only")
+    one_line_error(proc, "tune", f"tune.storage: sqlite:///{missing}/optuna.db: no folder")
     assert _files(tmp_path) == {Path("params.yaml")}
 
 
@@ -88,7 +87,7 @@ def test_fid_refuses_too_few_images_and_folders_before_tensorflow(tmp_path):
         (_npz(tmp_path / "two.npz", 2), "evaluate.pr_k: 3 needs more than 3 images, two.npz has 2"),
         (".", ".: a folder; give a samples .npz (key 'images', uint8 NHWC)"),
     ]:
-        _one_line_error(_cli(tmp_path, "fid", a, b), "fid", message)
+        one_line_error(cli(tmp_path, "fid", a, b), "fid", message)
 
 
 def test_files_the_extractor_cannot_read_are_one_line(tmp_path):
@@ -103,15 +102,15 @@ def test_files_the_extractor_cannot_read_are_one_line(tmp_path):
     )
     (tmp_path / "params.yaml").write_text(DIGITS)
     big = _npz(tmp_path / "big.npz", 20, (28, 28, 1))
-    proc = _cli(tmp_path, "fid", big, big)
-    _one_line_error(proc, "fid", "the classifier extractor reads 8x8x1 images, not 28x28x1 ones")
+    proc = cli(tmp_path, "fid", big, big)
+    one_line_error(proc, "fid", "the classifier extractor reads 8x8x1 images, not 28x28x1 ones")
 
     Path(tmp_path / "weights.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
     (tmp_path / "params.yaml").write_text(
         DIGITS + "evaluate:\n  extractor: inception\n  inception_weights: weights.png\n"
     )
-    proc = _cli(tmp_path, "reference")
-    _one_line_error(proc, "reference", "evaluate.inception_weights: weights.png is not ")
+    proc = cli(tmp_path, "reference")
+    one_line_error(proc, "reference", "evaluate.inception_weights: weights.png is not ")
 
     (tmp_path / "params.yaml").write_text(DIGITS + "generate:\n  n_samples: 20\n")
     (tmp_path / "data/prepared").mkdir(parents=True)
@@ -120,6 +119,6 @@ def test_files_the_extractor_cannot_read_are_one_line(tmp_path):
     (tmp_path / "data/generated").mkdir(parents=True)
     _npz(tmp_path / "data/generated/samples.npz", 20)
     before = _files(tmp_path)
-    proc = _cli(tmp_path, "evaluate")
-    _one_line_error(proc, "evaluate", "evaluate.pr_k: 3 needs more than 3 images, the test split")
+    proc = cli(tmp_path, "evaluate")
+    one_line_error(proc, "evaluate", "evaluate.pr_k: 3 needs more than 3 images, the test split")
     assert _files(tmp_path) == before

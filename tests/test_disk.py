@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_faults import _cli, _one_line_error
+from project import cli, one_line_error
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
@@ -29,8 +29,8 @@ def _files(root: Path) -> list[str]:
 def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path):
     with _tmpfs(tmp_path / "project", "64k") as project:
         (project / "params.yaml").write_text("data:\n  dataset: digits\n")
-        proc = _cli(project, "prepare")
-        _one_line_error(proc, "prepare", "No space left on device")
+        proc = cli(project, "prepare")
+        one_line_error(proc, "prepare", "No space left on device")
         assert _files(project) == ["params.yaml"]  # no .tmp-* and no partial split
 
 
@@ -38,6 +38,6 @@ def test_a_read_only_project_is_one_line(tmp_path):
     with _tmpfs(tmp_path / "project", "4m") as project:
         (project / "params.yaml").write_text("data:\n  dataset: digits\n")
         subprocess.run(["mount", "-o", "remount,ro", str(project)], check=True)
-        proc = _cli(project, "prepare")
-        _one_line_error(proc, "prepare", "Read-only file system")
+        proc = cli(project, "prepare")
+        one_line_error(proc, "prepare", "Read-only file system")
         assert _files(project) == ["params.yaml"]

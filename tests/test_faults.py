@@ -5,15 +5,22 @@ import contextlib
 import json
 import os
 import re
-import signal
 import subprocess
-import threading
 import time
-from pathlib import Path
 
 import pytest
+from project import (
+    Repro,
+    checkpointed,
+    cli,
+    in_stage,
+    make_project,
+    mlflow_client,
+    one_line_error,
+    tiny,
+    user_env,
+)
 from servers import free_port, mlflow_server
-from test_pipeline import TINY, _env, _merge, make_project, mlflow_client
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -21,62 +28,6 @@ pytestmark = pytest.mark.slow
 # --- faults: kill -9 of the whole `dvc repro`, then `dvc repro` again -------------------------
 
 FAULT_PARAMS = {"train": {"epochs": 6, "checkpoint_every": 2, "sample_every": 1, "fid_every": 1}}
-
-
-class _Repro:
-    """`dvc repro` in its own process group, its output collected while it runs."""
-
-    def __init__(self, project: Path):
-        self.project = project
-        self.proc = subprocess.Popen(
-            ["dvc", "repro"], cwd=project, env=_env(project), stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )  # fmt: skip
-        self.output = ""
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.output += line
-
-    def kill_when(self, ready, timeout=300) -> None:
-        """kill -9 the whole process group (DVC and the stage) once ready(project, output)."""
-        deadline = time.monotonic() + timeout
-        while not ready(self.project, self.output):
-            assert self.proc.poll() is None, f"finished before the fault:\n{self.output}"
-            assert time.monotonic() < deadline, f"no fault point in time:\n{self.output}"
-            time.sleep(0.05)
-        os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait()
-        self.reader.join()
-
-    def finish(self) -> str:
-        self.proc.wait(timeout=600)
-        self.reader.join()
-        assert self.proc.returncode == 0, self.output
-        return self.output
-
-
-def _in_stage(stage: str, after: str = ""):
-    """Ready once `stage` runs and, after its start, `after` appears in the output."""
-
-    def ready(project, output):
-        start = output.find(f"Running stage '{stage}'")
-        return start >= 0 and after in output[start:]
-
-    return ready
-
-
-def _checkpointed(epoch: int, grid: int | None = None):
-    """Ready once checkpoint `epoch` is the latest and the grid of epoch `grid` exists."""
-
-    def ready(project, output):
-        index = project / "checkpoints" / "checkpoint"
-        latest = index.is_file() and f'model_checkpoint_path: "ckpt-{epoch}"' in index.read_text()
-        return latest and (grid is None or (project / f"plots/samples/{grid}.png").exists())
-
-    return ready
 
 
 def _first_epoch(project, output):
@@ -93,27 +44,27 @@ def _first_epoch(project, output):
 def test_dvc_repro_survives_kill_9_anywhere_and_loses_nothing(tmp_path):
     """One project, killed (kill -9 of the whole `dvc repro`) at each point in turn; each
     following `dvc repro` goes on from where the last one died."""
-    project = make_project(tmp_path, _merge(json.loads(json.dumps(TINY)), FAULT_PARAMS))
+    project = make_project(tmp_path, tiny(FAULT_PARAMS))
     faults = [
-        ("prepare", _in_stage("prepare")),
-        ("classifier", _in_stage("classifier", "Epoch 2/")),
-        ("reference", _in_stage("reference")),
+        ("prepare", in_stage("prepare")),
+        ("classifier", in_stage("classifier", "Epoch 2/")),
+        ("reference", in_stage("reference")),
         ("the first epoch", _first_epoch),
-        ("between checkpoints", _checkpointed(2, grid=3)),
-        ("after a checkpoint, whose files then rot", _checkpointed(4, grid=5)),
-        ("after the last checkpoint", _checkpointed(6)),
-        ("generate", _in_stage("generate")),
-        ("evaluate", _in_stage("evaluate")),
+        ("between checkpoints", checkpointed(2, grid=3)),
+        ("after a checkpoint, whose files then rot", checkpointed(4, grid=5)),
+        ("after the last checkpoint", checkpointed(6)),
+        ("generate", in_stage("generate")),
+        ("evaluate", in_stage("evaluate")),
     ]
     outputs = []
     for name, ready in faults:
-        repro = _Repro(project)
+        repro = Repro(project)
         repro.kill_when(ready)
         outputs.append((name, repro.output))
         if name.startswith("after a checkpoint"):
             for data in (project / "checkpoints").glob("ckpt-4.data-*"):
                 data.write_bytes(data.read_bytes()[:100])  # truncated, as a disk fault would
-    final = _Repro(project).finish()
+    final = Repro(project).finish()
     log = "".join(out for _, out in outputs) + final
 
     # Resumes: after the first epoch nothing to resume; later at most one interval redone.
@@ -149,19 +100,6 @@ def test_dvc_repro_survives_kill_9_anywhere_and_loses_nothing(tmp_path):
 # --- bad input: one line on stderr, exit code 2, nothing written --------------------------------
 
 
-def _cli(cwd: Path, *args: str, env: dict | None = None, timeout: int = 120):
-    return subprocess.run(["gantrack", *args], cwd=cwd, env=env or _env(cwd), capture_output=True,
-                          text=True, timeout=timeout)  # fmt: skip
-
-
-def _one_line_error(proc, command: str, message: str) -> str:
-    assert proc.returncode == 2, proc.stderr
-    (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith(f"gantrack {command}: error: "), line
-    assert message in line, line
-    return line
-
-
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -183,7 +121,7 @@ def _one_line_error(proc, command: str, message: str) -> str:
 )
 def test_bad_params_one_line_exit_2_nothing_written(tmp_path, params, message):
     (tmp_path / "params.yaml").write_bytes(params)
-    _one_line_error(_cli(tmp_path, "prepare"), "prepare", message)
+    one_line_error(cli(tmp_path, "prepare"), "prepare", message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
@@ -199,7 +137,7 @@ def test_bad_params_one_line_exit_2_nothing_written(tmp_path, params, message):
 )
 def test_bad_command_lines_one_line_exit_2(tmp_path, args, message):
     (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
-    proc = _cli(tmp_path, *args)
+    proc = cli(tmp_path, *args)
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert message in line and "usage:" not in line
@@ -219,17 +157,7 @@ def test_fid_refuses_files_that_are_not_samples(tmp_path, content, message):
     (tmp_path / "a.npz").write_bytes(content)
     np.savez(tmp_path / "b.npz", images=np.zeros((5, 8, 8, 1), np.uint8))
     (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
-    _one_line_error(_cli(tmp_path, "fid", "a.npz", "b.npz"), "fid", message)
-
-
-@pytest.fixture
-def prepared(tmp_path):
-    """A project dir with the digits prepared (what train reads without the FID curve)."""
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  dataset: digits\ntrain:\n  fid_every: 0\n  epochs: 1\n"
-    )
-    assert _cli(tmp_path, "prepare").returncode == 0
-    return tmp_path
+    one_line_error(cli(tmp_path, "fid", "a.npz", "b.npz"), "fid", message)
 
 
 def test_a_terminal_gets_a_progress_bar_and_stderr_only_log_lines_with_system_metrics(prepared):
@@ -240,7 +168,7 @@ def test_a_terminal_gets_a_progress_bar_and_stderr_only_log_lines_with_system_me
 
     params = prepared / "params.yaml"
     params.write_text(params.read_text() + "tracking:\n  system_metrics: true\n")
-    env = {**_env(prepared), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
+    env = {**user_env(), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
            "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1"}  # fmt: skip
     terminal, stdout = pty.openpty()
     train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=env, stdout=stdout,
@@ -264,15 +192,15 @@ def test_a_terminal_gets_a_progress_bar_and_stderr_only_log_lines_with_system_me
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):
     port = free_port()
-    env = {**_env(prepared), "MLFLOW_TRACKING_URI": f"http://me:hunter2@127.0.0.1:{port}"}
-    line = _one_line_error(_cli(prepared, "train", env=env), "train", "MLflow store http://me:***@")
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"http://me:hunter2@127.0.0.1:{port}"}
+    line = one_line_error(cli(prepared, "train", env=env), "train", "MLflow store http://me:***@")
     assert "hunter2" not in line
     assert not (prepared / "checkpoints").exists() and not (prepared / "models").exists()
 
 
 def test_corrupt_mlflow_store_is_one_line_naming_the_file(prepared):
     (prepared / "mlflow.db").write_bytes(b"this is not a database" * 100)
-    _one_line_error(_cli(prepared, "train"), "train", f"sqlite:///{prepared / 'mlflow.db'}")
+    one_line_error(cli(prepared, "train"), "train", f"sqlite:///{prepared / 'mlflow.db'}")
     assert not (prepared / "models").exists()
 
 
@@ -280,16 +208,16 @@ def test_a_second_train_in_the_same_project_refuses_while_one_runs(prepared):
     from filelock import FileLock
 
     with FileLock(prepared / "checkpoints.lock"):  # what a running `gantrack train` holds
-        proc = _cli(prepared, "train")
-    _one_line_error(proc, "train", "another `gantrack train` is running in this project")
+        proc = cli(prepared, "train")
+    one_line_error(proc, "train", "another `gantrack train` is running in this project")
     assert not (prepared / "models").exists()
 
 
 def test_malformed_tf_config_is_one_line(prepared):
     params = prepared / "params.yaml"
     params.write_text(params.read_text() + "  strategy: multi_worker_mirrored\n")
-    env = {**_env(prepared), "TF_CONFIG": "{not json"}
-    _one_line_error(_cli(prepared, "train", env=env), "train", "TF_CONFIG: not valid JSON")
+    env = {**user_env(), "TF_CONFIG": "{not json"}
+    one_line_error(cli(prepared, "train", env=env), "train", "TF_CONFIG: not valid JSON")
 
 
 @pytest.mark.slow
@@ -307,7 +235,7 @@ def test_multi_worker_training_writes_only_from_the_chief(prepared):
             stderr=subprocess.STDOUT,
             text=True,
             env={
-                **_env(prepared),
+                **user_env(),
                 "TF_CONFIG": json.dumps(
                     {"cluster": cluster, "task": {"type": "worker", "index": i}}
                 ),
@@ -340,7 +268,7 @@ def test_pipeline_survives_its_tracking_server_going_away(prepared, tmp_path_fac
     )
     server_root, port = tmp_path_factory.mktemp("mlflow-server"), free_port()
     with mlflow_server(server_root, port) as uri:
-        env = {**_env(prepared), "MLFLOW_TRACKING_URI": uri}
+        env = {**user_env(), "MLFLOW_TRACKING_URI": uri}
         train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=env, text=True,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
         index = prepared / "checkpoints" / "checkpoint"
@@ -357,8 +285,8 @@ def test_pipeline_survives_its_tracking_server_going_away(prepared, tmp_path_fac
     assert (prepared / "checkpoints").is_dir()
 
     with mlflow_server(server_root, port) as uri:
-        env = {**_env(prepared), "MLFLOW_TRACKING_URI": uri}
-        resumed = _cli(prepared, "train", env=env, timeout=300)
+        env = {**user_env(), "MLFLOW_TRACKING_URI": uri}
+        resumed = cli(prepared, "train", env=env, timeout=300)
         assert resumed.returncode == 0, resumed.stderr
         assert "resuming from checkpoints/ckpt-" in resumed.stderr
         assert json.loads((prepared / "models/run.json").read_text())["run_id"] == run_id
@@ -377,7 +305,7 @@ def test_pipeline_survives_its_tracking_server_going_away(prepared, tmp_path_fac
             classifier.run(cfg)
             reference.run(cfg)
         for stage in ("generate", "evaluate"):
-            done = _cli(prepared, stage, env=env, timeout=300)
+            done = cli(prepared, stage, env=env, timeout=300)
             assert done.returncode == 0, done.stderr
         run = client.get_run(run_id)
         assert run.data.metrics["fid_classifier"] > 0 and run.data.params["generate.n_samples"]

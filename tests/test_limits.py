@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 from numpy.lib import format as npy_format
 from PIL import Image
-from test_pipeline import _env
+from project import user_env
 
 from gantrack import config, limits
 from gantrack.data import load_split, readers
@@ -48,7 +48,7 @@ def _gantrack(cwd: Path, *args: str, address_space: int | None = None,
               no_tensorflow: bool = False, timeout: float = 120) -> Run:  # fmt: skip
     """`gantrack *args` in cwd; its peak RSS from os.wait4 (ru_maxrss, kB on Linux).
     address_space: RLIMIT_AS of the child. no_tensorflow: `import tensorflow` fails in it."""
-    env = _env(cwd)
+    env = user_env()
     if no_tensorflow:
         fake = cwd.parent / "no-tensorflow"
         fake.mkdir(exist_ok=True)

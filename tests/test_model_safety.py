@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tiny
-from test_pipeline import _env
+from project import user_env
 
 from gantrack import registry
 
@@ -23,7 +23,7 @@ pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
 
 
 def _sample(project: Path, model: str, out: str = "grid.png") -> subprocess.CompletedProcess:
-    env = {**_env(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     command = ["gantrack", "sample", "--model", model, "-n", "4", "--out", out]
     return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
                           timeout=180)  # fmt: skip

@@ -1,108 +1,28 @@
 """The whole pipeline for real: `dvc repro` in a temporary git repo, tiny params, MLflow store."""
 
 import json
-import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
-from ruamel.yaml import YAML
+from project import STAGES, mlflow_client, ran_stages, run, set_params, user_env
 
 from gantrack import config, images
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
-TINY = {
-    "data": {"dataset": "digits"},
-    "model": {"generator": {"filters": 16, "max_filters": 32}},
-    "classifier": {"epochs": 20, "batch_size": 64, "filters": 8},
-    "train": {
-        "epochs": 2,
-        "batch_size": 64,
-        "sample_every": 1,
-        "grid_rows": 4,
-        "fid_every": 1,
-        "fid_samples": 100,
-    },
-    "generate": {"n_samples": 300},
-}
-
-
-def _merge(base: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def _env(project: Path) -> dict:
-    # As a user's shell has it: no tracking or DVC state, TensorFlow's logging left to the CLI.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    env["GIT_AUTHOR_NAME"] = env["GIT_COMMITTER_NAME"] = "test"
-    env["GIT_AUTHOR_EMAIL"] = env["GIT_COMMITTER_EMAIL"] = "test@example.com"
-    return env
-
-
-def run(project: Path, *cmd: str, check=True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=project, env=_env(project), capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"{cmd} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def make_project(tmp: Path, changes: dict) -> Path:
-    project = tmp / "project"
-    project.mkdir()
-    for name in ("dvc.yaml", "MLproject", ".gitignore", ".dvcignore"):
-        shutil.copy(ROOT / name, project / name)
-    # The stages depend on their code (dvc.yaml deps); the installed package runs it.
-    shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info"))
-    yaml = YAML()  # round-trip: keeps the comments a user would see
-    params = yaml.load((ROOT / "params.yaml").read_text())
-    with open(project / "params.yaml", "w") as f:
-        yaml.dump(_merge(params, changes), f)
-    run(project, "git", "init", "-q")
-    run(project, "dvc", "init", "-q")
-    run(project, "git", "add", "-A")
-    run(project, "git", "commit", "-qm", "init")
-    return project
-
-
-def set_params(project: Path, changes: dict) -> None:
-    yaml = YAML()
-    params = yaml.load((project / "params.yaml").read_text())
-    with open(project / "params.yaml", "w") as f:
-        yaml.dump(_merge(params, changes), f)
-
-
-def ran_stages(output: str) -> set[str]:
-    return {s for s in STAGES if f"Running stage '{s}'" in output}
-
-
-def mlflow_client(project: Path):
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
-
 
 @pytest.mark.slow
-def test_dvc_repro_end_to_end(tmp_path):
-    project = make_project(tmp_path, TINY)
+def test_dvc_repro_end_to_end(tiny_project):
+    """From a project whose data, classifier and reference statistics are ready (the fault
+    chain in test_faults.py runs every stage from scratch): train, generate, evaluate."""
+    project = tiny_project()
     first = run(project, "dvc", "repro")
-    assert ran_stages(first.stdout) == set(STAGES)
+    assert ran_stages(first.stdout) == set(STAGES[3:])
 
     # Outputs and their contracts.
     samples = np.load(project / "data/generated/samples.npz")["images"]
@@ -224,15 +144,11 @@ def test_dvc_repro_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_killed_training_whose_params_then_change_closes_its_run(tmp_path):
+def test_a_killed_training_whose_params_then_change_closes_its_run(tiny_project):
     """Killed, then trained with other params: the killed run is marked KILLED, never resumed.
     (Killed and resumed with the same params: the fault chain in test_faults.py.)"""
-    changes = _merge(
-        json.loads(json.dumps(TINY)), {"train": {"epochs": 40, "sample_every": 10, "fid_every": 0}}
-    )
-    project = make_project(tmp_path, changes)
-    run(project, "gantrack", "prepare")
-    proc = subprocess.Popen(["gantrack", "train"], cwd=project, env=_env(project),
+    project = tiny_project({"train": {"epochs": 40, "sample_every": 10, "fid_every": 0}})
+    proc = subprocess.Popen(["gantrack", "train"], cwd=project, env=user_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     state = project / "checkpoints" / "checkpoint"
     deadline = time.monotonic() + 120
@@ -259,7 +175,7 @@ def test_a_killed_training_whose_params_then_change_closes_its_run(tmp_path):
 )
 def test_cli_bad_params_one_line_exit_2_nothing_written(tmp_path, params, message):
     (tmp_path / "params.yaml").write_text(params)
-    proc = subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=_env(tmp_path),
+    proc = subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=user_env(),
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
@@ -267,19 +183,16 @@ def test_cli_bad_params_one_line_exit_2_nothing_written(tmp_path, params, messag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
 
 
-def test_train_refuses_a_step_larger_than_the_data_before_writing_anything(tmp_path):
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  dataset: digits\ntrain:\n  batch_size: 1000\n  n_critic: 5\n"
-    )
-    env = _env(tmp_path)
-    subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=env, check=True)
-    before = sorted(p.name for p in tmp_path.iterdir())
-    proc = subprocess.run(["gantrack", "train"], cwd=tmp_path, env=env,
+def test_train_refuses_a_step_larger_than_the_data_before_writing_anything(prepared):
+    params = prepared / "params.yaml"
+    params.write_text(params.read_text() + "  batch_size: 1000\n  n_critic: 5\n")
+    before = sorted(p.name for p in prepared.iterdir())
+    proc = subprocess.run(["gantrack", "train"], cwd=prepared, env=user_env(),
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert "train.batch_size * train.n_critic = 5000 is more than the 1437" in line
-    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no checkpoints, run or model
+    assert sorted(p.name for p in prepared.iterdir()) == before  # no checkpoints, run or model
 
 
 def test_cli_corrupt_data_one_line_exit_2(tmp_path):
@@ -289,7 +202,7 @@ def test_cli_corrupt_data_one_line_exit_2(tmp_path):
                  "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):  # fmt: skip
         (source / name).write_bytes(b"\x00\x00\x08\x03garbage")
     (tmp_path / "params.yaml").write_text(f"data:\n  source_dir: {source}\n")
-    proc = subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=_env(tmp_path),
+    proc = subprocess.run(["gantrack", "prepare"], cwd=tmp_path, env=user_env(),
                           capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -311,7 +224,7 @@ def test_cli_fid_bad_inputs_one_line_exit_2(tmp_path, b_images, extra, message):
     np.savez(tmp_path / "b.npz", images=b_images)
     (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
     proc = subprocess.run(["gantrack", "fid", "a.npz", "b.npz", *extra], cwd=tmp_path,
-                          env=_env(tmp_path), capture_output=True, text=True)  # fmt: skip
+                          env=user_env(), capture_output=True, text=True)  # fmt: skip
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
     assert message in line

@@ -18,8 +18,8 @@ import pytest
 import tiny
 from mlflow.tracking import MlflowClient
 from PIL import Image
+from project import user_env
 from servers import free_port
-from test_pipeline import _env
 
 from gantrack import config, images, registry
 from gantrack.commands import sample
@@ -79,7 +79,7 @@ def test_the_champion_alias_moves_only_to_a_comparably_better_fid(store):
 
 
 def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["gantrack", "sample", *args], cwd=project, env=_env(project),
+    return subprocess.run(["gantrack", "sample", *args], cwd=project, env=user_env(),
                           capture_output=True, text=True, timeout=300)  # fmt: skip
 
 
@@ -129,7 +129,7 @@ def test_gantrack_sample_bad_input_is_one_line(store, args, message):
 
 @contextlib.contextmanager
 def _model_server(project: Path, model_uri: str, port: int):
-    env = {**_env(project), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
     server = subprocess.Popen(
         ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
          "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
@@ -188,7 +188,7 @@ def test_docs_images_photographs_the_run_in_the_mlflow_ui(store):
     for epoch, loss in enumerate((1.4, 1.1, 0.9), start=1):
         MlflowClient().log_metric(a, "g_loss", loss, step=epoch)
     proc = subprocess.run([sys.executable, str(ROOT / "scripts/docs_images.py"), "--no-tune"],
-                          cwd=project, env=_env(project), capture_output=True, text=True,
+                          cwd=project, env=user_env(), capture_output=True, text=True,
                           timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     docs = project / "docs"

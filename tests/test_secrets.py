@@ -5,16 +5,15 @@ tests/tuning/test_tuning.py.)"""
 
 import io
 import json
-import re
 import subprocess
 import sys
 import warnings
 from pathlib import Path
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote
 
 import pytest
+from project import assert_no_file_holds, assert_nowhere, spellings, user_env
 from servers import free_port, mlflow_server
-from test_pipeline import TINY, _env, _merge, make_project
 
 from gantrack import config, redact
 
@@ -22,34 +21,6 @@ from gantrack import config, redact
 # rule for the admin password).
 PASSWORD = "Qz7 vX#k@Lw/%9pN"
 TOKEN = "tQk-8f3Zr1Lx0pWm"  # a bearer token and ?token= value
-
-
-def spellings(secret: str) -> set[str]:
-    """The ways a program may write secret: raw, percent-encoded (also '/' kept, '+' for a
-    space, lower-case hex, twice), JSON, Python's repr, and every 6-character piece of the raw
-    and encoded forms (a secret cut in two by a URL parser leaks a piece)."""
-    encoded = quote(secret, safe="")
-    lower_hex = re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), encoded)
-    forms = {secret, encoded, quote(secret), quote_plus(secret), lower_hex,
-             quote(encoded, safe=""), json.dumps(secret)[1:-1], repr(secret)[1:-1]}  # fmt: skip
-    pieces = {form[i : i + 6] for form in (secret, encoded) for i in range(len(form) - 5)}
-    return forms | pieces
-
-
-def assert_nowhere(secret: str, *texts: str) -> None:
-    for text in texts:
-        found = sorted(s for s in spellings(secret) if s in text)
-        assert not found, f"{found} in:\n{text}"
-
-
-def assert_no_file_holds(secret: str, *roots: Path, skip: tuple[Path, ...] = ()) -> None:
-    forms = [s.encode() for s in spellings(secret)]
-    for root in roots:
-        for path in root.rglob("*"):
-            if path.is_file() and path not in skip:
-                data = path.read_bytes()
-                found = [f for f in forms if f in data]
-                assert not found, f"{found} in {path}"
 
 
 @pytest.fixture
@@ -227,7 +198,7 @@ warnings.warn("token {TOKEN}")
 sys.stderr.write("progress {TOKEN}\\r")
 raise RuntimeError("failed: {PASSWORD}")
 """
-    env = {**_env(Path.cwd()), "MLFLOW_TRACKING_TOKEN": TOKEN,
+    env = {**user_env(), "MLFLOW_TRACKING_TOKEN": TOKEN,
            "GANTRACK_TUNE_STORAGE": f"postgresql://u:{PASSWORD}@127.0.0.1/db"}  # fmt: skip
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert proc.returncode == 1
@@ -256,10 +227,7 @@ def test_run_file_masks_a_tracking_password_with_a_space(registry, tmp_path):
 
 # --- real commands, a real MLflow server with a password ------------------------------------
 
-E2E = _merge(json.loads(json.dumps(TINY)), {
-    "classifier": {"epochs": 2},
-    "train": {"epochs": 1, "fid_every": 0},
-})  # fmt: skip
+E2E = {"train": {"epochs": 1, "fid_every": 0}}
 # MLflow's run context takes the git remote of the script that runs: one inside the project.
 ENTRY = "import sys\nfrom gantrack.cli import main\nsys.exit(main())\n"
 
@@ -282,19 +250,20 @@ def _gantrack(project: Path, *args: str, env: dict, entry: bool = False):
 
 
 @pytest.mark.slow
-def test_pipeline_on_a_password_protected_server_leaks_the_password_nowhere(server, tmp_path):
-    """prepare ... evaluate, then sample from the registry, on a basic-auth `mlflow server`,
-    the password in the tracking URI (percent-encoded), a token in MLFLOW_TRACKING_TOKEN and
-    in the git remote: neither appears in any output, project file or the server's store."""
+def test_pipeline_on_a_password_protected_server_leaks_the_password_nowhere(server, tiny_project):
+    """prepare, train, generate, evaluate, then sample from the registry, on a basic-auth
+    `mlflow server`, the password in the tracking URI (percent-encoded), a token in
+    MLFLOW_TRACKING_TOKEN and in the git remote: neither appears in any output, project file or
+    the server's store. (classifier and reference, which do not track, are ready.)"""
     root, url = server
-    project = make_project(tmp_path, E2E)
+    project = tiny_project(E2E)
     (project / "run.py").write_text(ENTRY)
     remote = f"https://ci:{PASSWORD}@git.example.com/gantrack.git?token={TOKEN}"
     subprocess.run(["git", "remote", "add", "origin", remote], cwd=project, check=True)
-    env = {**_env(project), "MLFLOW_TRACKING_URI": _credentials(url),
+    env = {**user_env(), "MLFLOW_TRACKING_URI": _credentials(url),
            "MLFLOW_TRACKING_TOKEN": TOKEN}  # fmt: skip
     outputs = []
-    commands = [["prepare"], ["classifier"], ["reference"], ["train"], ["--verbose", "generate"],
+    commands = [["prepare"], ["train"], ["--verbose", "generate"],
                 ["evaluate"], ["sample", "--model", "models:/gantrack-generator@champion",
                                "-n", "16", "--out", "champion.png"]]  # fmt: skip
     for args in commands:
@@ -314,16 +283,6 @@ def test_pipeline_on_a_password_protected_server_leaks_the_password_nowhere(serv
     for secret in (PASSWORD, TOKEN):
         assert_nowhere(secret, *outputs)
         assert_no_file_holds(secret, project, root, skip=(project / ".git/config",))
-
-
-@pytest.fixture
-def prepared(tmp_path):
-    (tmp_path / "params.yaml").write_text(
-        "data:\n  dataset: digits\ntrain:\n  fid_every: 0\n  epochs: 1\n"
-    )
-    proc = _gantrack(tmp_path, "prepare", env=_env(tmp_path))
-    assert proc.returncode == 0, proc.stderr
-    return tmp_path
 
 
 def _failed(proc, command: str, message: str) -> str:
@@ -352,7 +311,7 @@ def test_store_errors_mask_passwords_and_tokens(server, prepared, uri, message):
         "wrong": _credentials(url, wrong),
         "unencoded": url.replace("http://", f"http://admin:{PASSWORD}@"),
     }[uri]
-    env = {**_env(prepared), "MLFLOW_TRACKING_URI": tracking_uri}
+    env = {**user_env(), "MLFLOW_TRACKING_URI": tracking_uri}
     proc = _gantrack(prepared, "train", env=env)
     line = _failed(proc, "train", message)
     for secret in (PASSWORD, TOKEN, wrong):

@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from test_faults import _checkpointed, _cli, _Repro, prepared  # noqa: F401 (fixture)
-from test_pipeline import TINY, _env, _merge, make_project, mlflow_client
+from project import Repro, checkpointed, mlflow_client, user_env
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -50,9 +49,9 @@ def _wait_gone(pgid: int, timeout: float = 90) -> None:
 def test_a_signal_stops_train_with_one_line_keeping_its_checkpoint(prepared, signum):  # noqa: F811
     params = prepared / "params.yaml"
     params.write_text(params.read_text().replace("epochs: 1", "epochs: 50"))
-    proc = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=_env(prepared),
+    proc = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=user_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    ready = _checkpointed(1)
+    ready = checkpointed(1)
     deadline = time.monotonic() + 120
     while not ready(prepared, ""):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
@@ -74,13 +73,13 @@ def test_a_signal_stops_train_with_one_line_keeping_its_checkpoint(prepared, sig
 
 
 @pytest.mark.slow
-def test_dvc_alone_or_the_group_or_train_alone_signalled_then_dvc_repro_resumes(tmp_path):
+def test_dvc_alone_or_the_group_or_train_alone_signalled_then_dvc_repro_resumes(tiny_project):
     """kill -9 of `dvc` alone, SIGTERM to `dvc` alone, Ctrl-C to the whole group, SIGTERM to
     `gantrack train` alone: each time train stops with its checkpoints (no orphan finishes the
     run), and the next `dvc repro` resumes; in the end one FINISHED MLflow run under its first
     name holds every epoch once, and no temporary file is left behind."""
     changes = {"train": {"epochs": 6, "checkpoint_every": 1, "fid_every": 1}}
-    project = make_project(tmp_path, _merge(json.loads(json.dumps(TINY)), changes))
+    project = tiny_project(changes)
     faults = [
         (2, lambda repro: os.kill(repro.proc.pid, signal.SIGKILL)),
         (3, lambda repro: os.kill(repro.proc.pid, signal.SIGTERM)),
@@ -89,8 +88,8 @@ def test_dvc_alone_or_the_group_or_train_alone_signalled_then_dvc_repro_resumes(
     ]
     names = set()
     for epoch, fault in faults:
-        repro = _Repro(project)
-        ready, deadline = _checkpointed(epoch), time.monotonic() + 300
+        repro = Repro(project)
+        ready, deadline = checkpointed(epoch), time.monotonic() + 300
         while not ready(project, repro.output):
             assert repro.proc.poll() is None, repro.output
             assert time.monotonic() < deadline, repro.output
@@ -103,7 +102,7 @@ def test_dvc_alone_or_the_group_or_train_alone_signalled_then_dvc_repro_resumes(
         assert not (project / "models/generator.keras").exists(), repro.output
         state = json.loads((project / "checkpoints/state.json").read_text())
         names.add(mlflow_client(project).get_run(state["run_id"]).info.run_name)
-    _Repro(project).finish()
+    Repro(project).finish()
 
     client = mlflow_client(project)
     (run,) = client.search_runs([client.get_experiment_by_name("gantrack").experiment_id])

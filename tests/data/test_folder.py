@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from test_pipeline import TINY, _env, make_project, mlflow_client, run, set_params
+from project import TINY, make_project, mlflow_client, run, set_params, user_env
 
 from gantrack import config, data
 from gantrack.config import DataConfig
@@ -118,7 +118,7 @@ def test_folder_params_are_checked_before_anything_runs(data_params, message):
 def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
-    env = _env(project)
+    env = user_env()
     params = "data:\n  dataset: folder\n  source_dir: {}\n  image_size: 28\n"
     (project / "params.yaml").write_text(params.format(classes))
     done = subprocess.run(["gantrack", "prepare"], cwd=project, env=env, capture_output=True,

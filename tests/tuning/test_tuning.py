@@ -2,7 +2,6 @@
 
 import contextlib
 import copy
-import os
 import shutil
 import signal
 import subprocess
@@ -14,13 +13,12 @@ from urllib.parse import quote
 import optuna
 import pytest
 from optuna.trial import TrialState
+from project import TINY, assert_no_file_holds, assert_nowhere, copy_tiny, merge, user_env
 from ruamel.yaml import YAML
 from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
-from test_secrets import assert_no_file_holds, assert_nowhere
 
 from gantrack import config
 from gantrack.errors import UserError
-from gantrack.stages import classifier, prepare, reference
 from gantrack.tuning import study as tuning
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
@@ -34,26 +32,17 @@ SPACE = {
     "g_layers": {"low": 1, "high": 2},
     "d_layers": {"low": 1, "high": 2},
 }
-TINY = {
-    "data": {"dataset": "digits"},
-    "model": {"generator": {"filters": 16, "max_filters": 32}},
-    "classifier": {"epochs": 20, "batch_size": 64, "filters": 8},
+# The project's TINY data, model and classifier (so the session's prepared project serves), a
+# short study.
+TUNE_TINY = {
+    **{section: TINY[section] for section in ("data", "model", "classifier")},
     "train": {"batch_size": 64, "grid_rows": 4},
     "tune": {"epochs": 2, "fid_samples": 200, "n_trials": 4, "pruner": "none", "space": SPACE},
 }
 
 
-def _merge(base: dict, changes: dict) -> dict:
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = copy.deepcopy(value)
-    return base
-
-
 def _cfg(**tune) -> config.Config:
-    return config.from_dict(_merge(copy.deepcopy(TINY), {"tune": tune}))
+    return config.from_dict(merge(copy.deepcopy(TUNE_TINY), {"tune": tune}))
 
 
 def _write_params(path: Path, tune: dict) -> Path:
@@ -61,37 +50,25 @@ def _write_params(path: Path, tune: dict) -> Path:
     yaml = YAML()
     params = yaml.load((ROOT / "params.yaml").read_text())
     with open(path, "w") as f:
-        yaml.dump(_merge(_merge(params, copy.deepcopy(TINY)), {"tune": tune}), f)
+        yaml.dump(merge(merge(params, TUNE_TINY), {"tune": tune}), f)
     return path
 
 
-def _env() -> dict:
-    # As a user's shell has it: no tracking or DVC state, TensorFlow's logging left to the CLI.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("MLFLOW_", "DVC_", "TF_CPP"))}
-    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
-    return env
-
-
 def _gantrack(cwd: Path, *args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run(["gantrack", *args], cwd=cwd, env=env or _env(), capture_output=True,
+    return subprocess.run(["gantrack", *args], cwd=cwd, env=env or user_env(), capture_output=True,
                           text=True, **kwargs)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory):
+def project(tiny_built, tmp_path_factory):
     """A project with the prepare, classifier and reference outputs, as the cwd of the module's
     tests (tune runs in-process here, as `gantrack tune` would)."""
-    root = tmp_path_factory.mktemp("tune") / "project"
-    root.mkdir()
+    root = copy_tiny(tiny_built, tmp_path_factory.mktemp("tune") / "project")
     _write_params(root / "params.yaml", {})
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
         for name in ("MLFLOW_TRACKING_URI", "MLFLOW_RUN_ID", "DVC_ROOT"):
             mp.delenv(name, raising=False)
-        cfg = config.load("params.yaml")
-        prepare.run(cfg)
-        classifier.run(cfg)
-        reference.run(cfg)
         yield root
 
 
@@ -165,7 +142,7 @@ def test_optuna_dashboard_serves_the_study(project, tuned):
     port = free_port()
     server = subprocess.Popen(
         ["optuna-dashboard", "sqlite:///tuning/optuna.db", "--host", "127.0.0.1", "--port",
-         str(port), "--quiet"], cwd=project, env=_env(), stdout=subprocess.DEVNULL,
+         str(port), "--quiet"], cwd=project, env=user_env(), stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
     api = f"http://127.0.0.1:{port}/api/studies"
@@ -194,7 +171,7 @@ def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
     params = _write_params(project / "params_killed.yaml", tune)
     study = tuning.open_study(config.load(params).tune)
     command = ["gantrack", "--params", params.name, "tune"]
-    proc = subprocess.Popen(command, cwd=project, env=_env(), stdout=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, cwd=project, env=user_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip
     deadline = time.monotonic() + 120
     # Kill it once its trial is training (an intermediate FID is stored).
@@ -324,7 +301,7 @@ def test_apply_writes_the_best_params_into_params_yaml_keeping_comments(project,
     ],
 )  # fmt: skip
 def test_invalid_search_space_is_one_line_naming_the_key(space, message):
-    raw = copy.deepcopy(TINY)
+    raw = copy.deepcopy(TUNE_TINY)
     raw["tune"]["space"] = {**SPACE, **space}  # each named parameter replaced, not merged
     with pytest.raises(UserError, match=message) as info:
         config.from_dict(raw)
@@ -390,7 +367,7 @@ def test_four_workers_on_a_fresh_project_share_one_study_and_leak_no_password(
     password included, comes from the environment; the password appears nowhere."""
     project = fresh_project
     _write_params(project / "params.yaml", {"study_name": "parallel", "n_trials": 1, "epochs": 1})
-    env = {**_env(), "GANTRACK_TUNE_STORAGE": postgres_url}
+    env = {**user_env(), "GANTRACK_TUNE_STORAGE": postgres_url}
     created = _gantrack(project, "tune", "--create-only", env=env)
     assert created.returncode == 0, created.stderr
     logs = [project / f"worker{i}.log" for i in range(4)]
@@ -430,7 +407,7 @@ def test_two_workers_log_into_a_real_mlflow_server(fresh_project, postgres_url, 
     _write_params(project / "params.yaml", {"study_name": "served", "n_trials": 1, "epochs": 1})
     (tmp_path / "server").mkdir()
     with mlflow_server(tmp_path / "server", free_port()) as uri:
-        env = {**_env(), "GANTRACK_TUNE_STORAGE": postgres_url, "MLFLOW_TRACKING_URI": uri}
+        env = {**user_env(), "GANTRACK_TUNE_STORAGE": postgres_url, "MLFLOW_TRACKING_URI": uri}
         created = _gantrack(project, "tune", "--create-only", env=env)
         assert created.returncode == 0, created.stderr
         workers = [subprocess.Popen(["gantrack", "tune", "--worker", str(i)], cwd=project,
@@ -463,7 +440,7 @@ def test_storage_errors_mask_the_password_also_when_the_url_does_not_parse(tmp_p
     _write_params(tmp_path / "params.yaml", {})
     wrong = postgres_url.replace(PG_PASSWORD, PG_PASSWORD + "-wrong")
     for url in (wrong, f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:notaport/x"):
-        env = {**_env(), "GANTRACK_TUNE_STORAGE": url}
+        env = {**user_env(), "GANTRACK_TUNE_STORAGE": url}
         proc = _gantrack(tmp_path, "tune", "--create-only", env=env, timeout=120)
         assert proc.returncode == 2
         (line,) = proc.stderr.strip().splitlines()
@@ -497,7 +474,7 @@ def test_a_password_from_the_environment_and_in_error_lines_appears_nowhere(tmp_
     Optuna's debug lines); a wrong database in a URL holding the password, percent-encoded or
     as ?password=, ends in one masked line. The password shows in no output and no file."""
     _write_params(tmp_path / "params.yaml", {"study_name": "env"})
-    env = {**_env(), "PGPASSWORD": GAN_PASSWORD, "GANTRACK_TUNE_STORAGE": gan_role}
+    env = {**user_env(), "PGPASSWORD": GAN_PASSWORD, "GANTRACK_TUNE_STORAGE": gan_role}
     opened = _gantrack(tmp_path, "--verbose", "tune", "--create-only", env=env, timeout=180)
     assert opened.returncode == 0, opened.stderr
     assert "gan_optuna" in opened.stderr  # the log names the storage
@@ -505,7 +482,7 @@ def test_a_password_from_the_environment_and_in_error_lines_appears_nowhere(tmp_
     wrong = gan_role.replace("/gan_optuna", "/nodb")
     encoded = quote(GAN_PASSWORD, safe="")
     for url in (wrong.replace("gan@", f"gan:{encoded}@"), f"{wrong}?password={encoded}"):
-        env = {**_env(), "PGPASSWORD": GAN_PASSWORD, "GANTRACK_TUNE_STORAGE": url}
+        env = {**user_env(), "PGPASSWORD": GAN_PASSWORD, "GANTRACK_TUNE_STORAGE": url}
         proc = _gantrack(tmp_path, "tune", "--create-only", env=env, timeout=120)
         assert proc.returncode == 2, proc.stderr
         (line,) = proc.stderr.strip().splitlines()
