@@ -33,15 +33,19 @@ sys.path.insert(0, str(Path(__file__).parent))
 from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
-from gantrack import config, data, keras_files, schema  # noqa: E402
-from gantrack.config import DataConfig  # noqa: E402
+from gantrack import config, data  # noqa: E402
+from gantrack.config import (
+    DataConfig,  # noqa: E402
+    schema,
+)
 from gantrack.evaluation import classifier as classifier_lib  # noqa: E402
 from gantrack.evaluation import metrics  # noqa: E402
 from gantrack.evaluation.scoring import load_reference, load_reference_features  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
 from gantrack.gan.sampling import sample  # noqa: E402
-from gantrack.images import grid, save_png  # noqa: E402
-from gantrack.paths import PATHS  # noqa: E402
+from gantrack.io import keras_files
+from gantrack.io.images import grid, save_png  # noqa: E402
+from gantrack.io.paths import PATHS  # noqa: E402
 
 
 class TimeLimit(keras.callbacks.Callback):

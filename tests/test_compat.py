@@ -1,4 +1,4 @@
-"""The private behaviour of other libraries that gantrack.compat leans on: each test fails
+"""The private behaviour of other libraries that gantrack.runtime.compat leans on: each test fails
 loudly when a new release changes it, instead of a workaround silently doing nothing."""
 
 import inspect
@@ -9,7 +9,7 @@ import sys
 import keras
 import numpy as np
 
-from gantrack import compat
+from gantrack.runtime import compat
 
 
 def test_keras_fit_still_builds_through_maybe_symbolic_build():
@@ -56,7 +56,7 @@ def test_the_quiet_import_hook_silences_tensorflows_banners_and_only_them():
     """Through the hook, importing TensorFlow writes nothing to stderr; a Python error after
     it still does."""
     code = (
-        "import sys; from gantrack import compat; compat.quiet_tensorflow_import();"
+        "import sys; from gantrack.runtime import compat; compat.quiet_tensorflow_import();"
         "import tensorflow; print(tensorflow.__version__); print('after', file=sys.stderr)"
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("TF_CPP")}

@@ -4,9 +4,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from gantrack import config, schema
-from gantrack.errors import UserError
+from gantrack import config
+from gantrack.config import schema
 from gantrack.gan import geometry
+from gantrack.runtime.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from gantrack import config, paths
+from gantrack import config
 from gantrack.data import DATASETS
+from gantrack.io import paths
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "gantrack"

@@ -23,10 +23,11 @@ from numpy.lib import format as npy_format
 from PIL import Image
 from project import user_env
 
-from gantrack import config, limits
+from gantrack import config
 from gantrack.data import load_split, readers
-from gantrack.errors import UserError
 from gantrack.evaluation import scoring
+from gantrack.io import limits
+from gantrack.runtime.errors import UserError
 
 GB = 10**9
 MAX_PEAK = 1 * GB  # TensorFlow alone takes ~0.7 GB: these refusals come before it

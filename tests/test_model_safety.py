@@ -16,7 +16,7 @@ import tensorflow as tf
 import tiny
 from project import user_env
 
-from gantrack import registry
+from gantrack.tracking import registry
 
 # Real processes (the CLI, an MLflow store): outside the fast loop (-m "not slow").
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
@@ -184,8 +184,8 @@ def test_files_of_other_formats_are_one_line(tmp_path):
 def test_gantrack_generators_pass_the_checks_and_load_unchanged(tmp_path, num_classes):
     """What gantrack itself saves (an unconditional or class-conditional generator, whose
     config holds tensor slices) loads through the checks with the same outputs."""
-    from gantrack import keras_files
     from gantrack.gan import training
+    from gantrack.io import keras_files
 
     keras.utils.set_random_seed(0)
     gan = training.build_gan(tiny.MODEL, tiny.train_cfg(), tiny.SHAPE, 0, num_classes=num_classes)

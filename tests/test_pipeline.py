@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from project import STAGES, mlflow_client, ran_stages, run, set_params, user_env
 
-from gantrack import config, images
+from gantrack import config
+from gantrack.io import images
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow

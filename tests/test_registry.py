@@ -21,8 +21,10 @@ from PIL import Image
 from project import user_env
 from servers import free_port
 
-from gantrack import config, images, registry
+from gantrack import config
 from gantrack.commands import sample
+from gantrack.io import images
+from gantrack.tracking import registry
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow

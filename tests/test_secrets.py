@@ -1,4 +1,4 @@
-"""No secret in any shape, anywhere: gantrack.redact's masking of each shape a secret takes, and
+"""No secret in any shape, anywhere: runtime.redact's masking of each shape a secret takes, and
 real gantrack commands against a real `mlflow server` with a password, whose output, project
 files and server store are searched for every spelling of it. (PostgreSQL passwords:
 tests/tuning/test_tuning.py.)"""
@@ -15,7 +15,8 @@ import pytest
 from project import assert_no_file_holds, assert_nowhere, spellings, user_env
 from servers import free_port, mlflow_server
 
-from gantrack import config, redact
+from gantrack import config
+from gantrack.runtime import redact
 
 # Breaks URL parsing unencoded: a space, '#', '@', '/', '%'. At least 12 characters (MLflow's
 # rule for the admin password).
@@ -188,7 +189,7 @@ def test_install_masks_prints_logging_warnings_and_tracebacks_of_the_process():
     """A fresh process: after install(), what libraries print, log and warn is masked."""
     code = f"""
 import logging, sys, warnings
-from gantrack import redact
+from gantrack.runtime import redact
 redact.install()
 logging.basicConfig()
 print("View run at: http://admin:{quote(PASSWORD, safe="")}@127.0.0.1:5000/#/e/1")

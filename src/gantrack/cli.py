@@ -14,8 +14,10 @@ import signal
 import sys
 from dataclasses import replace
 
-from gantrack import compat, config, redact, schema, stop
-from gantrack.errors import UserError, one_line
+from gantrack import config
+from gantrack.config import schema
+from gantrack.runtime import compat, redact, stop
+from gantrack.runtime.errors import UserError, one_line
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 

@@ -18,7 +18,7 @@ import pytest
 from gantrack import config, data
 from gantrack.config import DataConfig
 from gantrack.data import Split, datasets, readers
-from gantrack.errors import UserError
+from gantrack.runtime.errors import UserError
 
 IDX_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",

@@ -12,7 +12,7 @@ from project import TINY, make_project, mlflow_client, run, set_params, user_env
 
 from gantrack import config, data
 from gantrack.config import DataConfig
-from gantrack.errors import UserError
+from gantrack.runtime.errors import UserError
 
 FORMATS = [("png", "RGB"), ("jpg", "L"), ("bmp", "RGB"), ("gif", "P"), ("png", "RGBA")]
 

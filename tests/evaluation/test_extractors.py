@@ -10,9 +10,9 @@ import pytest
 from gantrack import data
 from gantrack.config import ClassifierConfig, DataConfig, EvaluateConfig
 from gantrack.data import datasets
-from gantrack.errors import UserError
 from gantrack.evaluation import classifier as classifier_lib
 from gantrack.evaluation import extractors, inception, inception_fid, metrics
+from gantrack.runtime.errors import UserError
 
 
 def test_auto_is_the_classifier_when_one_was_trained_else_inception(tmp_path, inception_weights):

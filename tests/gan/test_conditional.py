@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from gantrack.errors import UserError
 from gantrack.gan import sampling, training
 from gantrack.gan.networks import build_discriminator, build_generator
+from gantrack.runtime.errors import UserError
 
 CLASSES = 3
 MODEL = dataclasses.replace(tiny.MODEL, conditional=True)

@@ -18,7 +18,7 @@ from ruamel.yaml import YAML
 from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 
 from gantrack import config
-from gantrack.errors import UserError
+from gantrack.runtime.errors import UserError
 from gantrack.tuning import study as tuning
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").

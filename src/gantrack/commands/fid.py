@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from gantrack.config import Config
-from gantrack.errors import UserError
 from gantrack.evaluation import scoring
-from gantrack.paths import PATHS, Paths
+from gantrack.io.paths import PATHS, Paths
+from gantrack.runtime.errors import UserError
 
 
 def run(path_a: Path, path_b: Path, cfg: Config, paths: Paths = PATHS) -> dict:

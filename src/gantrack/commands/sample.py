@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gantrack import images, keras_files
 from gantrack.config import MAX_SEED, Config
-from gantrack.errors import UserError
-from gantrack.files import atomic_path
+from gantrack.io import images, keras_files
+from gantrack.io.files import atomic_path
+from gantrack.runtime.errors import UserError
 
 MAX_IMAGES = 1_000_000
 URI_SCHEMES = ("models:/", "runs:/")
@@ -57,9 +57,10 @@ def _check_out(out: Path) -> None:
 
 def _load(model: str, cfg: Config):
     """The generator behind a models:/ or runs:/ URI (in the configured MLflow store) or a
-    .keras file, loaded without running code from it (gantrack.keras_files)."""
+    .keras file, loaded without running code from it (gantrack.io.keras_files)."""
     if model.startswith(URI_SCHEMES):
-        from gantrack import registry, tracking
+        from gantrack import tracking
+        from gantrack.tracking import registry
 
         tracking.configure(None)  # reads the store; creates nothing
         generator = registry.load_generator(model)

@@ -18,7 +18,7 @@ from gantrack.data.readers import read_cifar10_dir, read_idx_dir
 from gantrack.data.splits import Split, hold_out
 from gantrack.data.tfds import PREFIX as TFDS
 from gantrack.data.tfds import read_tfds
-from gantrack.errors import UserError, one_line
+from gantrack.runtime.errors import UserError, one_line
 
 if TYPE_CHECKING:  # annotations only: config imports this module
     from gantrack.config import DataConfig

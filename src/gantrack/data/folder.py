@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from gantrack import limits
 from gantrack.data.splits import Split, hold_out
-from gantrack.errors import UserError, one_line
+from gantrack.io import limits
+from gantrack.runtime.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

@@ -15,9 +15,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from gantrack import limits
 from gantrack.data.splits import Split
-from gantrack.errors import UserError, one_line
+from gantrack.io import limits
+from gantrack.runtime.errors import UserError, one_line
 
 _CIFAR_BATCHES = [f"data_batch_{i}" for i in range(1, 6)]
 

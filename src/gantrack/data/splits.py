@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from gantrack import limits
-from gantrack.errors import UserError, one_line
-from gantrack.files import atomic_path
+from gantrack.io import limits
+from gantrack.io.files import atomic_path
+from gantrack.runtime.errors import UserError, one_line
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is elementwise, not a bool

@@ -9,7 +9,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from gantrack.data.splits import Split, hold_out
-from gantrack.errors import UserError, one_line
+from gantrack.runtime.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import layers
 
-from gantrack.images import to_float
+from gantrack.io.images import to_float
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import ClassifierConfig

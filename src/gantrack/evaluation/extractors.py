@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gantrack import keras_files
-from gantrack.errors import UserError
 from gantrack.evaluation import classifier, inception, inception_fid
+from gantrack.io import keras_files
+from gantrack.runtime.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import EvaluateConfig

@@ -9,9 +9,9 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from gantrack import limits
-from gantrack.errors import UserError, one_line
-from gantrack.images import to_float
+from gantrack.io import limits
+from gantrack.io.images import to_float
+from gantrack.runtime.errors import UserError, one_line
 
 # Keras' ImageNet weights differ from the 2015 TF graph that published FIDs use (TTUR and
 # pytorch-fid port that graph: the `inception_fid` extractor), and resizing differs too, so

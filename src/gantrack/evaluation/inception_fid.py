@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from gantrack import limits
-from gantrack.errors import UserError, one_line
 from gantrack.evaluation.inception import batches, download, keras_cache, local_file
-from gantrack.files import atomic_path
+from gantrack.io import limits
+from gantrack.io.files import atomic_path
+from gantrack.runtime.errors import UserError, one_line
 
 GRAPH_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 ARCHIVE = "inception-2015-12-05.tgz"

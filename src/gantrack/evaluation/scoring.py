@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from gantrack import limits
-from gantrack.errors import UserError, one_line
 from gantrack.evaluation import metrics
-from gantrack.files import atomic_path
+from gantrack.io import limits
+from gantrack.io.files import atomic_path
+from gantrack.runtime.errors import UserError, one_line
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import EvaluateConfig

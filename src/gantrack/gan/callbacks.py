@@ -14,7 +14,8 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from gantrack import images, stop
+from gantrack.io import images
+from gantrack.runtime import stop
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class StopOnDivergence(keras.callbacks.Callback):
 
 
 class StopWhenAsked(keras.callbacks.Callback):
-    """Raise gantrack.stop.Stopped after the batch during which a stop was asked for (a signal,
+    """Raise runtime.stop.Stopped after the batch during which a stop was asked for (a signal,
     the end of the dvc process): the epoch is left unfinished, so no grid, history row or
     checkpoint claims it, and the last checkpoint is where a rerun resumes."""
 

@@ -17,9 +17,9 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-from gantrack import images
-from gantrack.files import atomic_path
 from gantrack.gan.callbacks import finite
+from gantrack.io import images
+from gantrack.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
 STATE_FILE = "state.json"

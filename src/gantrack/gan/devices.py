@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from gantrack.errors import UserError
+from gantrack.runtime.errors import UserError
 
 logger = logging.getLogger(__name__)
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")

@@ -11,10 +11,10 @@ import keras
 import tensorflow as tf
 from keras import ops
 
-from gantrack.compat import NoSymbolicBuild
 from gantrack.gan import losses
 from gantrack.gan.networks import noise_classes
 from gantrack.gan.sampling import num_classes
+from gantrack.runtime.compat import NoSymbolicBuild
 
 
 class GAN(NoSymbolicBuild, keras.Model):

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from gantrack.gan.networks import CLASS_LAYER
-from gantrack.images import to_uint8
+from gantrack.io.images import to_uint8
 
 
 def sample(

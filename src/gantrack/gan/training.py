@@ -14,12 +14,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from gantrack.errors import UserError
 from gantrack.gan import callbacks, checkpoints, devices
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
 from gantrack.gan.sampling import with_classes
+from gantrack.runtime.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import ModelConfig, TrainConfig

@@ -2,5 +2,5 @@
 
 Each module is the code its dvc.yaml stage lists in `deps` (with what it imports), and the only
 place that maps params sections to library calls. Stages talk only through the files in
-gantrack.paths. train, generate and evaluate log into one MLflow run (gantrack.tracking).
+gantrack.io.paths. train, generate and evaluate log into one MLflow run (gantrack.tracking).
 """

@@ -11,8 +11,8 @@ import keras
 from gantrack import data
 from gantrack.config import Config
 from gantrack.evaluation import classifier
-from gantrack.files import atomic_path, write_json
-from gantrack.paths import PATHS, Paths
+from gantrack.io.files import atomic_path, write_json
+from gantrack.io.paths import PATHS, Paths
 
 logger = logging.getLogger(__name__)
 

@@ -1,16 +1,17 @@
 """evaluate: the samples against the reference -> metrics/eval.json (FID, KID, IS,
 precision/recall, named after the extractor, with the sample counts beside them); the
-generator registered in the MLflow Model Registry (gantrack.registry)."""
+generator registered in the MLflow Model Registry (gantrack.tracking.registry)."""
 
 from __future__ import annotations
 
 import logging
 
-from gantrack import registry, tracking
+from gantrack import tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import extractors, scoring
-from gantrack.files import read_json, write_json
-from gantrack.paths import PATHS, Paths, require
+from gantrack.io.files import read_json, write_json
+from gantrack.io.paths import PATHS, Paths, require
+from gantrack.tracking import registry
 
 logger = logging.getLogger(__name__)
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 import mlflow
 import numpy as np
 
-from gantrack import images, keras_files, tracking
+from gantrack import tracking
 from gantrack.config import Config, flat_params
-from gantrack.files import atomic_path
 from gantrack.gan import sampling
-from gantrack.paths import PATHS, Paths, require
+from gantrack.io import images, keras_files
+from gantrack.io.files import atomic_path
+from gantrack.io.paths import PATHS, Paths, require
 
 # The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
 PARAMS = ("generate", "train.grid_rows", "tracking.experiment")

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from gantrack import data, redact
+from gantrack import data
 from gantrack.config import Config
-from gantrack.errors import UserError
-from gantrack.files import write_json
-from gantrack.paths import PATHS, Paths
+from gantrack.io.files import write_json
+from gantrack.io.paths import PATHS, Paths
+from gantrack.runtime import redact
+from gantrack.runtime.errors import UserError
 
 logger = logging.getLogger(__name__)
 

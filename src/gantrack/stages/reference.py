@@ -6,7 +6,7 @@ from __future__ import annotations
 from gantrack import data
 from gantrack.config import Config, EvaluateConfig
 from gantrack.evaluation import extractors, scoring
-from gantrack.paths import PATHS, Paths
+from gantrack.io.paths import PATHS, Paths
 
 # The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
 PARAMS = (

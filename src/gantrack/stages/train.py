@@ -16,13 +16,16 @@ from pathlib import Path
 import mlflow
 from filelock import FileLock, Timeout
 
-from gantrack import data, keras_files, registry, stop, tracking
+from gantrack import data, tracking
 from gantrack.config import Config, flat_params
-from gantrack.errors import UserError
 from gantrack.evaluation import scoring
-from gantrack.files import atomic_path, read_json
 from gantrack.gan import checkpoints, devices, plots, training
-from gantrack.paths import PATHS, Paths, require
+from gantrack.io import keras_files
+from gantrack.io.files import atomic_path, read_json
+from gantrack.io.paths import PATHS, Paths, require
+from gantrack.runtime import stop
+from gantrack.runtime.errors import UserError
+from gantrack.tracking import registry
 
 logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 10  # a train stopping on request lets go within a batch or an epoch's FID

@@ -27,9 +27,9 @@ from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gantrack import redact, stop
-from gantrack.errors import UserError, one_line
-from gantrack.files import atomic_path
+from gantrack.io.files import atomic_path
+from gantrack.runtime import redact, stop
+from gantrack.runtime.errors import UserError, one_line
 from gantrack.tracking.epochs import CheckpointSync  # noqa: F401
 
 logger = logging.getLogger(__name__)

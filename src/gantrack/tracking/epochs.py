@@ -11,7 +11,8 @@ import pandas as pd
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
-from gantrack import compat, images
+from gantrack.io import images
+from gantrack.runtime import compat
 
 
 class CheckpointSync:

@@ -9,7 +9,7 @@ import gc
 import optuna
 from optuna.trial import FrozenTrial
 
-from gantrack import compat
+from gantrack.runtime import compat
 
 
 class TrialMemory:

@@ -15,13 +15,14 @@ import mlflow
 import numpy as np
 import optuna
 
-from gantrack import data, images, keras_files, tracking
+from gantrack import data, tracking
 from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneConfig
-from gantrack.errors import UserError
 from gantrack.evaluation import generator_fid, scoring
-from gantrack.files import read_json
 from gantrack.gan import training
-from gantrack.paths import PATHS, Paths, require
+from gantrack.io import images, keras_files
+from gantrack.io.files import read_json
+from gantrack.io.paths import PATHS, Paths, require
+from gantrack.runtime.errors import UserError
 
 logger = logging.getLogger(__name__)
 RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow child run

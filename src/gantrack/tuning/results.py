@@ -17,10 +17,9 @@ from optuna.trial import FrozenTrial, TrialState
 from ruamel.yaml import YAML
 
 from gantrack import config as config_lib
-from gantrack import schema
-from gantrack.config import SEARCH_TARGETS
-from gantrack.errors import UserError
-from gantrack.files import atomic_path
+from gantrack.config import SEARCH_TARGETS, schema
+from gantrack.io.files import atomic_path
+from gantrack.runtime.errors import UserError
 
 logger = logging.getLogger(__name__)
 

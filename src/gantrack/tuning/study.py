@@ -29,10 +29,11 @@ import optuna
 from mlflow.exceptions import MlflowException
 from optuna.trial import FrozenTrial, TrialState
 
-from gantrack import redact, tracking
+from gantrack import tracking
 from gantrack.config import Config, TuneConfig, check_search_layers, flat_params
-from gantrack.errors import UserError
-from gantrack.paths import PATHS, Paths
+from gantrack.io.paths import PATHS, Paths
+from gantrack.runtime import redact
+from gantrack.runtime.errors import UserError
 from gantrack.tuning import results
 from gantrack.tuning.memory import TrialMemory
 from gantrack.tuning.objective import (

@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from gantrack import limits
-from gantrack.errors import UserError, one_line
+from gantrack.io import limits
+from gantrack.runtime.errors import UserError, one_line
 
 MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 MAX_CONFIG_BYTES = 16 * 2**20  # a generator's config is ~10 KB

@@ -14,12 +14,13 @@ from typing import Any
 
 from ruamel.yaml import YAMLError
 
-from gantrack import limits, schema
+from gantrack.config import schema
+from gantrack.config.schema import knob, registry, searched
 from gantrack.data.datasets import NAMES, lookup
 from gantrack.data.folder import BAD_IMAGES
-from gantrack.errors import UserError, one_line
 from gantrack.gan.geometry import MAX_LAYERS, scale_plan
-from gantrack.schema import knob, registry, searched
+from gantrack.io import limits
+from gantrack.runtime.errors import UserError, one_line
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 # Names that MLflow, its search filters and URLs, and Optuna take as they are.

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gantrack.errors import UserError
+from gantrack.runtime.errors import UserError
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.events import CollectionEndEvent, CollectionStartEvent, NodeEvent
 from ruamel.yaml.nodes import MappingNode, SequenceNode
 
-from gantrack.errors import UserError, one_line
+from gantrack.runtime.errors import UserError, one_line
 
 # Sizes are decimal (1 GB = 10**9 bytes), as messages print them.
 MAX_ARRAY_BYTES = 4 * 10**9  # one .npz array; a split of 1,000 RGB 1024x1024 images is 3.1 GB

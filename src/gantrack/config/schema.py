@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import field
 from typing import Any
 
-from gantrack.errors import UserError
+from gantrack.runtime.errors import UserError
 
 
 def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None, **meta) -> Any:

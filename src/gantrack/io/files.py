@@ -8,7 +8,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from gantrack import stop
+from gantrack.runtime import stop
 
 
 @contextlib.contextmanager

@@ -22,8 +22,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML, YAMLError
 
-from gantrack import keras_files, tracking
-from gantrack.errors import UserError, one_line
+from gantrack import tracking
+from gantrack.io import keras_files
+from gantrack.runtime.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
 ALIAS = "champion"

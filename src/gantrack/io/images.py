@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gantrack.files import atomic_path
+from gantrack.io.files import atomic_path
 
 # Grids narrower than this are scaled up (nearest neighbour) so 8x8 or 28x28 samples are visible.
 MIN_GRID_WIDTH = 512
