@@ -118,6 +118,8 @@ class TrainConfig:
     steps_per_execution: int = knob(1, ge=1)
     fid_every: int = knob(1, ge=0)
     fid_samples: int = knob(1000, ge=2)
+    keep_best: int = knob(3, ge=1)  # the scored epochs whose generators are kept (best FID)
+    select: str = knob("best", choices=("best", "last"))  # the generator the run ends with
 
 
 @dataclass(frozen=True)
