@@ -199,6 +199,7 @@ class TuneConfig:
     prune_startup_trials: int = knob(5, ge=0)
     prune_warmup_epochs: int = knob(0, ge=0)
     heartbeat_seconds: int = knob(60, ge=1)
+    artifact_dir: str | None = knob(None, nonempty=True)  # None: <root>/tuning/artifacts
     space: SpaceConfig = field(default_factory=SpaceConfig)
 
 
@@ -297,6 +298,9 @@ def _check_tune(cfg: Config) -> None:
     if t.n_trials is None and t.timeout is None:
         raise UserError("tune.n_trials: null needs tune.timeout; give n_trials, timeout or both")
     schema.check_space("tune.space", t.space, Config, SEARCH_TARGETS, LOG_SCALE)
+    if t.artifact_dir and "://" in t.artifact_dir:
+        raise UserError(f"tune.artifact_dir: {t.artifact_dir!r} is a URL; give a folder (a shared "
+                        "mount for workers on several machines) or null")  # fmt: skip
 
 
 def _check_samples(cfg: Config) -> None:
