@@ -63,6 +63,7 @@ examples:
   dvc repro                      run the pipeline (a killed run resumes where it stopped)
   gantrack train                 one stage
   gantrack sample --model models:/gantrack-generator@champion -n 64 --out grid.png
+  gantrack sample --interpolate --out walk.gif    latent walks, animated
   gantrack fid data/prepared/test.npz data/generated/samples.npz
   gantrack tune                  Optuna search; then `gantrack tune --apply` writes the winner
   mlflow ui --backend-store-uri sqlite:///mlflow.db     review runs at http://127.0.0.1:5000"""
@@ -96,19 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         "--extractor", default=None, help="auto, classifier, inception or inception_fid"
     )
     fid.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    sample = sub.add_parser("sample", help="new images from a generator -> a PNG grid or npz")
-    sample.add_argument(
-        "--model", default="models/generator.keras",
-        help="a .keras file, models:/NAME@champion, models:/NAME/VERSION or "
-        "runs:/RUN_ID/generator (%(default)s)",
-    )  # fmt: skip
-    sample.add_argument("-n", type=int, default=64, help="how many images (%(default)s)")
-    sample.add_argument("--seed", type=int, default=0, help="noise seed (%(default)s)")
-    sample.add_argument("--out", default="samples.png", help=".png grid or .npz (%(default)s)")
-    sample.add_argument(
-        "--class", dest="label", type=int, metavar="C",
-        help="only class C (0-based) of a class-conditional generator",
-    )  # fmt: skip
+    _sample_parser(sub)
     tune = sub.add_parser("tune", help="Optuna search of the tune params for the lowest FID")
     tune.add_argument(
         "--apply", action="store_true", help="write the best params into --params; no trials"
@@ -122,6 +111,37 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _sample_parser(sub) -> None:
+    """`gantrack sample` and its options."""
+    sample = sub.add_parser("sample", help="new images from a generator -> a PNG grid or npz")
+    sample.add_argument(
+        "--model", default="models/generator.keras",
+        help="a .keras file, models:/NAME@champion, models:/NAME/VERSION or "
+        "runs:/RUN_ID/generator (%(default)s)",
+    )  # fmt: skip
+    sample.add_argument(
+        "-n", type=int, help="how many images (64); with --interpolate, how many walks (8)"
+    )
+    sample.add_argument("--seed", type=int, default=0, help="noise seed (%(default)s)")
+    sample.add_argument(
+        "--out", default="samples.png",
+        help=".png grid, .npz, or with --interpolate .gif (an animation) (%(default)s)",
+    )  # fmt: skip
+    sample.add_argument(
+        "--class", dest="label", type=int, metavar="C",
+        help="only class C (0-based) of a class-conditional generator",
+    )  # fmt: skip
+    sample.add_argument(
+        "--truncation", type=float, metavar="T",
+        help="truncation trick: every noise entry redrawn until |z| <= T (T > 0)",
+    )  # fmt: skip
+    sample.add_argument(
+        "--interpolate", action="store_true",
+        help="latent walks: one row per walk, a slerp between two seeded noise vectors",
+    )  # fmt: skip
+    sample.add_argument("--steps", type=int, help="with --interpolate: images per walk (8)")
+
+
 def _run(args: argparse.Namespace) -> None:
     cfg = config.load(args.params)  # validated before any output is touched
     redact.add_secrets_in(cfg)  # e.g. the password of a tune.storage URL
@@ -132,8 +152,9 @@ def _run(args: argparse.Namespace) -> None:
         from pathlib import Path
 
         _module("commands", "sample").run(
-            args.model, args.n, Path(args.out), args.seed, cfg, args.label
-        )
+            args.model, args.n, Path(args.out), args.seed, cfg, args.label,
+            truncation=args.truncation, interpolate=args.interpolate, steps=args.steps,
+        )  # fmt: skip
         print(args.out)
         return
     if args.command == "tune":

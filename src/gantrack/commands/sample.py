@@ -1,9 +1,13 @@
 """`gantrack sample`: new images from a generator, outside the pipeline. The generator is a
 registered model (models:/NAME@champion, models:/NAME/3), a run's (runs:/RUN_ID/generator) or a
-.keras file; the images go to a PNG grid or an npz (key `images`, uint8 NHWC)."""
+.keras file; the images go to a PNG grid or an npz (key `images`, uint8 NHWC). --truncation T
+keeps every noise entry within [-T, T]; --interpolate draws latent walks instead (a grid of one
+walk per row, or with --out NAME.gif an animation walking them all)."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 from pathlib import Path
 
@@ -14,38 +18,70 @@ from gantrack.io import images, keras_files
 from gantrack.io.files import atomic_path
 from gantrack.runtime.errors import UserError
 
+logger = logging.getLogger(__name__)
+
 MAX_IMAGES = 1_000_000
+MAX_STEPS = 1000
+DEFAULT_IMAGES, DEFAULT_WALKS, DEFAULT_STEPS = 64, 8, 8
 URI_SCHEMES = ("models:/", "runs:/")
+SECONDS_PER_FRAME = 0.15
 
 
-def run(
-    model: str, n: int, out: Path, seed: int, cfg: Config, label: int | None = None
-) -> np.ndarray:
-    """n images from noise seeded by seed, written to out (.png: one grid; .npz); returns them.
-    label: all of that class (a class-conditional generator's, 0-based as in the data)."""
-    if not 0 < n <= MAX_IMAGES:
-        raise UserError(f"-n: {n} is out of range; must be in 1..{MAX_IMAGES}")
-    if not 0 <= seed <= MAX_SEED:
-        raise UserError(f"--seed: {seed} is out of range; must be in 0..{MAX_SEED}")
-    _check_out(out)
+def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int | None = None,
+        truncation: float | None = None, interpolate: bool = False,
+        steps: int | None = None) -> np.ndarray:  # fmt: skip
+    """n images from noise seeded by seed, written to out (.png: one grid; .npz; .gif: only
+    walks); returns them. label: all of that class (a class-conditional generator's, 0-based as
+    in the data). truncation: noise entries within [-truncation, truncation]. interpolate: n
+    latent walks (one per row) of `steps` images each, row by row."""
+    n, steps = _check(n, seed, truncation, interpolate, steps)
+    _check_out(out, interpolate)
     generator = _load(model, cfg)
     from gantrack.gan import sampling  # TensorFlow: imported once the input is checked
 
     if label is not None:
         label = _check_label(label, sampling.num_classes(generator), model)
-    fakes = sampling.sample(generator, n, seed, cfg.generate.batch_size, label=label)
-    if out.suffix == ".npz":
-        with atomic_path(out) as tmp:
-            np.savez(tmp, images=fakes)
+    batch = cfg.generate.batch_size
+    if interpolate:
+        fakes = sampling.walk(generator, n, steps, seed, batch, label, truncation)
     else:
-        images.save_png(out, images.grid(fakes))
+        fakes = sampling.sample(generator, n, seed, batch, label=label, truncation=truncation)
+    _write(out, fakes, n if interpolate else None)
     return fakes
 
 
-def _check_out(out: Path) -> None:
+def _check(n, seed, truncation, interpolate, steps) -> tuple[int, int]:
+    """(n, steps) with their defaults, once every value is in range."""
+    if not 0 <= seed <= MAX_SEED:
+        raise UserError(f"--seed: {seed} is out of range; must be in 0..{MAX_SEED}")
+    if truncation is not None and not (math.isfinite(truncation) and truncation > 0):
+        raise UserError(f"--truncation: {truncation} is not allowed; must be a finite number > 0 "
+                        "(each noise entry is kept within [-T, T])")  # fmt: skip
+    if steps is not None and not interpolate:
+        raise UserError("--steps: only with --interpolate (the images along each latent walk)")
+    if not interpolate:
+        n = DEFAULT_IMAGES if n is None else n
+        if not 0 < n <= MAX_IMAGES:
+            raise UserError(f"-n: {n} is out of range; must be in 1..{MAX_IMAGES}")
+        return n, 0
+    steps = DEFAULT_STEPS if steps is None else steps
+    if not 2 <= steps <= MAX_STEPS:
+        raise UserError(f"--steps: {steps} is out of range; must be in 2..{MAX_STEPS}")
+    n = DEFAULT_WALKS if n is None else n
+    if not 0 < n <= MAX_IMAGES // steps:
+        raise UserError(f"-n: {n} walks is out of range with --steps {steps}; must be in "
+                        f"1..{MAX_IMAGES // steps} (at most {MAX_IMAGES} images)")  # fmt: skip
+    return n, steps
+
+
+def _check_out(out: Path, interpolate: bool) -> None:
     """out can be written, checked before any image is drawn."""
-    if out.suffix not in (".png", ".npz"):
-        raise UserError(f"--out: {out} must end in .png (a grid) or .npz (the images)")
+    if out.suffix not in (".png", ".npz", ".gif"):
+        raise UserError(f"--out: {out} must end in .png (a grid), .npz (the images) or .gif "
+                        "(with --interpolate: an animated latent walk)")  # fmt: skip
+    if out.suffix == ".gif" and not interpolate:
+        raise UserError(f"--out: {out}: a .gif animates latent walks; add --interpolate, or "
+                        "write a .png or .npz")  # fmt: skip
     if out.is_dir():
         raise UserError(f"--out: {out} is a folder; give a file name ending in .png or .npz")
     folder = out.parent
@@ -53,6 +89,20 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out: {out}: no folder {folder}; create it or write elsewhere")
     if not os.access(folder, os.W_OK):
         raise UserError(f"--out: {out}: folder {folder} is not writable; write elsewhere")
+
+
+def _write(out: Path, fakes: np.ndarray, walks: int | None) -> None:
+    """fakes to out: an npz, a grid (one walk per row), or a GIF whose frame j shows every
+    walk's j-th image (forth, then back: it loops smoothly)."""
+    if out.suffix == ".npz":
+        with atomic_path(out) as tmp:
+            np.savez(tmp, images=fakes)
+    elif out.suffix == ".gif":
+        steps = len(fakes) // walks
+        frames = [images.grid(fakes[j::steps]) for j in range(steps)]
+        images.save_gif(out, frames + frames[-2:0:-1], seconds_per_frame=SECONDS_PER_FRAME)
+    else:
+        images.save_png(out, images.grid(fakes, rows=walks))
 
 
 def _load(model: str, cfg: Config):
@@ -63,7 +113,7 @@ def _load(model: str, cfg: Config):
         from gantrack.tracking import registry
 
         tracking.configure(None)  # reads the store; creates nothing
-        generator = registry.load_generator(model)
+        generator = registry.load_generator(_resolve_alias(model))
     else:
         if not Path(model).is_file():
             raise UserError(
@@ -78,6 +128,24 @@ def _load(model: str, cfg: Config):
             f"{generator.output_shape}, not noise vectors to images)"
         )
     return generator
+
+
+def _resolve_alias(uri: str) -> str:
+    """models:/NAME@ALIAS as the version it names now (logged), so that the version said is
+    the one loaded; other URIs, and aliases the store does not know (load_generator then says
+    why), as given."""
+    name, at, alias = uri.removeprefix("models:/").partition("@")
+    if not uri.startswith("models:/") or not at or "/" in alias:
+        return uri
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    try:
+        version = MlflowClient().get_model_version_by_alias(name, alias).version
+    except MlflowException:
+        return uri
+    logger.info("%s is version %s", uri, version)
+    return f"models:/{name}/{version}"
 
 
 def _check_label(label: int, classes: int, model: str) -> int:
