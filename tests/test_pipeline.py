@@ -47,6 +47,20 @@ def test_dvc_repro_end_to_end(tiny_project):
         0.0 <= metrics["precision_classifier"] <= 1.0 and 0.0 <= metrics["recall_classifier"] <= 1.0
     )
     assert 0.5 < metrics["classifier_test_accuracy"] <= 1.0
+    # Class-conditional: the samples keep the class each was drawn for, and evaluate scores the
+    # FID within each class on the same extractor (intra-FID: their mean), counts beside them.
+    labels = np.load(project / "data/generated/samples.npz")["labels"]
+    assert labels.shape == (300,) and set(labels.tolist()) <= set(range(10))
+    per_class = {int(k.rsplit("_", 1)[1]): v for k, v in metrics.items()
+                 if k.startswith("fid_classifier_class_")}  # fmt: skip
+    assert len(per_class) == metrics["intra_fid_classifier_classes"] >= 5
+    assert metrics["intra_fid_classifier"] == pytest.approx(np.mean(list(per_class.values())))
+    for c in per_class:
+        assert metrics[f"n_generated_classifier_class_{c}"] == (labels == c).sum() >= 10
+    # ... printed as a table: metric, value, samples.
+    assert "samples (generated / reference)" in first.stdout
+    table = {row[0]: row[1:] for row in map(str.split, first.stdout.splitlines()) if row}
+    assert table["fid_classifier"][-3:] == ["300", "/", str(meta["n_test"])]
 
     # `gantrack fid` on the same files agrees with the evaluate stage.
     cli = run(project, "gantrack", "fid", "data/prepared/test.npz", "data/generated/samples.npz",
@@ -70,6 +84,7 @@ def test_dvc_repro_end_to_end(tiny_project):
     assert data.tags["conditional_classes"] == "10"  # model.conditional auto, labelled digits
     assert len(data.tags["mlflow.source.git.commit"]) == 40
     assert data.metrics["fid_classifier"] == pytest.approx(metrics["fid_classifier"])
+    assert data.metrics["intra_fid_classifier"] == pytest.approx(metrics["intra_fid_classifier"])
     for key in ("g_loss", "d_loss", "d_real", "d_fake", "fid_classifier_n100"):
         assert [m.step for m in client.get_metric_history(run_info.info.run_id, key)] == [1, 2]
     artifacts = {a.path for a in client.list_artifacts(run_info.info.run_id)}

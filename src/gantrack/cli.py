@@ -178,13 +178,9 @@ def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
     if args.json:
         print(json.dumps(results, indent=2))
     else:
-        width = max(map(len, results))
-        for key, value in results.items():
-            print(
-                f"{key:<{width}}  {value:.6g}"
-                if isinstance(value, float)
-                else f"{key:<{width}}  {value}"
-            )
+        from gantrack.evaluation import scoring
+
+        print(scoring.table(results))
 
 
 def _version() -> str:

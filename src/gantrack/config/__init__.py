@@ -140,6 +140,7 @@ class EvaluateConfig:
     is_splits: int = knob(10, ge=1)
     pr_k: int = knob(3, ge=1)
     seed: int = knob(0, ge=0, le=MAX_SEED)
+    class_min_samples: int = knob(10, ge=2)
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ Inputs are NumPy arrays (any real dtype; computed in float64), results are Pytho
 Feature arrays are (N, D): N samples of D features (e.g. Inception pool3, D = 2048).
 
 - `frechet_distance`, `statistics`, `fid_from_features`: FID (Heusel et al. 2017).
+- `class_fids`: FID within each class, whose mean is intra-FID (Miyato & Koyama 2018).
 - `kid`: Kernel Inception Distance (Binkowski et al. 2018).
 - `inception_score`: Inception Score (Salimans et al. 2016).
 - `precision_recall`: improved precision and recall (Kynkaanniemi et al. 2019).
@@ -133,6 +134,33 @@ def fid_from_features(feats_a: ArrayLike, feats_b: ArrayLike) -> float:
     diff = mu_a - mu_b
     traces = np.einsum("ij,ij->", xa, xa) / (na - 1) + np.einsum("ij,ij->", xb, xb) / (nb - 1)
     return max(float(diff @ diff + traces - 2.0 * cross), 0.0)
+
+
+ClassFids = tuple[dict[int, tuple[float, int, int]], list[int]]  # class_fids: scored, skipped
+
+
+def class_fids(real: ArrayLike, real_labels: ArrayLike, fake: ArrayLike, fake_labels: ArrayLike,
+               min_samples: int = 2) -> ClassFids:  # fmt: skip
+    """FID between the fake and the real features (N, D) of each class, labels (N,) int.
+
+    Returns ({class: (fid, n_fake, n_real)}, [classes skipped]): a class with fewer than
+    min_samples (>= 2) samples in either set is skipped, not scored. The mean of the scored
+    classes' FIDs is intra-FID (Miyato & Koyama 2018)."""
+    if min_samples < 2:
+        raise ValueError(f"min_samples must be >= 2 (a covariance needs two), got {min_samples}")
+    r, f = _features(real, "real", min_rows=1), _features(fake, "fake", min_rows=1)
+    _same_dim(r, f, "real and fake")
+    rl, fl = np.asarray(real_labels), np.asarray(fake_labels)
+    if rl.shape != (len(r),) or fl.shape != (len(f),):
+        raise ValueError(f"labels must be (N,) beside their features, got {rl.shape}, {fl.shape}")
+    scored, skipped = {}, []
+    for c in np.union1d(rl, fl).tolist():
+        real_c, fake_c = r[rl == c], f[fl == c]
+        if min(len(real_c), len(fake_c)) < min_samples:
+            skipped.append(c)
+            continue
+        scored[c] = (fid_from_features(fake_c, real_c), len(fake_c), len(real_c))
+    return scored, skipped
 
 
 def _mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:

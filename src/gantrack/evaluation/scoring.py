@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import zipfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,14 +17,19 @@ from gantrack.runtime.errors import UserError, one_line
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import EvaluateConfig
 
+logger = logging.getLogger(__name__)
 
-def write_reference(path: Path, feats: np.ndarray, extractor: str) -> None:
+
+def write_reference(path: Path, feats: np.ndarray, extractor: str,
+                    labels: np.ndarray | None = None) -> None:  # fmt: skip
     """Save the real split's features (N, D), their mean, covariance and count, and the name
-    of the extractor they come from: KID and precision/recall need the features themselves."""
+    of the extractor they come from: KID and precision/recall need the features themselves.
+    labels: each image's class (labelled data), for the FID within each class."""
     mu, sigma = metrics.statistics(feats)
+    extra = {} if labels is None else {"labels": np.asarray(labels, np.int64)}
     with atomic_path(path) as tmp:
         np.savez(tmp, mu=mu, sigma=sigma, n=len(feats), features=feats.astype(np.float32),
-                 extractor=extractor)  # fmt: skip
+                 extractor=extractor, **extra)  # fmt: skip
 
 
 def load_reference(path: Path, extractor: str | None = None) -> tuple[np.ndarray, np.ndarray, int]:
@@ -46,15 +52,25 @@ def load_reference_features(path: Path) -> np.ndarray:
     return features.astype(np.float64)
 
 
-def _reference(path: Path, *keys: str) -> list[np.ndarray]:
-    """The named arrays of the reference .npz, checked against limits before they are read."""
+def load_reference_labels(path: Path, n: int) -> np.ndarray | None:
+    """The real split's labels (n,) saved by write_reference; None when it has none (data
+    without labels, or a file written before labels were kept)."""
+    (labels,) = _reference(path, "labels", optional=True)
+    if labels is None:
+        return None
+    return _labels(labels, n, f"{path}: labels", "run `dvc repro reference` to rebuild it")
+
+
+def _reference(path: Path, *keys: str, optional: bool = False) -> list[np.ndarray]:
+    """The named arrays of the reference .npz, checked against limits before they are read;
+    optional: None for those it lacks."""
     fix = "run `dvc repro reference` to rebuild it"
     if not Path(path).is_file():
         raise UserError(f"{path} is missing; run `dvc repro reference` first")
     try:
         limits.check_npz(path, keys, fix=fix)
         with np.load(path, allow_pickle=False) as ref:
-            return [ref[key] for key in keys]
+            return [ref[k] if k in ref.files or not optional else None for k in keys]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
             f"{path} is not a readable reference .npz ({one_line(exc)}); {fix}"
@@ -81,6 +97,27 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
     if shape is not None and tuple(fakes.shape[1:]) != tuple(shape):
         raise UserError(f"{path}: images are {fakes.shape[1:]}, the dataset's are {tuple(shape)}")
     return fakes
+
+
+def load_sample_labels(path: Path, n: int) -> np.ndarray | None:
+    """The class each of the n images of a samples .npz was drawn for (key `labels`, written
+    for a class-conditional generator); None when the file has none."""
+    try:
+        limits.check_npz(path, ("labels",), fix="is it a samples file?")
+        with np.load(path, allow_pickle=False) as npz:
+            labels = npz["labels"] if "labels" in npz.files else None
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UserError(f"{path}: its labels cannot be read ({one_line(exc)})") from None
+    return None if labels is None else _labels(labels, n, f"{path}: labels", "")
+
+
+def _labels(labels: np.ndarray, n: int, what: str, fix: str) -> np.ndarray:
+    """labels as int64 (n,) >= 0, else a UserError naming what."""
+    if labels.dtype.kind not in "iu" or labels.shape != (n,) or (n and labels.min() < 0):
+        tail = f"; {fix}" if fix else ""
+        raise UserError(f"{what} must be integers >= 0, one per image ({n}), got "
+                        f"{labels.dtype} {labels.shape}{tail}")  # fmt: skip
+    return labels.astype(np.int64)
 
 
 def check_counts(e: EvaluateConfig, *sets: tuple[object, int]) -> None:
@@ -117,3 +154,58 @@ def score(name: str, real_feats, fake_feats, fake_probs, e: EvaluateConfig,
             fake_probs, n_splits=splits
         )
     return results
+
+
+def score_classes(name: str, real_feats, real_labels, fake_feats, fake_labels,
+                  min_samples: int) -> dict:  # fmt: skip
+    """Intra-FID: the FID within each class (fake images of class c, drawn for it, against the
+    real ones of class c) and their mean, with the sample counts beside each; classes with
+    fewer than min_samples images in either set are skipped, said in one INFO line."""
+    scored, skipped = metrics.class_fids(real_feats, real_labels, fake_feats, fake_labels,
+                                         min_samples)  # fmt: skip
+    if skipped:
+        logger.info("intra-FID: class(es) %s skipped: fewer than %d generated or test images "
+                    "(evaluate.class_min_samples)", ", ".join(map(str, skipped)),
+                    min_samples)  # fmt: skip
+    results: dict = {}
+    if scored:
+        results[f"intra_fid_{name}"] = float(np.mean([fid for fid, _, _ in scored.values()]))
+        results[f"intra_fid_{name}_classes"] = len(scored)
+    for c, (fid, n_fake, n_real) in scored.items():
+        results[f"fid_{name}_class_{c}"] = fid
+        results[f"n_generated_{name}_class_{c}"] = n_fake
+        results[f"n_reference_{name}_class_{c}"] = n_real
+    return results
+
+
+def table(results: dict) -> str:
+    """results as a table a person reads: metric, value (a mean with its ± std), samples
+    (generated / reference images the metric compared; classes averaged for intra-FID)."""
+    suffixes = sorted((k.removeprefix("n_generated_") for k in results
+                       if k.startswith("n_generated_")), key=len, reverse=True)  # fmt: skip
+    rows = [("metric", "value", "samples (generated / reference)")]
+    for key, value in results.items():
+        if key.startswith("n_") or key.endswith(("_std", "_classes")):
+            continue  # shown in the row of the metric they belong to
+        text = _number(value)
+        if f"{key}_std" in results:
+            text += f" ± {_number(results[f'{key}_std'])}"
+        rows.append((key, text, _samples(key, results, suffixes)))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(f"{m:<{widths[0]}}  {v:<{widths[1]}}  {s}".rstrip() for m, v, s in rows)
+
+
+def _samples(key: str, results: dict, suffixes: list[str]) -> str:
+    if f"{key}_classes" in results:
+        return f"{results[f'{key}_classes']} classes"
+    suffix = next((s for s in suffixes if key.endswith(f"_{s}")), None)
+    if suffix is None:
+        return ""
+    generated = results[f"n_generated_{suffix}"]
+    if key.startswith("is_"):  # the generated images alone
+        return f"{generated}"
+    return f"{generated} / {results.get(f'n_reference_{suffix}', '?')}"
+
+
+def _number(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)

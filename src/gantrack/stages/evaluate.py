@@ -1,6 +1,8 @@
 """evaluate: the samples against the reference -> metrics/eval.json (FID, KID, IS,
-precision/recall, named after the extractor, with the sample counts beside them); the
-generator registered in the MLflow Model Registry (gantrack.tracking.registry)."""
+precision/recall, and for a class-conditional generator's samples the FID within each class
+and their mean, intra-FID; named after the extractor, with the sample counts beside them),
+printed as a table; the generator registered in the MLflow Model Registry
+(gantrack.tracking.registry)."""
 
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Score the samples; returns the metrics written to metrics/eval.json."""
     meta = read_json(require(paths.meta, "prepare"))
     fakes = scoring.load_samples(paths.samples, meta["shape"])
+    labels = scoring.load_sample_labels(paths.samples, len(fakes))  # None: no per-class FID
     reference = f"the test split ({paths.reference})"
     scoring.check_counts(cfg.evaluate, (reference, meta["n_test"]), (paths.samples, len(fakes)))
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before any work
@@ -31,10 +34,12 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     ref_mu, ref_sigma, _ = scoring.load_reference(paths.reference, extractor=name)
     ref_feats = scoring.load_reference_features(paths.reference)
     feats, probs = extract(fakes, e.batch_size)
-    results = {
-        **scoring.score(name, ref_feats, feats, probs, e, reference_stats=(ref_mu, ref_sigma)),
-        **read_json(require(paths.classifier_metrics, "classifier")),
-    }
+    results = scoring.score(name, ref_feats, feats, probs, e, reference_stats=(ref_mu, ref_sigma))
+    ref_labels = scoring.load_reference_labels(paths.reference, len(ref_feats))
+    if labels is not None and ref_labels is not None:  # intra-FID, with the same extractor
+        results |= scoring.score_classes(name, ref_feats, ref_labels, feats, labels,
+                                         e.class_min_samples)  # fmt: skip
+    results |= read_json(require(paths.classifier_metrics, "classifier"))
     write_json(paths.eval_metrics, results)
     with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
         tracking.log_metrics_once(results)
@@ -43,5 +48,5 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
             tracking.read_run_file(paths.train_run), cfg.tracking.registered_model, f"fid_{name}",
             results[f"fid_{name}"], results[f"n_generated_{name}"], meta["sha256"],
         )  # fmt: skip
-    logger.info("%s", results)
+    print(scoring.table(results))
     return results

@@ -1,4 +1,5 @@
-"""generate: the generator -> data/generated/samples.npz (key `images`, uint8 NHWC), a grid of
+"""generate: the generator -> data/generated/samples.npz (key `images`, uint8 NHWC; of a
+class-conditional generator also `labels`, the class each image was drawn for), a grid of
 the first samples (of a class-conditional generator instead: a row of each class, drawn for
 it), and the progress GIF of the training grids; logged to the pipeline's run."""
 
@@ -24,7 +25,8 @@ def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before any work
     generator = keras_files.load(path, str(path), inputs=2)
     gen = cfg.generate
-    fakes = sampling.sample(generator, gen.n_samples, gen.seed, gen.batch_size)
+    fakes, labels = sampling.sample_labelled(generator, gen.n_samples, gen.seed, gen.batch_size)
+    drawn_for = {} if labels is None else {"labels": labels}  # the class each was drawn for
     if classes := sampling.num_classes(generator):
         rows = sampling.sample_classes(generator, cfg.train.grid_rows, gen.seed, gen.batch_size)
         picture = images.grid(rows, rows=classes)
@@ -32,7 +34,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> np.ndarray:
         picture = images.grid(fakes[: cfg.train.grid_rows**2])
     with tracking.continue_run(paths.train_run, flat_params(cfg, "generate")) as run_:
         with atomic_path(paths.samples) as tmp:
-            np.savez(tmp, images=fakes)
+            np.savez(tmp, images=fakes, **drawn_for)
         images.save_png(paths.samples_png, picture)
         frames = [images.load_png(p) for p in images.grid_files(paths.grids_dir).values()]
         if frames:

@@ -1,7 +1,10 @@
 """reference: the test split -> data/reference/stats.npz, its features on the configured
-extractor with their mean, covariance and count (what every FID compares against)."""
+extractor with their mean, covariance and count (what every FID compares against), and the
+images' labels (labelled data: the FID within each class)."""
 
 from __future__ import annotations
+
+import numpy as np
 
 from gantrack import data
 from gantrack.config import Config, EvaluateConfig
@@ -27,5 +30,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> None:
         batch_size=cfg.evaluate.batch_size,
     )
     name, extract = extractors.load_extractor(e, paths.classifier)
-    feats, _ = extract(data.load_split(paths.test).images, e.batch_size)
-    scoring.write_reference(paths.reference, feats, name)
+    test = data.load_split(paths.test)
+    feats, _ = extract(test.images, e.batch_size)
+    labelled = len(np.unique(test.labels)) > 1  # unlabelled data: every label 0
+    scoring.write_reference(paths.reference, feats, name, test.labels if labelled else None)
