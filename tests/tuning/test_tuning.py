@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -19,12 +20,14 @@ from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 
 from gantrack import config
 from gantrack.runtime.errors import UserError
+from gantrack.tuning import objective, report
 from gantrack.tuning import study as tuning
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
+CHROMIUMS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 BIN = Path(sys.executable).parent
 SPACE = {
     "lr_g": {"low": 1e-4, "high": 3e-3},
@@ -100,30 +103,58 @@ def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, t
     assert {t.number for t in study.trials} == {0, 1, 2, 3}
     keys = {"train.lr_g", "train.lr_d", "model.generator.layers", "model.discriminator.layers"}
     assert all(set(t.params) == keys for t in study.trials)
+    # The params before the search run first, once: the baseline.
+    current = _cfg()
+    assert study.trials[0].params == {
+        "train.lr_g": current.train.lr_g, "train.lr_d": current.train.lr_d,
+        "model.generator.layers": current.model.generator.layers,
+        "model.discriminator.layers": current.model.discriminator.layers,
+    }  # fmt: skip
+    assert [t.user_attrs.get("gantrack.baseline") for t in study.trials] == [True] + [None] * 3
+    base = study.trials[0].value
 
     best = YAML(typ="safe").load((project / "tuning/best_params.yaml").read_text())
     assert best["trial"] == study.best_trial.number and best["params"] == study.best_params
     assert best["fid_classifier_n200"] == pytest.approx(study.best_value)
+    assert best["baseline"] == {"trial": 0, "fid_classifier_n200": pytest.approx(base)}
+    assert best["data"] == "digits"
+    report = (project / "tuning/report.md").read_text()
+    assert "- Objective: fid_classifier_n200 (lower is better)\n- Data: digits\n" in report
+    assert "- Trials: 4 complete, 0 pruned, 0 failed\n" in report
+    assert (
+        f"- Baseline: trial 0 (the params before the search), fid_classifier_n200 = {base:.4g}\n"
+        in report
+    )
+    if study.best_trial.number == 0:
+        assert "the baseline itself; no trial beat it" in report
+    else:
+        lower = (base - study.best_value) / base
+        assert f"- Best: trial {study.best_trial.number}, fid_classifier_n200 = " in report
+        assert f"{lower:.1%} lower than the baseline's {base:.4g}\n" in report
+    # 4 complete trials: no importances, and the report says why.
+    assert "None: 4 complete trials; importances need at least 5." in report
+    assert not (project / "tuning/param_importances.png").exists()
     csv = (project / "tuning/trials.csv").read_text().splitlines()
     assert len(csv) == 5 and "params_train.lr_g" in csv[0]
-    plots = ("optimization_history", "intermediate_values", "parallel_coordinate",
-             "param_importances")  # fmt: skip
-    for name in plots:
+    for name in ("optimization_history", "intermediate_values", "parallel_coordinate"):
         assert (project / f"tuning/{name}.png").stat().st_size > 0, name
 
     client = _mlflow(project)
     (parent,), children = _runs(project, "main")
     assert parent.info.status == "FINISHED"
     assert parent.data.metrics["best_fid_classifier_n200"] == pytest.approx(study.best_value)
+    assert parent.data.metrics["baseline_fid_classifier_n200"] == pytest.approx(base)
+    assert parent.data.tags["optuna.baseline_trial"] == "0"
     assert parent.data.params["tune.epochs"] == "2"
     parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"trials.csv", "best_params.yaml", "plots"} <= parent_files
+    assert {"report.md", "trials.csv", "best_params.yaml", "plots"} <= parent_files
     assert len(children) == 4
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parent.info.run_id}
     for trial in study.trials:
         (child,) = [c for c in children if c.data.tags["optuna.trial"] == str(trial.number)]
         assert child.info.run_id == trial.user_attrs["mlflow_run_id"]
         assert child.data.tags["state"] == "complete" and child.info.status == "FINISHED"
+        assert child.data.tags["optuna.baseline"] == ("true" if trial.number == 0 else "false")
         assert child.data.params == {k: str(v) for k, v in trial.params.items()}
         assert child.data.metrics["final_fid_classifier_n200"] == pytest.approx(trial.value)
         fids = client.get_metric_history(child.info.run_id, "fid_classifier_n200")
@@ -134,36 +165,83 @@ def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, t
 
 
 def test_optuna_dashboard_serves_the_study(project, tuned):
-    """`optuna-dashboard sqlite:///tuning/optuna.db`, as the README says, lists the study and its
-    trials on 127.0.0.1."""
+    """`optuna-dashboard sqlite:///tuning/optuna.db --artifact-dir tuning/artifacts`, as the docs
+    say, lists the study and its trials on 127.0.0.1, names the objective, and serves each
+    trial's last sample grid (the one its MLflow run holds), also to a browser."""
     import json
     import urllib.request
 
     port = free_port()
     server = subprocess.Popen(
-        ["optuna-dashboard", "sqlite:///tuning/optuna.db", "--host", "127.0.0.1", "--port",
-         str(port), "--quiet"], cwd=project, env=user_env(), stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        ["optuna-dashboard", "sqlite:///tuning/optuna.db", "--artifact-dir", "tuning/artifacts",
+         "--host", "127.0.0.1", "--port", str(port), "--quiet"], cwd=project, env=user_env(),
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    api = f"http://127.0.0.1:{port}/api/studies"
+    url = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(f"{url}{path}", timeout=30) as response:
+            return response.read()
+
     deadline = time.monotonic() + 60
     try:
         while True:
             try:
-                with urllib.request.urlopen(api, timeout=5) as response:
-                    studies = json.loads(response.read())["study_summaries"]
+                studies = json.loads(get("/api/studies"))["study_summaries"]
                 break
             except OSError:
                 assert server.poll() is None and time.monotonic() < deadline, "no dashboard"
                 time.sleep(0.5)
         (main,) = [s for s in studies if s["study_name"] == "main"]
-        with urllib.request.urlopen(f"{api}/{main['study_id']}", timeout=30) as response:
-            detail = json.loads(response.read())
+        detail = json.loads(get(f"/api/studies/{main['study_id']}"))
+        grids = {}
+        for trial in detail["trials"]:
+            (artifact,) = trial["artifacts"]
+            assert artifact["filename"] == f"trial{trial['number']}_epoch2.png"
+            assert artifact["mimetype"] == "image/png"
+            path = f"/artifacts/{main['study_id']}/{trial['trial_id']}/{artifact['artifact_id']}"
+            grids[trial["number"]] = get(path)
+        page = _dashboard_page(f"{url}/dashboard/studies/{main['study_id']}", trial=1)
     finally:
         server.terminate()
         server.wait(timeout=30)
     assert len(detail["trials"]) == len(tuned.trials)
     assert [t["number"] for t in detail["best_trials"]] == [tuned.best_trial.number]
+    assert detail["objective_names"] == ["fid_classifier_n200"]  # not "Objective 0"
+    client = _mlflow(project)
+    for trial in tuned.trials:  # the grid the trial's MLflow run holds, byte for byte
+        logged = client.download_artifacts(trial.user_attrs["mlflow_run_id"], "samples/2.png")
+        assert grids[trial.number] == Path(logged).read_bytes()
+    if page is not None:
+        text, image_width = page
+        assert "fid_classifier_n200" in text and "Objective 0" not in text
+        assert image_width > 0  # the trial's grid, drawn
+
+
+def _dashboard_page(study_page: str, trial: int) -> tuple[str, int] | None:
+    """(the study page's text, the drawn width of trial `trial`'s grid on its trials page) in
+    headless Chromium; None without Playwright or a Chromium."""
+    browser = next(filter(None, map(shutil.which, CHROMIUMS)), None)
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        return None
+    if browser is None:
+        return None
+
+    with sync_playwright() as p:
+        chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        page = chrome.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(study_page)
+        page.get_by_text("fid_classifier_n200").first.wait_for(timeout=30_000)
+        text = page.inner_text("body")
+        page.goto(f"{study_page}/trials?numbers={trial}")
+        image = page.locator("img[src^='/artifacts/']").first
+        image.wait_for(timeout=30_000)
+        page.wait_for_function("i => i.complete", arg=image.element_handle(), timeout=30_000)
+        width = image.evaluate("i => i.naturalWidth")
+        chrome.close()
+    return text, width
 
 
 def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
@@ -192,11 +270,14 @@ def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
 
 
 def test_a_study_whose_run_was_deleted_in_the_ui_gets_a_new_run_linking_it(project, caplog):
-    cfg = _cfg(study_name="deleted-run", epochs=1, n_trials=1)
+    cfg = _cfg(study_name="deleted-run", epochs=1, n_trials=1, artifact_dir="grids")
     study = tuning.tune(cfg)
     old = study.user_attrs["gantrack.mlflow_run"]
     _mlflow(project).delete_run(old)
     study = tuning.tune(cfg)
+    # Resumed: the baseline ran once, first; each trial's grid is in tune.artifact_dir.
+    assert [t.user_attrs.get("gantrack.baseline") for t in study.trials] == [True, None]
+    assert len(list((project / "grids").iterdir())) == 2
     (parent,), children = _runs(project, "deleted-run")  # the deleted run is not listed
     assert parent.info.run_id == study.user_attrs["gantrack.mlflow_run"] != old
     assert parent.data.tags["gantrack.replaces"] == old and parent.info.status == "FINISHED"
@@ -259,26 +340,42 @@ def test_trials_leave_no_traced_graph_behind(project):
     assert graphs() <= graphs_before
 
 
-def test_apply_writes_the_best_params_into_params_yaml_keeping_comments(project, tuned):
-    target = _write_params(project / "params_apply.yaml", {"study_name": "main"})
-    before = target.read_text()
+def test_apply_writes_the_best_params_into_params_yaml_naming_data_and_study(project, tuned):
+    """--apply on the shipped params.yaml (the digits, study `main`): the searched knobs take the
+    best trial's values, each commented with the data, study and trial it was found on (no
+    longer "Fashion-MNIST"); explanations and every other line stay as they were."""
+    import difflib
+
+    shipped = (ROOT / "params.yaml").read_text()
+    before = shipped.replace("  dataset: fashion_mnist    #", "  dataset: digits           #")
+    before = before.replace("  study_name: gantrack\n", "  study_name: main\n")
+    target = project / "params_apply.yaml"
+    target.write_text(before)
     proc = _gantrack(project, "--params", "params_apply.yaml", "tune", "--apply")
     assert proc.returncode == 0, proc.stderr
     after = target.read_text()
-    applied = config.load(target)
-    best = tuned.best_params
+    applied, best = config.load(target), tuned.best_params
     assert applied.train.lr_g == best["train.lr_g"] and applied.train.lr_d == best["train.lr_d"]
     assert applied.model.generator.layers == best["model.generator.layers"]
     assert applied.model.discriminator.layers == best["model.discriminator.layers"]
-    assert applied.tune == _cfg(study_name="main").tune
-    old, new = before.splitlines(), after.splitlines()
-    assert len(old) == len(new)
-    changed = [b for a, b in zip(old, new, strict=True) if a != b]
-    assert changed and all(line.split(":")[0].strip() in {"lr_g", "lr_d", "layers"}
-                           for line in changed)  # fmt: skip
-    assert [line for line in old if "#" in line] != [] and all(
-        line.split("#", 1)[1] in after for line in old if "#" in line
-    )  # every comment survives
+    assert applied.tune == replace(config.Config().tune, study_name="main")
+    number = tuned.best_trial.number
+    unbeaten = ", the baseline: no trial beat it" if number == 0 else ""
+    note = f"# found by `gantrack tune` on digits (study main, trial {number}{unbeaten})"
+    assert "Fashion-MNIST (README" not in after and after.count(note) == 4
+    diff = list(difflib.ndiff(before.splitlines(), after.splitlines()))
+    removed = [line[2:] for line in diff if line.startswith("- ")]
+    added = [line[2:] for line in diff if line.startswith("+ ")]
+    assert [line.split(":")[0].strip() for line in removed] == ["layers", "layers", "lr_g", "lr_d"]
+    keys = [line.split(":")[0].strip() for line in added if note in line]
+    assert keys == ["layers", "layers", "lr_g", "lr_d"]
+    # The layers' explanations move below the note, word for word; nothing else changes.
+    moved = [line for line in added if note not in line]
+    assert [line.strip() for line in moved] == [
+        "# transposed convs incl. the output one; >= one per 2x upsampling",
+        "# convs; the first ones downsample 2x, extra ones keep the size",
+    ]
+    assert all(line.index("#") >= 28 for line in added)  # params.yaml's comment column
 
 
 @pytest.mark.parametrize(
@@ -382,6 +479,7 @@ def test_four_workers_on_a_fresh_project_share_one_study_and_leak_no_password(
     study = optuna.load_study(study_name="parallel", storage=postgres_url)
     assert sorted(t.number for t in study.trials) == [0, 1, 2, 3]
     assert all(t.state.is_finished() for t in study.trials)
+    assert sum(bool(t.user_attrs.get("gantrack.baseline")) for t in study.trials) == 1
     (parent,), children = _runs(project, "parallel")  # made by --create-only, shared
     assert study.user_attrs["gantrack.mlflow_run"] == parent.info.run_id
     assert parent.info.status == "FINISHED"
@@ -508,3 +606,97 @@ def test_a_study_is_not_reused_with_another_objective(project, tuned):
     study = optuna.load_study(study_name="main", storage=f"sqlite:///{project}/tuning/optuna.db")
     assert len(study.trials) == trials
     assert study.user_attrs["gantrack.dataset"] == tuned.user_attrs["gantrack.dataset"]
+
+
+def test_workers_opening_a_new_study_at_once_enqueue_one_baseline_and_a_resumed_one_none(
+    postgres_url,
+):
+    """Four workers opening a new PostgreSQL study at the same moment (four threads, each with
+    its own connections): the one whose create wins enqueues the current params, the others
+    find the study; opening it again later (a resumed study) enqueues nothing."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    cfg = _cfg(study_name="race", storage=postgres_url)
+    tuning.open_study(_cfg(study_name="race-schema", storage=postgres_url).tune)  # tables exist
+    barrier = threading.Barrier(4)
+
+    def open_study(_):
+        barrier.wait(timeout=60)
+        return tuning.open_study(cfg.tune, baseline=objective.baseline(cfg)).study_name
+
+    with ThreadPoolExecutor(4) as pool:
+        assert list(pool.map(open_study, range(4))) == ["race"] * 4
+    tuning.open_study(cfg.tune, baseline=objective.baseline(cfg))  # resumed
+    study = optuna.load_study(study_name="race", storage=postgres_url)
+    (waiting,) = study.trials
+    assert waiting.state == TrialState.WAITING and waiting.user_attrs == {"gantrack.baseline": True}
+    assert waiting.system_attrs["fixed_params"] == {
+        "train.lr_g": 5.4e-4, "train.lr_d": 3.1e-4, "model.generator.layers": 2,
+        "model.discriminator.layers": 2,
+    }  # fmt: skip
+    assert study.metric_names == ["fid_classifier_n200"]
+
+
+def _add_trials(study: optuna.Study, values: list[float]) -> None:
+    """Complete trials with these values (the first one the baseline), no training: lr_g
+    decides the value, the other params are noise."""
+    distributions = {
+        "train.lr_g": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
+        "train.lr_d": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
+        "model.generator.layers": optuna.distributions.IntDistribution(1, 2),
+    }
+    for i, value in enumerate(values):
+        params = {"train.lr_g": 1e-4 * (1 + value / 10), "train.lr_d": 1e-4 * (1 + i % 3),
+                  "model.generator.layers": 1 + i % 2}  # fmt: skip
+        study.add_trial(optuna.trial.create_trial(
+            params=params, distributions=distributions, value=value,
+            user_attrs={"gantrack.baseline": True} if i == 0 else {},
+        ))  # fmt: skip
+
+
+def test_report_ranks_importances_from_five_complete_trials_against_the_baseline(project, tmp_path):
+    """From 5 complete trials on, the report ranks the params (fANOVA) and says from how many
+    trials; the best is compared with the baseline. Trials carry their values (no training)."""
+    import mlflow
+
+    from gantrack import tracking
+    from gantrack.tuning import results
+
+    study = tuning.open_study(_cfg(study_name="report").tune)
+    _add_trials(study, [200.0, 180.0, 260.0, 150.0, 240.0, 220.0])
+    tracking.configure("gantrack")
+    with mlflow.start_run():
+        results.write_outputs(study, "fid_classifier_n200", tmp_path)
+    report = (tmp_path / "report.md").read_text()
+    assert (
+        "- Baseline: trial 0 (the params before the search), fid_classifier_n200 = 200\n" in report
+    )
+    assert (
+        "- Best: trial 3, fid_classifier_n200 = 150, 25.0% lower than the baseline's 200\n"
+        in report
+    )
+    assert "fANOVA on 6 complete trials:" in report
+    rows = [line for line in report.splitlines() if line.startswith("| ") and "param" not in line]
+    ranked = [row.split(" | ")[0].removeprefix("| ") for row in rows]
+    assert ranked[0] == "train.lr_g" and sorted(ranked) == sorted(study.best_params)
+    assert (tmp_path / "param_importances.png").stat().st_size > 0
+
+
+def test_current_params_outside_the_space_run_no_baseline_and_the_report_says_why(project):
+    cfg = _cfg(study_name="no-baseline", space={**SPACE, "batch_size": [128, 256]})
+    study = tuning.open_study(cfg.tune, baseline=objective.baseline(cfg))
+    assert study.trials == []  # train.batch_size 64 is no choice of the space
+    _add_trials(study, [210.0])
+    counts = {"trials_complete": 1, "trials_pruned": 0, "trials_fail": 0}
+    text = report.markdown(study, "fid_classifier_n200", counts)
+    assert "- Baseline: none (train.batch_size 64 lies outside tune.space.batch_size)\n" in text
+    assert "None: 1 complete trial; importances need at least 5." in text
+
+
+def test_artifact_dir_must_be_a_folder():
+    for value, message in (("s3://bucket/grids", "tune.artifact_dir: 's3://bucket/grids' is a URL"),
+                           ("", "tune.artifact_dir: must not be empty")):  # fmt: skip
+        with pytest.raises(UserError, match=message):
+            _cfg(artifact_dir=value)
+    assert _cfg(artifact_dir="/mnt/shared/grids").tune.artifact_dir == "/mnt/shared/grids"

@@ -5,6 +5,7 @@ nested MLflow run tagged with how it ended."""
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -23,6 +24,7 @@ from gantrack.io import images, keras_files
 from gantrack.io.files import read_json
 from gantrack.io.paths import PATHS, Paths, require
 from gantrack.runtime.errors import UserError
+from gantrack.tuning.report import BASELINE_ATTR
 
 logger = logging.getLogger(__name__)
 RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow child run
@@ -100,25 +102,53 @@ def suggest(trial: optuna.Trial, cfg: Config) -> Config:
     return cfg
 
 
+def baseline(cfg: Config) -> tuple[dict[str, Any] | None, str]:
+    """The current values of the searched knobs (the baseline trial's params), or None and why
+    not: a value outside its search space (Optuna cannot draw a choice that is not listed)."""
+    params: dict[str, Any] = {}
+    for name, key in SEARCH_TARGETS.items():
+        bounds = getattr(cfg.tune.space, name)
+        if bounds is None:
+            continue
+        value = _get_key(cfg, key)
+        inside = (
+            value in bounds if isinstance(bounds, tuple) else bounds.low <= value <= bounds.high
+        )
+        if not inside:
+            return None, f"{key} {value!r} lies outside tune.space.{name}"
+        params[key] = value
+    return params, ""
+
+
+def _get_key(cfg: Any, key: str) -> Any:
+    for part in key.split("."):
+        cfg = getattr(cfg, part)
+    return cfg
+
+
 def _replace_key(cfg: Any, key: str, value: Any) -> Any:
     """dataclasses.replace for a dotted key: _replace_key(cfg, 'train.lr_g', 1e-4)."""
     head, _, rest = key.partition(".")
     return replace(cfg, **{head: _replace_key(getattr(cfg, head), rest, value) if rest else value})
 
 
-def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0) -> float:
-    """One trial in its own nested MLflow run, tagged with how it ended and its worker."""
+def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
+              artifacts: Any = None) -> float:  # fmt: skip
+    """One trial in its own nested MLflow run, tagged with how it ended, its worker and whether
+    it is the baseline; its last sample grid also goes to `artifacts` (an Optuna artifact store,
+    what optuna-dashboard shows)."""
     keras.backend.clear_session(free_memory=True)  # the previous trial's graphs and models
     trial_cfg = suggest(trial, cfg)
     run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True,
                            tags=tracking.masked_context_tags())  # fmt: skip
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     mlflow.log_params(trial.params)
+    is_baseline = "true" if trial.user_attrs.get(BASELINE_ATTR) else "false"
     mlflow.set_tags({"optuna.study": cfg.tune.study_name, "optuna.trial": trial.number,
-                     "optuna.worker": worker})  # fmt: skip
+                     "optuna.worker": worker, "optuna.baseline": is_baseline})  # fmt: skip
     state = "failed"
     try:
-        value = _train_and_score(trial, trial_cfg, inputs)
+        value = _train_and_score(trial, trial_cfg, inputs, artifacts)
         state = "complete"
         return value
     except optuna.TrialPruned:
@@ -147,7 +177,7 @@ class _Pruning:
             self.model.stop_training = True
 
 
-def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
+def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts: Any) -> float:
     """Train as the train stage does (training.train), then FID at tune.fid_samples samples."""
     tune, gen = cfg.tune, cfg.generate
     classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
@@ -161,9 +191,14 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
             seed=cfg.base.seed, checkpoint_dir=Path(tmp) / "checkpoints",
             grids_dir=Path(tmp) / "samples", fid=fid, hooks=hooks,
         )  # fmt: skip
-        grids = list(images.grid_files(Path(tmp) / "samples").values())
+        grids = images.grid_files(Path(tmp) / "samples")
         if grids:  # the last grid, also of pruned trials
-            mlflow.log_artifact(str(grids[-1]), artifact_path="samples")
+            epoch, grid = max(grids.items())
+            mlflow.log_artifact(str(grid), artifact_path="samples")
+            if artifacts is not None:
+                _upload_grid(
+                    trial, artifacts, grid, Path(tmp) / f"trial{trial.number}_epoch{epoch}.png"
+                )
     if trained.result.diverged_at:
         raise TrialDiverged(f"losses not finite at epoch {trained.result.diverged_at}")
     if pruning.epoch:
@@ -176,3 +211,10 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> float:
         mlflow.log_metric(name, value, step=tune.epochs)
     mlflow.log_metric(f"final_{name}", value)
     return value
+
+
+def _upload_grid(trial: optuna.Trial, store: Any, grid: Path, named: Path) -> None:
+    """The grid into the study's artifact store under a name that says what it is."""
+    shutil.copyfile(grid, named)
+    optuna.artifacts.upload_artifact(artifact_store=store, file_path=str(named),
+                                     study_or_trial=trial, mimetype="image/png")  # fmt: skip

@@ -1,11 +1,13 @@
 """What a study leaves behind: files in tuning/, the parent run's artifacts, params.yaml updates.
 
-best_params.yaml and trials.csv are for people and scripts; `apply_params` writes the winner
-into params.yaml so that the next `dvc repro` trains it.
+report.md (gantrack.tuning.report), best_params.yaml and trials.csv are for people and scripts;
+`apply_params` writes the winner into params.yaml, each changed knob commented with the study,
+trial and data it was found on, so that the next `dvc repro` trains it.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import warnings
 from pathlib import Path
@@ -17,16 +19,26 @@ from optuna.trial import FrozenTrial, TrialState
 from ruamel.yaml import YAML
 
 from gantrack import config as config_lib
-from gantrack.config import SEARCH_TARGETS, schema
+from gantrack.config import SEARCH_TARGETS, DataConfig, schema
 from gantrack.io.files import atomic_path
 from gantrack.runtime.errors import UserError
+from gantrack.tuning import report
 
 logger = logging.getLogger(__name__)
 
 
+def describe_data(d: DataConfig) -> str:
+    """The data a study trains on, for people: the dataset, a folder's path, a subset's size."""
+    text = f"{d.dataset} {d.source_dir}" if d.dataset == "folder" else d.dataset
+    if d.limit:
+        text += f" (limit {d.limit} images)"
+    return "".join(c if c.isprintable() else "?" for c in text)  # one line, also in YAML
+
+
 def write_outputs(study: optuna.Study, metric: str, out_dir: Path) -> None:
-    """trials.csv always; best_params.yaml and plots once a trial completed. Each file is also
-    logged to the active (parent) MLflow run, with the best value and the trial counts."""
+    """trials.csv and report.md always; best_params.yaml and plots once a trial completed. Each
+    file is also logged to the active (parent) MLflow run, with the best and the baseline value
+    and the trial counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "trials.csv") as tmp:
         study.trials_dataframe().to_csv(tmp, index=False)
@@ -35,28 +47,44 @@ def write_outputs(study: optuna.Study, metric: str, out_dir: Path) -> None:
     counts = {f"trials_{s.name.lower()}": len(study.get_trials(states=(s,))) for s in states}
     mlflow.log_metrics(counts)
     logger.info("study %r: %s", study.study_name, counts)
+    text = report.markdown(study, metric, counts)
+    with atomic_path(out_dir / "report.md") as tmp:
+        tmp.write_text(text)
+    mlflow.log_artifact(str(out_dir / "report.md"))
     if not counts["trials_complete"]:
         logger.warning("study %r: no complete trial yet, so no best params", study.study_name)
         return
     best = study.best_trial
-    _write_best(out_dir / "best_params.yaml", study.study_name, best, metric)
+    base = report.baseline_trial(study)
+    _write_best(out_dir / "best_params.yaml", study, best, metric, base)
     mlflow.log_artifact(str(out_dir / "best_params.yaml"))
     mlflow.log_metric(f"best_{metric}", best.value)
     mlflow.set_tag("optuna.best_trial", best.number)
-    logger.info("best: trial %d, %s = %.4g, %s", best.number, metric, best.value, best.params)
+    if base is not None and base.state == TrialState.COMPLETE:
+        mlflow.log_metric(f"baseline_{metric}", base.value)
+        mlflow.set_tag("optuna.baseline_trial", base.number)
+    for line in text.splitlines()[2:]:
+        if line.startswith("- "):
+            logger.info("%s", line[2:])  # objective, data, trials, baseline, best
     _write_plots(study, out_dir, counts["trials_complete"])
 
 
-def _write_best(path: Path, study_name: str, best: FrozenTrial, metric: str) -> None:
-    """The best trial's params under their params.yaml keys, with the value they reached."""
-    doc = {"study": study_name, "trial": best.number, metric: best.value, "params": best.params}
+def _write_best(
+    path: Path, study: optuna.Study, best: FrozenTrial, metric: str, base: FrozenTrial | None
+) -> None:
+    """The best trial's params under their params.yaml keys, with the value they reached, the
+    data and the baseline trial's value (null: none, or it did not complete)."""
+    done = base is not None and base.state == TrialState.COMPLETE
+    doc = {"study": study.study_name, "trial": best.number, metric: best.value,
+           "data": study.user_attrs.get(report.DATA_ATTR), "params": best.params,
+           "baseline": {"trial": base.number, metric: base.value} if done else None}  # fmt: skip
     with atomic_path(path) as tmp:
         YAML().dump(doc, tmp)
 
 
 def _write_plots(study: optuna.Study, out_dir: Path, n_complete: int) -> None:
-    """Optimisation history, FID per epoch of every trial; parallel coordinates and
-    importances from 2 complete trials."""
+    """Optimisation history, FID per epoch of every trial; parallel coordinates from 2
+    complete trials, importances (titled with their trial count) from MIN_IMPORTANCE_TRIALS."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless
@@ -69,9 +97,11 @@ def _write_plots(study: optuna.Study, out_dir: Path, n_complete: int) -> None:
     }
     if n_complete >= 2:
         plots["parallel_coordinate"] = vis.plot_parallel_coordinate
-        plots["param_importances"] = vis.plot_param_importances
+    if n_complete >= report.MIN_IMPORTANCE_TRIALS:
+        plots["param_importances"] = functools.partial(_importances, n_complete=n_complete)
     else:
-        logger.info("parallel coordinates, param importances: need 2 complete trials; not plotted")
+        logger.info("param importances: %d complete trials, need %d; not plotted", n_complete,
+                    report.MIN_IMPORTANCE_TRIALS)  # fmt: skip
     for name, plot in plots.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -86,9 +116,18 @@ def _write_plots(study: optuna.Study, out_dir: Path, n_complete: int) -> None:
         mlflow.log_artifact(str(out_dir / f"{name}.png"), artifact_path="plots")
 
 
+def _importances(study: optuna.Study, n_complete: int) -> Any:
+    from optuna.visualization import matplotlib as vis
+
+    axes = vis.plot_param_importances(study, evaluator=report.evaluator())
+    axes.set_title(f"Parameter importances (fANOVA, {n_complete} complete trials)", loc="left")
+    return axes
+
+
 def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
     """Write the best trial's params into params_path with a ruamel round-trip (comments, order
-    and the other values kept) after checking the result loads; returns the params."""
+    and the other values kept) after checking the result loads; returns the params. Each knob
+    written gets a comment naming the data, study and trial it was found on."""
     try:
         best = study.best_trial
     except ValueError:
@@ -100,11 +139,47 @@ def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
         allowed = ", ".join(SEARCH_TARGETS.values())
         raise UserError(f"{unknown[0]}: not a knob gantrack tune searches; allowed: {allowed}")
     yaml = YAML()  # round-trip
+    yaml.representer.add_representer(type(None), _null)
     doc = yaml.load(params_path.read_text()) or {}
     for key, value in best.params.items():
         previous = schema.set_dotted(doc, key, value)
         logger.info("%s: %s: %s -> %s", params_path, key, previous, value)
-    config_lib.from_dict(doc)  # never write a params file the pipeline would refuse
+    cfg = config_lib.from_dict(doc)  # never write a params file the pipeline would refuse
+    data = study.user_attrs.get(report.DATA_ATTR) or describe_data(cfg.data)
+    base = report.baseline_trial(study)
+    unbeaten = ", the baseline: no trial beat it" if base and base.number == best.number else ""
+    note = (f"found by `gantrack tune` on {data} (study {study.study_name}, trial "
+            f"{best.number}{unbeaten})")  # fmt: skip
+    for key in best.params:
+        _comment(doc, key, note)
     with atomic_path(params_path) as tmp:
         yaml.dump(doc, tmp)
     return dict(best.params)
+
+
+def _null(representer: Any, _: None) -> Any:
+    """null as `null`, as params.yaml spells it (ruamel's default writes nothing)."""
+    return representer.represent_scalar("tag:yaml.org,2002:null", "null")
+
+
+COMMENT_COLUMN = 28  # where params.yaml's comments start
+
+
+def _comment(doc: Any, key: str, text: str) -> None:
+    """`text` as the first line of the comment after the knob `key`: in place of an earlier
+    `found by gantrack tune` line, else above the comment's explanation (kept)."""
+    *sections, name = key.split(".")
+    node = doc
+    for section in sections:
+        node = node[section]
+    if not hasattr(node, "ca"):  # a section the file did not have (a plain dict)
+        return
+    token = (node.ca.items.get(name) or [None] * 4)[2]
+    if token is None:
+        node.yaml_add_eol_comment(text, name, column=COMMENT_COLUMN)
+        return
+    first, _, rest = token.value.partition("\n")
+    if first.lstrip("# ").startswith("found by `gantrack tune`"):
+        token.value = f"# {text}\n{rest}"
+    else:
+        token.value = f"# {text}\n{' ' * token.column}{first}\n{rest}"

@@ -1,14 +1,16 @@
 """`gantrack tune`: an Optuna search over the `tune.space` knobs for the lowest FID.
 
-Each trial (gantrack.tuning.objective) trains with the pipeline's own functions for
-tune.epochs, reports an FID every tune.fid_every epochs to the pruner and returns the FID of
-tune.fid_samples samples on the classifier extractor. Trials live in an RDB storage (sqlite in
-the project by default, PostgreSQL for parallel workers) with heartbeats, so the trial of a
-killed worker is marked failed when the study goes on. MLflow gets one parent run per study,
-made with it and shared by its workers, and one nested child run per trial, logged here
-(optuna-integration's MLflowCallback is deprecated and switches the experiment under you).
-What a trial built is freed after it (gantrack.tuning.memory), so the process's memory stays
-flat across trials.
+A new study first runs the current params (the baseline trial), enqueued once by whichever
+process creates the study. Each trial (gantrack.tuning.objective) trains with the pipeline's
+own functions for tune.epochs, reports an FID every tune.fid_every epochs to the pruner and
+returns the FID of tune.fid_samples samples on the classifier extractor; its last sample grid
+goes to the study's artifact store (tune.artifact_dir), which optuna-dashboard shows. Trials
+live in an RDB storage (sqlite in the project by default, PostgreSQL for parallel workers) with
+heartbeats, so the trial of a killed worker is marked failed when the study goes on. MLflow gets
+one parent run per study, made with it and shared by its workers, and one nested child run per
+trial, logged here (optuna-integration's MLflowCallback is deprecated and switches the
+experiment under you). What a trial built is freed after it (gantrack.tuning.memory), so the
+process's memory stays flat across trials.
 """
 
 from __future__ import annotations
@@ -40,12 +42,14 @@ from gantrack.tuning.objective import (
     RUN_ATTR,
     STATE_TAG,
     TrialDiverged,
+    baseline,
     check_inputs,
     load_inputs,
     metric_name,
     objective,
 )
 from gantrack.tuning.pruners import PRUNERS
+from gantrack.tuning.report import BASELINE_ATTR, DATA_ATTR, NO_BASELINE_ATTR
 
 logger = logging.getLogger(__name__)
 OUT_DIR = "tuning"
@@ -64,17 +68,22 @@ def tune(
 
     worker: index of this process among parallel workers (mixed into the sampler's seed so
     workers do not draw the same params). create_only: create the study and return.
-    callbacks: Optuna's, called after each trial. Writes tuning/{best_params.yaml, trials.csv,
-    *.png} and logs them to the parent run.
+    callbacks: Optuna's, called after each trial. Writes tuning/{report.md, best_params.yaml,
+    trials.csv, *.png} and logs them to the parent run.
     """
     t = cfg.tune
     check_search_layers(cfg)
     inputs = None if create_only else load_inputs(paths)
     if inputs:
         check_inputs(cfg, inputs)
-    study = open_study(t)
+    store = None if create_only else artifact_store(t)
+    study = open_study(t, baseline=baseline(cfg))
     if inputs:
         _check_identity(study, {"objective": metric_name(t), "dataset": inputs.dataset})
+    if DATA_ATTR not in study.user_attrs:
+        study.set_user_attr(DATA_ATTR, results.describe_data(cfg.data))
+    if study.metric_names is None:  # a study made before its objective was named
+        _name_objective(study, metric_name(t))
     tracking.configure(cfg.tracking.experiment)
     parent = study_run(study, cfg)
     if create_only:
@@ -87,7 +96,8 @@ def tune(
     seed = np.random.SeedSequence([t.seed, worker, len(study.trials)]).generate_state(1)[0]
     # constant_liar: parallel workers do not all suggest the params of a running trial.
     study.sampler = optuna.samplers.TPESampler(seed=int(seed), constant_liar=True)
-    trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs, worker=worker)
+    trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs, worker=worker,
+                                        artifacts=store)  # fmt: skip
     with tracking.shared_run(parent, still_used=functools.partial(_running, study)):
         study.optimize(
             trial_objective, n_trials=t.n_trials, timeout=t.timeout, catch=(TrialDiverged,),
@@ -158,22 +168,68 @@ def storage_url(t: TuneConfig, create: bool = True) -> str:
     return f"sqlite:///{out / 'optuna.db'}"
 
 
-def open_study(t: TuneConfig, *, create: bool = True) -> optuna.Study:
-    """The study in tune.storage (created if absent when `create`), minimising FID."""
+ARTIFACT_DIR = "artifacts"  # under tuning/, where tune.artifact_dir is null
+
+
+def artifact_store(t: TuneConfig) -> optuna.artifacts.FileSystemArtifactStore:
+    """The folder of the trials' grids (tune.artifact_dir, relative to the project; null:
+    tuning/artifacts), created, for optuna-dashboard --artifact-dir."""
+    root = tracking.project_root()
+    folder = (
+        root / Path(t.artifact_dir).expanduser()
+        if t.artifact_dir
+        else root / OUT_DIR / ARTIFACT_DIR
+    )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"tune.artifact_dir: cannot create {folder} ({exc.strerror})") from None
+    return optuna.artifacts.FileSystemArtifactStore(str(folder))
+
+
+def open_study(
+    t: TuneConfig, *, create: bool = True, baseline: tuple[dict | None, str] | None = None
+) -> optuna.Study:
+    """The study in tune.storage (created if absent when `create`), minimising FID. The
+    process that creates it names its objective and enqueues `baseline` (params, or None and
+    why not) as its first trial: one baseline per study, however many workers start at once
+    (the storage creates a study name once) and however often it resumes."""
     _check_sqlite(storage_url(t, create), create)
     storage = _storage(t)
     try:
         if not create:
             return optuna.load_study(study_name=t.study_name, storage=storage)
-        return optuna.create_study(
-            study_name=t.study_name, storage=storage, pruner=_pruner(t),
-            direction="minimize", load_if_exists=True,
-        )  # fmt: skip
+        study = optuna.create_study(study_name=t.study_name, storage=storage, pruner=_pruner(t),
+                                    direction="minimize")  # fmt: skip
+    except optuna.exceptions.DuplicatedStudyError:
+        return optuna.load_study(study_name=t.study_name, storage=storage, pruner=_pruner(t))
     except KeyError:
         raise UserError(
             f"tune.study_name: no study {t.study_name!r} in {redact.mask(storage.url)}; "
             "run `gantrack tune` first"
         ) from None
+    _started(study, metric_name(t), baseline)
+    return study
+
+
+def _started(study: optuna.Study, metric: str, baseline: tuple[dict | None, str] | None) -> None:
+    """A new study: its objective's name (optuna-dashboard shows it) and its baseline trial."""
+    _name_objective(study, metric)
+    if baseline is None:
+        return
+    params, reason = baseline
+    if params is None:
+        study.set_user_attr(NO_BASELINE_ATTR, reason)
+        logger.warning("study %r: no baseline trial: %s", study.study_name, reason)
+        return
+    study.enqueue_trial(params, user_attrs={BASELINE_ATTR: True})
+    logger.info("study %r: the current params run first, as the baseline", study.study_name)
+
+
+def _name_objective(study: optuna.Study, metric: str) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names([metric])
 
 
 def _check_sqlite(url: str, create: bool) -> None:
