@@ -15,6 +15,7 @@ import pandas as pd
 import tensorflow as tf
 
 from gantrack.gan import callbacks, checkpoints, devices
+from gantrack.gan.best import EpochModels
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
@@ -188,6 +189,7 @@ def fit(
     grids_dir: Path,
     extra_callbacks: list[keras.callbacks.Callback] = (),
     after_checkpoint: Callable[[int, pd.DataFrame, dict[int, Path]], None] | None = None,
+    epoch_models: EpochModels | None = None,
 ) -> TrainResult:
     """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir;
     a class-conditional gan also takes the images' labels (N,).
@@ -196,21 +198,29 @@ def fit(
     epochs and after the last. Values extra_callbacks add to the logs land in the history.
     after_checkpoint(epoch, history, {epoch: grid PNG}) gets the records of the epochs
     checkpointed so far, after each checkpoint and at a resume: a tracker logs each epoch once.
+    epoch_models (its callback among extra_callbacks) keeps the best scored epochs' generators:
+    at each checkpoint, after after_checkpoint, the others' files go.
     """
     manager, epoch = checkpoints.restore(gan, checkpoint_dir)
     start = int(epoch)
+    if epoch_models:
+        epoch_models.resumed(start)
     history_csv = Path(checkpoint_dir) / checkpoints.HISTORY_FILE
     kept_grids = Path(checkpoint_dir) / checkpoints.GRIDS_DIR
     checkpoints.restore_grids(kept_grids, Path(grids_dir), start)
     history = checkpoints.History(history_csv, start)
 
     def checkpointed(done: int) -> None:
-        after_checkpoint(done, history.frame(upto=done), checkpoints.grids(kept_grids, upto=done))
+        rows = history.frame(upto=done)
+        if after_checkpoint:
+            after_checkpoint(done, rows, checkpoints.grids(kept_grids, upto=done))
+        if epoch_models:
+            epoch_models.prune(rows)
 
-    if after_checkpoint and start:
+    save = checkpointed if after_checkpoint or epoch_models else None
+    if save and start:
         checkpointed(start)  # what a kill between a checkpoint and its records left out
     divergence = callbacks.StopOnDivergence()
-    save = checkpointed if after_checkpoint else None
     cbs = [
         callbacks.StopWhenAsked(),
         _sample_grid(gan, cfg, seed, [grids_dir, kept_grids]),
@@ -246,6 +256,7 @@ class FidWatch:
     seed: int
     batch_size: int
     on_value: Callable[[int, float], None] | None = None
+    kept: EpochModels | None = None  # where the best scored epochs' generators are kept
 
 
 @dataclass(frozen=True)
@@ -263,6 +274,7 @@ class Trained:
     gan: GAN
     result: TrainResult
     fid: dict[int, float]  # {epoch: FID} measured while training
+    epoch_models: EpochModels | None = None  # the kept generators of the best epochs
 
 
 def build(model_cfg: ModelConfig, train_cfg: TrainConfig, shape, n_classes: int, seed: int) -> GAN:
@@ -294,7 +306,7 @@ def train(
     """
     gan = gan or build(model_cfg, train_cfg, images.shape[1:], n_classes, seed)
     hooks = hooks or Hooks()
-    watch = []
+    watch, kept = [], fid.kept if fid else None
     if fid is not None:
         from gantrack.evaluation.generator_fid import PeriodicFID
 
@@ -303,6 +315,7 @@ def train(
     if hooks.on_start:
         hooks.on_start(gan)
     result = fit(gan, images, train_cfg, seed=seed, labels=labels, checkpoint_dir=checkpoint_dir,
-                 grids_dir=grids_dir, extra_callbacks=[*watch, *hooks.callbacks],
-                 after_checkpoint=hooks.after_checkpoint)  # fmt: skip
-    return Trained(gan, result, watch[0].values if watch else {})
+                 grids_dir=grids_dir, after_checkpoint=hooks.after_checkpoint, epoch_models=kept,
+                 extra_callbacks=[*watch, *([kept.callback()] if kept else []),
+                                  *hooks.callbacks])  # fmt: skip
+    return Trained(gan, result, watch[0].values if watch else {}, kept)
