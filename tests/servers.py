@@ -1,4 +1,5 @@
-"""Real servers for tests, on 127.0.0.1: an MLflow tracking server and a PostgreSQL cluster."""
+"""Real servers for tests, on 127.0.0.1: an MLflow tracking server, an MLflow model server and a
+PostgreSQL cluster."""
 
 import contextlib
 import os
@@ -21,6 +22,32 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def model_server(project: Path, model_uri: str, port: int, env: dict):
+    """`mlflow models serve -m model_uri --env-manager local` on 127.0.0.1 from project, with
+    env (MLFLOW_TRACKING_URI naming the store); yields its URL once /ping answers."""
+    server = subprocess.Popen(
+        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, server.stderr.read()[-3000:]
+                assert time.monotonic() < deadline, "the model server did not come up"
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ import tensorflow as tf
 import tiny
 from project import user_env
 
-from gantrack.tracking import registry
+from gantrack.tracking import registry, serving
 
 # Real processes (the CLI, an MLflow store): outside the fast loop (-m "not slow").
 pytestmark = [pytest.mark.filterwarnings("ignore"), pytest.mark.slow]
@@ -85,6 +85,11 @@ def store(tmp_path_factory):
         mlflow.keras.log_model(two, name="two_inputs", pip_requirements=[])
         # Another flavor: a pyfunc model, which MLflow would unpickle.
         mlflow.pyfunc.log_model(name="pyfunc", python_model=_Echo(), pip_requirements=[])
+        # The generator as an older gantrack logged it: an MLflow Keras model.
+        mlflow.keras.log_model(generator, name="keras_flavor", signature=signature,
+                               pip_requirements=[])  # fmt: skip
+        marks["foreign_code"] = project / "foreign-code-ran"
+        _crafted_served(project, run.info.run_id, lam, marks["foreign_code"])
     run_id = run.info.run_id
     for name in ("exported",):
         mlflow.register_model(f"runs:/{run_id}/{name}", name)
@@ -93,17 +98,50 @@ def store(tmp_path_factory):
     mlflow.set_tracking_uri(None)
 
 
+def _crafted_served(project: Path, run_id: str, lam: keras.Model, mark: Path) -> None:
+    """Copies of the run's served generator (models from code), each logged as an artifact
+    folder: its code file foreign (it writes mark when run), its artifact path leaving the
+    model's folder, its .keras artifact a Lambda model."""
+    good = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/generator",
+                                                    dst_path=str(project / "good")))  # fmt: skip
+    for name in ("foreign_code", "escaping_artifact", "served_lambda"):
+        shutil.copytree(good, project / name)
+    code = f"from pathlib import Path\nPath({str(mark)!r}).write_text('ran')\n"
+    (project / "foreign_code" / "served.py").write_text(code + serving.SERVED_CODE.read_text())
+    mlmodel = project / "escaping_artifact" / "MLmodel"
+    escaping = mlmodel.read_text().replace("path: artifacts/", "path: artifacts/../../")
+    mlmodel.write_text(escaping)
+    lam.save(project / "served_lambda" / "artifacts" / "generator.keras")
+    for name in ("foreign_code", "escaping_artifact", "served_lambda"):
+        mlflow.log_artifacts(str(project / name), name)
+
+
 class _Echo(mlflow.pyfunc.PythonModel):
     def predict(self, context, model_input, params=None):
         return model_input
 
 
-def test_a_good_generator_loads_from_runs_and_models_uris(store):
+@pytest.mark.parametrize("artifact", ["generator", "keras_flavor"])
+def test_a_good_generator_loads_from_runs_and_models_uris(store, artifact):
+    """The served generator gantrack logs, and a Keras model as older versions logged it."""
     project, marks = store
-    proc = _sample(project, f"runs:/{marks['run_id']}/generator", "a.npz")
+    proc = _sample(project, f"runs:/{marks['run_id']}/{artifact}", f"{artifact}.npz")
     assert proc.returncode == 0, proc.stderr
-    with np.load(project / "a.npz") as npz:
+    with np.load(project / f"{artifact}.npz") as npz:
         assert npz["images"].shape == (4, 8, 8, 1)
+
+
+def test_a_served_model_with_foreign_code_runs_nothing(store):
+    """MLflow's own loader runs a served model's code file (the mark appears); gantrack
+    compares it with its own as data and refuses it before anything runs."""
+    project, marks = store
+    mark = marks["foreign_code"]
+    _refused(_sample(project, f"runs:/{marks['run_id']}/foreign_code"), "not gantrack's")
+    assert not mark.exists()
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    mlflow.pyfunc.load_model(f"runs:/{marks['run_id']}/foreign_code")  # what gantrack must not do
+    assert mark.exists()
+    mark.unlink()
 
 
 def test_a_savedmodel_from_the_registry_runs_nothing(store):
@@ -127,6 +165,9 @@ def test_a_savedmodel_from_the_registry_runs_nothing(store):
         ("lambda", ("keras.layers.Lambda", "not a built-in Keras layer")),
         ("two_inputs", ("not a generator", "2 input(s)")),
         ("pyfunc", ("not a Keras model", "python_function")),
+        ("foreign_code", ("code is not gantrack's served generator (served.py)",)),
+        ("escaping_artifact", ("names no artifacts/generator.keras artifact",)),
+        ("served_lambda", ("keras.layers.Lambda", "not a built-in Keras layer")),
         ("grid.png", ("not an MLflow model",)),
         ("nothing-here", ("cannot be downloaded",)),
     ],

@@ -2,13 +2,9 @@
 better FID moves; served by `mlflow models serve`; sampled by `gantrack sample` from the
 registry, a run or a file. A real sqlite MLflow store and a real model server on 127.0.0.1."""
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -19,7 +15,7 @@ import tiny
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from project import user_env
-from servers import free_port
+from servers import free_port, model_server
 
 from gantrack import config
 from gantrack.commands import sample
@@ -60,24 +56,26 @@ def test_the_champion_alias_moves_only_to_a_comparably_better_fid(store):
     assert registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha") == (1, True)
     # Worse FID: registered, the alias stays.
     assert registry.register_generator(b, NAME, "fid_classifier", 60.0, 300, "sha") == (2, False)
-    # Better, but on another sample count, extractor or dataset: not comparable, it stays.
+    # Better, but on another sample count, extractor or dataset: not comparable, it stays. Each
+    # footing is a version of its own (3, 4, 5); none rewrites another's tags.
     for footing in (("fid_classifier", 1000, "sha"), ("fid_inception", 300, "sha"),
                     ("fid_classifier", 300, "other")):  # fmt: skip
         assert registry.register_generator(c, NAME, footing[0], 10.0, *footing[1:])[1] is False
     assert int(_champion(client).version) == 1
-    # Better on an equal footing: it moves; a rerun of the same run adds no version.
-    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (3, True)
-    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (3, True)
+    assert client.get_model_version(NAME, "3").tags["gantrack.n_generated"] == "1000"
+    # Better on an equal footing: it moves; a rerun of the same evaluation adds no version.
+    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (6, True)
+    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (6, True)
     champion = _champion(client)
     assert champion.run_id == c and champion.tags["gantrack.fid"] == "40.0"
-    assert len(client.search_model_versions(f"name = '{NAME}'")) == 3
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 6
     # A run deleted in the UI: a warning, nothing registered, the alias stays.
     client.delete_run(b)
     with mlflow.start_run() as empty:
         pass
     assert registry.register_generator(empty.info.run_id, NAME, "fid_classifier", 1.0, 300,
                                        "sha") == (None, False)  # fmt: skip
-    assert int(_champion(client).version) == 3
+    assert int(_champion(client).version) == 6
 
 
 def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -107,7 +105,7 @@ def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     from_run = sample.run(f"runs:/{champion.run_id}/generator", 5, Path("out/run.npz"), 3, cfg)
     assert from_run.shape == (5, 8, 8, 1) and from_run.dtype == np.uint8
     np.testing.assert_array_equal(np.load(project / "out/run.npz")["images"], from_run)
-    mlflow.keras.load_model(f"runs:/{champion.run_id}/generator").save("generator.keras")
+    registry.load_generator(f"runs:/{champion.run_id}/generator").save("generator.keras")
     np.testing.assert_array_equal(sample.run("generator.keras", 5, Path("f.npz"), 3, cfg), from_run)
 
 
@@ -129,29 +127,9 @@ def test_gantrack_sample_bad_input_is_one_line(store, args, message):
     assert line.startswith("gantrack sample: error: ") and message in line, line
 
 
-@contextlib.contextmanager
 def _model_server(project: Path, model_uri: str, port: int):
     env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    server = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-        cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    deadline = time.monotonic() + 180
-    try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "the model server did not come up"
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=30)
+    return model_server(project, model_uri, port, env)
 
 
 @pytest.mark.slow

@@ -25,31 +25,32 @@ from ruamel.yaml import YAML, YAMLError
 from gantrack import tracking
 from gantrack.io import keras_files
 from gantrack.runtime.errors import UserError, one_line
+from gantrack.tracking import selection
 
 logger = logging.getLogger(__name__)
 ALIAS = "champion"
 ARTIFACT = "generator"  # the run's logged generator (log_generator)
 FOOTING = ("gantrack.fid_metric", "gantrack.n_generated", "gantrack.dataset")
+FID_TAG = "gantrack.fid"
 
 
 def register_generator(
     run_id: str, model_name: str, metric: str, fid: float, n_generated: int, dataset: str
 ) -> tuple[int | None, bool]:
-    """Register the generator of the training run run_id under model_name (once: a rerun finds
-    its version) and move the champion alias to it when it beats the champion comparably.
-    Returns (version, whether it is the champion); (None, False) with a warning when the run or
-    its generator is gone from the store (deleted in the UI).
+    """Register the generator of the training run run_id under model_name, evaluated on this
+    footing to this FID (once: a rerun finds its version; another footing or FID is a new
+    version, the earlier ones' tags untouched), and move the champion alias to it when it beats
+    the champion comparably. Returns (version, whether it is the champion); (None, False) with a
+    warning when the run or its generator is gone from the store (deleted in the UI).
     """
     client = MlflowClient()
+    footing = dict(zip(FOOTING, (metric, str(n_generated), dataset), strict=True))
     try:
-        version = _version_of(client, model_name, run_id)
+        version = _version_of(client, model_name, run_id, {**footing, FID_TAG: repr(float(fid))})
     except MlflowException as exc:
         logger.warning("%s: the generator of run %s cannot be registered (%s)", model_name,
                        run_id, str(exc).splitlines()[0])  # fmt: skip
         return None, False
-    footing = dict(zip(FOOTING, (metric, str(n_generated), dataset), strict=True))
-    for key, value in {**footing, "gantrack.fid": repr(float(fid))}.items():
-        client.set_model_version_tag(model_name, version, key, value)
     champion = _champion(client, model_name)
     if champion is not None and int(champion.version) == version:
         return version, True
@@ -60,7 +61,7 @@ def register_generator(
                            "%s); the alias stays", model_name, version, champion.version,
                            theirs)  # fmt: skip
             return version, False
-        best = float(champion.tags["gantrack.fid"])
+        best = float(champion.tags[FID_TAG])
         if fid >= best:
             logger.info("%s: version %s (%s %.4g) does not beat the champion, version %s "
                         "(%.4g)", model_name, version, metric, fid, champion.version,
@@ -94,24 +95,40 @@ def log_generator(generator) -> None:
     )
 
 
-def _version_of(client: MlflowClient, model_name: str, run_id: str) -> int:
-    """The version registered from run_id's generator, registering it if there is none."""
+def _version_of(client: MlflowClient, model_name: str, run_id: str, tags: dict) -> int:
+    """The version registered from run_id's generator with these tags, registering a new one
+    (tags and description written with it, once) if there is none."""
     found = client.search_model_versions(f"name = '{model_name}' and run_id = '{run_id}'")
-    if found:
-        return max(int(v.version) for v in found)
+    for version in sorted(found, key=lambda v: int(v.version)):
+        if all(version.tags.get(k) == v for k, v in tags.items()):
+            return int(version.version)
     # MLflow 3 keeps logged models beside the run's artifacts: registering runs:/RUN/generator
     # would warn and resolve to the same models:/<id>.
     model_id = _logged_generator(client, run_id)
     if model_id is None:
         raise MlflowException(f"run {run_id} has no logged model named {ARTIFACT!r}")
-    return int(mlflow.register_model(f"models:/{model_id}", model_name).version)
+    run = client.get_run(run_id)
+    chosen = {k: v for k, v in run.data.tags.items() if k in selection.CHOICE_TAGS}
+    _registered_model(client, model_name)
+    return int(client.create_model_version(
+        model_name, f"models:/{model_id}", run_id=run_id, tags={**tags, **chosen},
+        description=selection.describe(run, tags, FOOTING, FID_TAG), model_id=model_id,
+    ).version)  # fmt: skip
 
 
-def _logged_generator(client: MlflowClient, run_id: str) -> str | None:
-    """The id of the generator run_id logged (the last, should there be several), or None."""
-    outputs = client.get_run(run_id).outputs
-    ids = [m.model_id for m in (outputs.model_outputs if outputs else [])]
-    return next((i for i in reversed(ids) if client.get_logged_model(i).name == ARTIFACT), None)
+def _registered_model(client: MlflowClient, model_name: str) -> None:
+    """Create the registered model model_name unless it exists."""
+    try:
+        client.create_registered_model(model_name)
+    except MlflowException as exc:
+        if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+            raise
+
+
+def _logged_generator(client: MlflowClient, run_id: str, name: str = ARTIFACT) -> str | None:
+    """The id of the model named name run_id logged and completed (the last, should there be
+    several), or None: deleted models (the worse epochs') and half logged ones do not count."""
+    return selection.ready_model(client, run_id, name)
 
 
 MAX_MLMODEL_BYTES = 2**20

@@ -1,0 +1,213 @@
+"""The generator as a service: what `mlflow models serve` answers for a logged generator.
+
+A request names the images it wants and the model draws their noise:
+
+    {"inputs": [], "params": {"n": 4, "class_name": "3", "seed": 7, "truncation": 1.5,
+                              "format": "png"}}
+
+or it sends the noise itself, one latent vector per image (`{"inputs": [[...], ...]}`, the older
+shape, answered as before with the generator's floats in [-1, 1]). The params and their defaults
+are PARAMS, part of the model's signature; `format` is `uint8` (nested lists of ints, NHWC),
+`png` (one base64 PNG per image) or `float`. A request the model cannot answer is an HTTP 400
+naming the problem, never a traceback.
+
+The logged model is MLflow "models from code": its code file is served.py (three lines handing
+`Generator` to MLflow; a registry load compares it byte for byte), its one artifact the
+generator as a .keras archive, loaded through keras_files. Nothing is pickled.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import mlflow
+import numpy as np
+from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.protos.databricks_pb2 import INTERNAL_ERROR, INVALID_PARAMETER_VALUE
+from mlflow.types import ParamSchema, ParamSpec
+from PIL import Image
+
+from gantrack.config import MAX_SEED
+from gantrack.gan import sampling
+from gantrack.io import images, keras_files
+from gantrack.runtime import redact
+from gantrack.runtime.errors import one_line
+
+logger = logging.getLogger(__name__)
+SERVED_CODE = Path(__file__).with_name("served.py")  # the model's code file
+ARTIFACT = "generator"  # the .keras archive's name among the model's artifacts
+ARCHIVE = "generator.keras"
+FORMAT_VERSION = 1  # metadata["gantrack_generator"]: the request and answer described here
+MAX_IMAGES = 256  # per request: a 64x64x3 image is ~40 KB of JSON
+MIN_TRUNCATION = 0.05  # |z| <= T keeps a 4 % share of N(0, 1) at 0.05: a few resamplings
+FORMATS = ("auto", "uint8", "png", "float")  # auto: uint8 for drawn noise, float for sent noise
+BATCH_SIZE = 64
+PARAMS = ParamSchema([
+    ParamSpec("n", "long", 1),
+    ParamSpec("class", "long", -1),  # -1: any class (as drawn)
+    ParamSpec("class_name", "string", ""),  # "": any class
+    ParamSpec("seed", "long", 0),
+    ParamSpec("truncation", "double", 0.0),  # 0: plain N(0, 1) noise
+    ParamSpec("format", "string", "auto"),
+])  # fmt: skip
+SIGNATURE = ModelSignature(inputs=None, outputs=None, params=PARAMS)
+
+
+class RequestError(ValueError):
+    """A request the generator cannot answer: its message names the param and what is allowed."""
+
+
+def describe(generator, class_names=None) -> dict:
+    """The model's metadata: latent size, classes and their names, image shape (NHWC, no N).
+    class_names: the data's (meta.json), used when there is one per class; else "0".."K-1"."""
+    k = sampling.num_classes(generator)
+    names = [str(c) for c in class_names or ()]
+    if len(names) != k or len(set(names)) != k:
+        names = [str(i) for i in range(k)]
+    return {
+        "gantrack_generator": FORMAT_VERSION,
+        "latent_dim": int(generator.input_shape[-1]),
+        "num_classes": k,
+        "class_names": names,
+        "image_shape": [int(d) for d in generator.output_shape[1:]],
+        "max_images": MAX_IMAGES,
+    }
+
+
+def input_example(metadata: dict) -> tuple[list, dict]:
+    """A request for two images (of the first class, by name, for a conditional generator)."""
+    params = {"n": 2, "seed": 0, "format": "uint8"}
+    if metadata["num_classes"]:
+        params["class_name"] = metadata["class_names"][0]
+    return [], params
+
+
+def draw_noise(n: int, latent: int, seed: int, truncation: float = 0.0) -> np.ndarray:
+    """(n, latent) standard-normal noise from seed, the same as `gantrack sample` draws; with a
+    truncation T > 0 every entry with |z| > T is drawn again until none is (truncated normal)."""
+    rng = np.random.default_rng(seed)
+    noise = rng.standard_normal((n, latent))
+    if truncation > 0:
+        out = np.abs(noise) > truncation
+        while out.any():
+            noise[out] = rng.standard_normal(int(out.sum()))
+            out = np.abs(noise) > truncation
+    return noise
+
+
+def png_base64(fakes: np.ndarray) -> list[str]:
+    """uint8 (N, H, W, C) images -> one base64-encoded PNG each."""
+    encoded = []
+    for picture in fakes:
+        buffer = io.BytesIO()
+        Image.fromarray(picture[..., 0] if picture.shape[-1] == 1 else picture).save(buffer, "PNG")
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return encoded
+
+
+# MLflow warns (its own filter: once) of a predict without type hints when the class is made:
+# the input is [] or noise vectors (see the module's docstring), checked by sent_noise.
+with warnings.catch_warnings(record=True):  # recorded, dropped
+
+    class Generator(mlflow.pyfunc.PythonModel):
+        """The served generator: a request (see the module's docstring) -> images."""
+
+        def load_context(self, context):
+            path = context.artifacts[ARTIFACT]
+            self.generator = keras_files.load(path, f"the served generator ({ARCHIVE})", inputs=2)
+            config = context.model_config or {}
+            self.names = describe(self.generator, config.get("class_names"))["class_names"]
+
+        def predict(self, context, model_input, params=None):
+            try:
+                return answer(self.generator, self.names, model_input, params or {})
+            except RequestError as exc:
+                raise MlflowException(str(exc), INVALID_PARAMETER_VALUE) from None
+            except Exception as exc:  # noqa: BLE001 - no traceback reaches the client
+                logger.error("the generator failed on a request: %s", redact.mask(one_line(exc)))
+                raise MlflowException("the generator failed on this request (the server's log "
+                                      "says why)", INTERNAL_ERROR) from None  # fmt: skip
+
+
+def answer(generator, names: list[str], model_input, params: dict):
+    """The images a request asks of generator (whose classes are names), in its format."""
+    fmt = str(params.get("format", "auto"))
+    if fmt not in FORMATS:
+        raise RequestError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
+    latent = int(generator.input_shape[-1])
+    noise = sent_noise(model_input, latent)
+    if noise is None:
+        n = _bounded(params, "n", 1, MAX_IMAGES)
+        seed = _bounded(params, "seed", 0, MAX_SEED)
+        noise = draw_noise(n, latent, seed, _truncation(params))
+    elif fmt == "auto":
+        fmt = "float"  # noise sent by the client: the generator's own output, as before
+    label = requested_class(params, names)
+    if label is not None:
+        noise = sampling.with_classes(noise, np.full(len(noise), label), len(names))
+    fakes = generator.predict(noise.astype(np.float32), batch_size=BATCH_SIZE, verbose=0)
+    if fmt == "float":
+        return fakes
+    fakes = images.to_uint8(fakes)
+    return png_base64(fakes) if fmt == "png" else fakes
+
+
+def requested_class(params: dict, names: list[str]) -> int | None:
+    """The class a request names by index (`class`) or by name (`class_name`), or None."""
+    index, name, k = int(params.get("class", -1)), str(params.get("class_name", "")), len(names)
+    if index == -1 and not name:
+        return None
+    if not k:
+        raise RequestError("class: this generator is not class-conditional (trained without "
+                           "classes); leave class and class_name out")  # fmt: skip
+    if name:
+        if name not in names:
+            shown = ", ".join(map(repr, names[:20])) + (", ..." if k > 20 else "")
+            raise RequestError(f"class_name: {name!r} is not a class of this generator; its "
+                               f"classes: {shown}")  # fmt: skip
+        if index not in (-1, names.index(name)):
+            raise RequestError(f"class: {index} and class_name: {name!r} name different classes; "
+                               "give one of them")  # fmt: skip
+        return names.index(name)
+    if not 0 <= index < k:
+        raise RequestError(f"class: {index} is out of range; this generator has classes "
+                           f"0..{k - 1} (-1: any)")  # fmt: skip
+    return index
+
+
+def sent_noise(model_input, latent: int) -> np.ndarray | None:
+    """The noise vectors a request sent as its inputs, checked; None for empty inputs."""
+    try:
+        noise = np.asarray(model_input, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise RequestError(f"inputs: give [] or noise vectors, lists of {latent} numbers") from None
+    if noise.size == 0:
+        return None
+    if noise.ndim != 2 or noise.shape[1] != latent:
+        raise RequestError(f"inputs: noise of shape {noise.shape}; this generator takes "
+                           f"(N, {latent}), one vector of {latent} numbers per image")  # fmt: skip
+    if len(noise) > MAX_IMAGES:
+        raise RequestError(f"inputs: {len(noise)} noise vectors; at most {MAX_IMAGES} a request")
+    if not np.isfinite(noise).all():
+        raise RequestError("inputs: noise vectors must be finite numbers")
+    return noise
+
+
+def _bounded(params: dict, name: str, low: int, high: int) -> int:
+    value = int(params.get(name, low))
+    if not low <= value <= high:
+        raise RequestError(f"{name}: {value} is out of range; must be in {low}..{high}")
+    return value
+
+
+def _truncation(params: dict) -> float:
+    value = float(params.get("truncation", 0.0))
+    if value != 0 and not MIN_TRUNCATION <= value <= 1e6:
+        raise RequestError(f"truncation: {value} is out of range; 0 (none) or a bound T >= "
+                           f"{MIN_TRUNCATION} on |z| (values above are drawn again)")  # fmt: skip
+    return value

@@ -1,0 +1,186 @@
+"""The registered generator behind a real `mlflow models serve --env-manager local` on 127.0.0.1:
+one JSON request names how many images, which class (by index or name), a seed, a truncation
+and a format; the older request (noise vectors) still works; bad requests are an HTTP 400
+naming the problem. A real sqlite MLflow store and a class-conditional generator."""
+
+import base64
+import io
+import json
+import subprocess
+import urllib.error
+import urllib.request
+
+import mlflow
+import numpy as np
+import pytest
+import tiny
+from PIL import Image
+from project import user_env
+from servers import free_port, model_server
+
+from gantrack.gan import sampling, training
+from gantrack.io import images
+from gantrack.tracking import registry, serving
+
+pytestmark = pytest.mark.slow  # a real model server
+
+NAME = "served-generator"
+CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress"]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(project, URL of the champion's model server, the generator as gantrack loads it)."""
+    project = tmp_path_factory.mktemp("serving")
+    (project / "params.yaml").write_text("data:\n  dataset: digits\n")
+    store = f"sqlite:///{project / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_experiment("gantrack")
+    gan = training.build_gan(tiny.MODEL, tiny.train_cfg(), tiny.SHAPE, 0, num_classes=4)
+    with mlflow.start_run() as run:
+        registry.log_generator(gan.sampler, class_names=CLASSES)
+    registry.register_generator(run.info.run_id, NAME, "fid_classifier", 50.0, 300, "sha")
+    uri = f"models:/{NAME}@champion"
+    env = {**user_env(), "MLFLOW_TRACKING_URI": store}
+    with model_server(project, uri, free_port(), env) as url:
+        yield project, url, registry.load_generator(uri)
+    mlflow.set_tracking_uri(None)
+
+
+def _post(url: str, body: dict) -> tuple[int, dict]:
+    request = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"})  # fmt: skip
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def _images(url: str, **params) -> np.ndarray:
+    status, answer = _post(url, {"inputs": [], "params": params})
+    assert status == 200, answer
+    return np.array(answer["predictions"])
+
+
+def test_the_model_describes_its_request_and_its_images(served):
+    project, _, _ = served
+    info = mlflow.models.get_model_info(f"models:/{NAME}@champion")
+    params = {p.name: p.default for p in info.signature.params.params}
+    assert params == {"n": 1, "class": -1, "class_name": "", "seed": 0, "truncation": 0.0,
+                      "format": "auto"}  # fmt: skip
+    assert info.metadata == {"gantrack_generator": 1, "latent_dim": 8, "num_classes": 4,
+                             "class_names": CLASSES, "image_shape": [8, 8, 1],
+                             "max_images": serving.MAX_IMAGES}  # fmt: skip
+    assert info.flavors["python_function"]["loader_module"] == "mlflow.pyfunc.loaders.code_model"
+    folder = mlflow.artifacts.download_artifacts(f"models:/{NAME}@champion", dst_path=project)
+    example = json.loads((project / folder / "serving_input_example.json").read_text())
+    assert example == {"inputs": [], "params": {"n": 2, "seed": 0, "format": "uint8",
+                                                "class_name": "T-shirt"}}  # fmt: skip
+    assert not list((project / folder).rglob("*.pkl"))  # nothing pickled
+
+
+def test_a_class_by_index_or_name_is_what_gantrack_sample_draws(served):
+    project, url, generator = served
+    by_index = _images(url, n=3, **{"class": 3}, seed=5)
+    assert by_index.shape == (3, 8, 8, 1) and by_index.min() >= 0 and by_index.max() <= 255
+    np.testing.assert_array_equal(_images(url, n=3, class_name="Dress", seed=5), by_index)
+    np.testing.assert_array_equal(_images(url, n=3, class_name="Dress", seed=5), by_index)
+    proc = subprocess.run(["gantrack", "sample", "--model", f"models:/{NAME}@champion", "-n", "3",
+                           "--seed", "5", "--class", "3", "--out", "three.npz"], cwd=project,
+                          env={**user_env(), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()},
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    with np.load(project / "three.npz") as npz:
+        assert np.abs(npz["images"].astype(int) - by_index).max() <= 1  # batch round-off
+    # The class reaches the model: another class, another image from the same noise.
+    assert not np.array_equal(_images(url, n=3, **{"class": 0}, seed=5), by_index)
+    noise = np.random.default_rng(5).standard_normal((3, 8))
+    assert (sampling.with_classes(noise, np.full(3, 3), 4)[:, :4].argmax(axis=1) == 3).all()
+    # Seeds reproduce, and another seed draws other images.
+    assert not np.array_equal(_images(url, n=3, **{"class": 3}, seed=6), by_index)
+
+
+def test_truncation_draws_noise_within_the_bound(served):
+    _, url, generator = served
+    plain = serving.draw_noise(64, 8, seed=1)
+    cut = serving.draw_noise(64, 8, seed=1, truncation=0.5)
+    assert np.abs(plain).max() > 0.5 >= np.abs(cut).max()
+    inside = np.abs(plain) <= 0.5
+    np.testing.assert_array_equal(cut[inside], plain[inside])  # only |z| > T is drawn again
+    assert np.std(cut) < 0.35  # a normal truncated at 0.5 has sd ~0.28, not 1
+    # The served model draws that noise: the same images as that noise sent as inputs.
+    drawn = _images(url, n=4, seed=1, truncation=0.5, format="uint8")
+    noise = serving.draw_noise(4, 8, seed=1, truncation=0.5)
+    status, answer = _post(url, {"inputs": noise.tolist(), "params": {"format": "uint8"}})
+    assert status == 200
+    np.testing.assert_array_equal(np.array(answer["predictions"]), drawn)
+    assert not np.array_equal(_images(url, n=4, seed=1), drawn)
+    local = images.to_uint8(generator.predict(noise.astype(np.float32), verbose=0))
+    assert np.abs(local.astype(int) - drawn).max() <= 1
+
+
+def test_png_answers_decode_to_the_images(served):
+    _, url, _ = served
+    status, answer = _post(url, {"inputs": [], "params": {"n": 2, "seed": 3, "format": "png"}})
+    assert status == 200
+    pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(p))))
+                for p in answer["predictions"]]  # fmt: skip
+    assert [p.shape for p in pictures] == [(8, 8), (8, 8)]
+    np.testing.assert_array_equal(np.stack(pictures)[..., None], _images(url, n=2, seed=3))
+
+
+def test_the_older_request_noise_in_still_answers_floats(served):
+    _, url, _ = served
+    noise = np.random.default_rng(0).standard_normal((2, 8))
+    status, answer = _post(url, {"inputs": noise.tolist()})
+    assert status == 200
+    predictions = np.array(answer["predictions"])
+    assert predictions.shape == (2, 8, 8, 1) and np.abs(predictions).max() <= 1.0
+    status, answer = _post(url, {"inputs": noise.tolist(), "params": {"class_name": "Trouser"}})
+    assert status == 200
+    swapped = sampling.with_classes(noise, np.full(2, 1), 4)
+    expected = _post(url, {"inputs": swapped.tolist()})[1]["predictions"]
+    np.testing.assert_array_equal(np.array(answer["predictions"]), expected)
+
+
+@pytest.mark.parametrize(
+    ("request_", "message"),
+    [
+        ({"params": {"class_name": "Sneaker"}},
+         "class_name: 'Sneaker' is not a class of this generator; its classes: 'T-shirt'"),
+        ({"params": {"n": 0}}, "n: 0 is out of range; must be in 1..256"),
+        ({"params": {"n": 10_000}}, "n: 10000 is out of range; must be in 1..256"),
+        ({"params": {"class": 7}}, "class: 7 is out of range; this generator has classes 0..3"),
+        ({"params": {"class": 1, "class_name": "Dress"}}, "name different classes"),
+        ({"params": {"truncation": -1.0}}, "truncation: -1.0 is out of range"),
+        ({"params": {"format": "jpeg"}}, "format: 'jpeg' is not one of auto, uint8, png, float"),
+        ({"params": {"seed": -1}}, "seed: -1 is out of range"),
+        ({"inputs": [[0.0, 1.0]]}, "inputs: noise of shape (1, 2); this generator takes (N, 8)"),
+        ({"inputs": [["a"] * 8]}, "inputs: give [] or noise vectors"),
+    ],
+)  # fmt: skip
+def test_bad_requests_are_a_400_naming_the_problem(served, request_, message):
+    _, url, _ = served
+    status, answer = _post(url, {"inputs": [], **request_})
+    assert status == 400, answer
+    assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert message in answer["message"], answer["message"]
+    assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
+
+
+def test_an_unconditional_generator_refuses_a_class(tmp_path):
+    """The served model, as `mlflow models serve` loads it, without a server: no classes."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("gantrack")
+    try:
+        with mlflow.start_run():
+            registry.log_generator(tiny.gan().sampler)
+            uri = f"runs:/{mlflow.active_run().info.run_id}/generator"
+        model = mlflow.pyfunc.load_model(uri)
+        assert model.metadata.metadata["class_names"] == []
+        with pytest.raises(mlflow.exceptions.MlflowException, match="not class-conditional"):
+            model.predict([], params={"class": 0})
+        assert np.array(model.predict([], params={"n": 2})).shape == (2, 8, 8, 1)
+    finally:
+        mlflow.set_tracking_uri(None)
