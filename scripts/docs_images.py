@@ -31,6 +31,8 @@ PIPELINE = {"plots/generated.png": "samples.png", "plots/progress.gif": "progres
             "plots/losses.png": "curves.png"}  # fmt: skip
 STUDY = {"tuning/optimization_history.png": "optuna_history.png",
          "tuning/intermediate_values.png": "optuna_fid_per_epoch.png"}  # fmt: skip
+# MLflow 3 opens in its GenAI view; this query parameter selects the Model training view.
+MODEL_TRAINING = "workflowType=machine_learning"
 CHROMIUMS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
 
 
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with mlflow_server(project) as url:
         experiment = experiment_of(url, run_id)
-        page = f"{url}/#/experiments/{experiment}/runs/{run_id}/model-metrics"
+        page = f"{url}/#/experiments/{experiment}/runs/{run_id}/model-metrics?{MODEL_TRAINING}"
         screenshot(browser, page, out / "mlflow_ui.png")
     return 0
 
@@ -137,8 +139,8 @@ def chromium() -> str | None:
 
 
 def screenshot(browser: str, url: str, path: Path) -> None:
-    """A page of the MLflow UI once its charts have drawn, in the `Model training` view with
-    the assistant panel closed."""
+    """A page of the MLflow UI once its charts have drawn (url in the `Model training` view),
+    with the assistant panel closed."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
@@ -149,8 +151,6 @@ def screenshot(browser: str, url: str, path: Path) -> None:
             "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
         )
         page.goto(url)
-        page.get_by_text("Model training", exact=True).first.click(timeout=120_000)
-        page.goto(url)  # the view chosen, the run's page again
         page.get_by_text("Step", exact=True).first.wait_for(timeout=120_000)  # a chart's axis
         page.wait_for_timeout(5000)  # the other charts and images fetch their data
         page.screenshot(path=str(path))
