@@ -96,6 +96,20 @@ def test_dvc_repro_survives_kill_9_anywhere_and_loses_nothing(tmp_path):
     assert steps == epochs
     assert json.loads((project / "metrics/eval.json").read_text())["fid_classifier"] > 0
 
+    # The best epochs: each scored epoch's generator logged once, the best keep_best (3) left,
+    # and the run ends with the lowest FID of its record (the rule an unkilled run applies).
+    fids = {m.step: m.value for m in client.get_metric_history(run_id, "fid_classifier_n100")}
+    ranked = sorted(fids, key=lambda e: (fids[e], e))
+    assert run_info.data.tags["gantrack.chosen_epoch"] == str(ranked[0])
+    found = client.search_logged_models([experiment.experiment_id], f"source_run_id = '{run_id}'")
+    assert all(str(m.status).endswith("READY") for m in found)
+    names = sorted(m.name for m in found)
+    assert names == sorted(["generator", *(f"generator-epoch-{e}" for e in ranked[:3])])
+    final = next(m.model_id for m in found if m.name == "generator")
+    outputs = [(o.model_id, o.step) for o in client.get_run(run_id).outputs.model_outputs]
+    assert [step for model_id, step in outputs if model_id == final] == [ranked[0]]
+    assert sorted({step for model_id, step in outputs if model_id != final}) == epochs
+
 
 # --- bad input: one line on stderr, exit code 2, nothing written --------------------------------
 

@@ -90,8 +90,9 @@ def test_dvc_repro_end_to_end(tiny_project):
     artifacts = {a.path for a in client.list_artifacts(run_info.info.run_id)}
     assert {"losses.png", "generated.png", "progress.gif", "images"} <= artifacts
     models = client.search_logged_models([experiment.experiment_id])
-    assert [m.source_run_id for m in models] == [run_info.info.run_id]
-    assert models[0].name == "generator"
+    assert {m.source_run_id for m in models} == {run_info.info.run_id}
+    # The final generator, and the two scored epochs' (train.keep_best 3).
+    assert sorted(m.name for m in models) == ["generator", "generator-epoch-1", "generator-epoch-2"]
     # Named distinctly, with the data as its input; the generator registered as the champion,
     # which `gantrack sample` draws from.
     assert run_info.info.run_name.startswith("digits-")

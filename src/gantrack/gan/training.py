@@ -198,8 +198,7 @@ def fit(
     epochs and after the last. Values extra_callbacks add to the logs land in the history.
     after_checkpoint(epoch, history, {epoch: grid PNG}) gets the records of the epochs
     checkpointed so far, after each checkpoint and at a resume: a tracker logs each epoch once.
-    epoch_models (its callback among extra_callbacks) keeps the best scored epochs' generators:
-    at each checkpoint, after after_checkpoint, the others' files go.
+    epoch_models (its callback in extra_callbacks): the best epochs' generators (gan.best).
     """
     manager, epoch = checkpoints.restore(gan, checkpoint_dir)
     start = int(epoch)
@@ -210,16 +209,9 @@ def fit(
     checkpoints.restore_grids(kept_grids, Path(grids_dir), start)
     history = checkpoints.History(history_csv, start)
 
-    def checkpointed(done: int) -> None:
-        rows = history.frame(upto=done)
-        if after_checkpoint:
-            after_checkpoint(done, rows, checkpoints.grids(kept_grids, upto=done))
-        if epoch_models:
-            epoch_models.prune(rows)
-
-    save = checkpointed if after_checkpoint or epoch_models else None
+    save = _on_checkpoint(history, kept_grids, after_checkpoint, epoch_models)
     if save and start:
-        checkpointed(start)  # what a kill between a checkpoint and its records left out
+        save(start)  # what a kill between a checkpoint and its records left out
     divergence = callbacks.StopOnDivergence()
     cbs = [
         callbacks.StopWhenAsked(),
@@ -241,6 +233,23 @@ def fit(
             verbose=1 if sys.stdout.isatty() else 2,  # a bar with ETA on a terminal
         )
     return TrainResult(history.frame(), divergence.diverged_at)
+
+
+def _on_checkpoint(history: checkpoints.History, kept_grids: Path, after_checkpoint,
+                   epoch_models: EpochModels | None) -> Callable[[int], None] | None:  # fmt: skip
+    """What fit does once epoch `done` is checkpointed: hand its records to after_checkpoint,
+    then drop the generator files of epochs no longer among the best."""
+    if not after_checkpoint and not epoch_models:
+        return None
+
+    def checkpointed(done: int) -> None:
+        rows = history.frame(upto=done)
+        if after_checkpoint:
+            after_checkpoint(done, rows, checkpoints.grids(kept_grids, upto=done))
+        if epoch_models:
+            epoch_models.prune(rows)
+
+    return checkpointed
 
 
 @dataclass(frozen=True)

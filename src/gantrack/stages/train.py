@@ -5,6 +5,8 @@ keeps logging into the same MLflow run."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -19,13 +21,13 @@ from filelock import FileLock, Timeout
 from gantrack import data, tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import scoring
-from gantrack.gan import checkpoints, devices, plots, training
+from gantrack.gan import best, checkpoints, devices, plots, training
 from gantrack.io import keras_files
 from gantrack.io.files import atomic_path, read_json
 from gantrack.io.paths import PATHS, Paths, require
 from gantrack.runtime import stop
 from gantrack.runtime.errors import UserError
-from gantrack.tracking import registry
+from gantrack.tracking import registry, selection
 
 logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 10  # a train stopping on request lets go within a batch or an epoch's FID
@@ -67,6 +69,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
                          cfg.base.seed)  # fmt: skip
     if not devices.is_chief(gan.distribute_strategy):
         with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:
+            fid = dataclasses.replace(fid, kept=None) if fid else None  # the chief keeps them
             _fit(cfg, split, meta, gan, fid, Path(tmp) / "checkpoints", Path(tmp) / "grids")
         return None
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before training
@@ -137,25 +140,44 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid) -
             "conditional_classes": gan.num_classes,
         })  # fmt: skip
         tracking.log_dataset(split.images, meta["dataset"], meta["sha256"], paths.train)
-        hooks = training.Hooks(after_checkpoint=tracking.CheckpointSync())
+        classes = {"class_names": meta.get("class_names")}
+        log = functools.partial(registry.log_generator, **classes)
+        models = selection.EpochModelSync(fid.kept, log) if fid and fid.kept else None
+        sync = tracking.CheckpointSync(models, dataset=(meta["dataset"], meta["sha256"][:16]))
+        hooks = training.Hooks(after_checkpoint=sync)
         result = _fit(cfg, split, meta, gan, fid, paths.checkpoints, paths.grids_dir, hooks).result
         if result.diverged_at:
             raise UserError(
                 f"training diverged at epoch {result.diverged_at} (losses not finite); "
                 "lower train.lr_g / train.lr_d or change train.loss"
             )
+        generator, chosen = _chosen_generator(cfg, fid, gan, result.history)
         with atomic_path(paths.generator) as tmp:
-            gan.sampler.save(tmp)
+            generator.save(tmp)
         with atomic_path(paths.losses_csv) as tmp:
             result.history.to_csv(tmp, index=False)
         figure = plots.loss_curves(result.history)
         figure.savefig(paths.losses_png, dpi=100)
         mlflow.log_figure(figure, "losses.png")
-        registry.log_generator(gan.sampler)
+        registry.log_generator(generator, step=chosen, **classes)
         stop.raise_if_requested()  # asked to stop at the very end: keep the checkpoints
     tracking.write_run_file(paths.train_run, run_.info.run_id)
     shutil.rmtree(paths.checkpoints)  # finished: nothing left to resume
     return run_.info.run_id
+
+
+def _chosen_generator(cfg: Config, fid: training.FidWatch | None, gan, history) -> tuple:
+    """(the generator the run ends with, its epoch) by train.select (gan.best.choose), recorded
+    on the run (selection.record_choice); an earlier epoch's is loaded from its kept file."""
+    metric = fid.kept.metric if fid and fid.kept else None
+    epoch, chosen_by = best.choose(history, metric, cfg.train.select)
+    selection.record_choice(epoch, chosen_by, metric, best.scores(history, metric).get(epoch))
+    if epoch == int(history["epoch"].max()):
+        return gan.sampler, epoch
+    logger.info("train.select best: the generator of epoch %d (%s %.4g)", epoch, metric,
+                best.scores(history, metric)[epoch])  # fmt: skip
+    path = fid.kept.path(epoch)
+    return keras_files.load(path, str(path)), epoch
 
 
 def _fid_watch(cfg: Config, paths: Paths, has_labels: bool) -> training.FidWatch | None:
@@ -170,5 +192,7 @@ def _fid_watch(cfg: Config, paths: Paths, has_labels: bool) -> training.FidWatch
     mu, sigma, _ = scoring.load_reference(paths.reference, extractor="classifier")
     path = require(paths.classifier, "classifier")
     classifier = keras_files.load(path, str(path))
+    metric = f"fid_classifier_n{train_cfg.fid_samples}"  # PeriodicFID's name for it
+    kept = best.EpochModels(paths.checkpoints / best.DIRECTORY, train_cfg.keep_best, metric)
     return training.FidWatch(classifier, (mu, sigma), train_cfg.fid_every, train_cfg.fid_samples,
-                             cfg.generate.seed, cfg.generate.batch_size)  # fmt: skip
+                             cfg.generate.seed, cfg.generate.batch_size, kept=kept)  # fmt: skip
