@@ -6,7 +6,7 @@ seen before anything else; at the end of training it is the final grid.
 MLflow 3's run page shows a description's pictures at their own size and folds a description
 taller than 100 px behind "Show more", so the description holds a preview that fits
 (PREVIEW_BOX: the grid cut into bands of whole rows set side by side, then scaled), linked to
-the full grid, logged as the plain artifact samples/latest.png (open in the run's Artifacts).
+the full grid, logged as the plain artifact latest_grid.png (open in the run's Artifacts).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from PIL import Image
 from gantrack.io import images
 
 NOTE_TAG = "mlflow.note.content"  # the run's description in the MLflow UI
-LATEST, PREVIEW = "samples/latest.png", "samples/latest_preview.png"
+# At the artifacts' root: samples/ is a tuning trial's own (its last grid, for optuna-dashboard).
+LATEST, PREVIEW = "latest_grid.png", "latest_grid_preview.png"
 # Height and width in pixels: a 100 px description less the paragraph's 13 px margin, and the
 # narrowest description column of the run page's two-column layout (~640 px).
 PREVIEW_BOX = (84, 600)
@@ -30,7 +31,7 @@ GAP = 8  # white pixels between bands
 
 
 def show_latest(run_id: str, epoch: int, grid_png: Path) -> None:
-    """grid_png (epoch's grid) as samples/latest.png, its preview and the description linking
+    """grid_png (epoch's grid) as latest_grid.png, its preview and the description linking
     them. The grid's rows come from the run's `train.grid_rows` param (without it the whole
     grid is scaled into the preview)."""
     client = MlflowClient()
@@ -40,8 +41,8 @@ def show_latest(run_id: str, epoch: int, grid_png: Path) -> None:
     small = preview(picture, int(rows) if rows.isdigit() else None)
     with tempfile.TemporaryDirectory(prefix="gantrack-overview-") as tmp:
         for name, image in ((LATEST, picture), (PREVIEW, small)):
-            images.save_png(Path(tmp) / Path(name).name, image)
-            client.log_artifact(run_id, str(Path(tmp) / Path(name).name), str(Path(name).parent))
+            images.save_png(Path(tmp) / name, image)
+            client.log_artifact(run_id, str(Path(tmp) / name))
     client.set_tag(run_id, NOTE_TAG, note(run.info.experiment_id, run_id, epoch))
 
 
