@@ -121,3 +121,7 @@ def test_an_alias_is_logged_as_the_version_it_names(project, monkeypatch):
     assert proc.returncode == 0, proc.stderr
     (line,) = [line for line in proc.stderr.splitlines() if " is version " in line]
     assert " INFO " in line and line.endswith(f"models:/{NAME}@champion is version {version}")
+    # Said once it worked: a refusal stays the only line.
+    refused = cli(project, "sample", "--model", f"models:/{NAME}@champion", "--class", "0",
+                  timeout=300)  # fmt: skip
+    one_line_error(refused, "sample", "is not class-conditional")

@@ -36,7 +36,7 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
     latent walks (one per row) of `steps` images each, row by row."""
     n, steps = _check(n, seed, truncation, interpolate, steps)
     _check_out(out, interpolate)
-    generator = _load(model, cfg)
+    generator, version = _load(model, cfg)
     from gantrack.gan import sampling  # TensorFlow: imported once the input is checked
 
     if label is not None:
@@ -47,6 +47,8 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
     else:
         fakes = sampling.sample(generator, n, seed, batch, label=label, truncation=truncation)
     _write(out, fakes, n if interpolate else None)
+    if version is not None:  # said once it worked: an error stays the only line on stderr
+        logger.info("%s is version %s", model, version)
     return fakes
 
 
@@ -106,14 +108,17 @@ def _write(out: Path, fakes: np.ndarray, walks: int | None) -> None:
 
 
 def _load(model: str, cfg: Config):
-    """The generator behind a models:/ or runs:/ URI (in the configured MLflow store) or a
-    .keras file, loaded without running code from it (gantrack.io.keras_files)."""
+    """(generator, version): the generator behind a models:/ or runs:/ URI (in the configured
+    MLflow store) or a .keras file, loaded without running code from it (gantrack.io.keras_files),
+    and the registry version a models:/NAME@ALIAS named (else None)."""
+    version = None
     if model.startswith(URI_SCHEMES):
         from gantrack import tracking
         from gantrack.tracking import registry
 
         tracking.configure(None)  # reads the store; creates nothing
-        generator = registry.load_generator(_resolve_alias(model))
+        uri, version = _resolve_alias(model)
+        generator = registry.load_generator(uri)
     else:
         if not Path(model).is_file():
             raise UserError(
@@ -127,25 +132,24 @@ def _load(model: str, cfg: Config):
             f"--model: {model} is not a generator (it maps {generator.input_shape} to "
             f"{generator.output_shape}, not noise vectors to images)"
         )
-    return generator
+    return generator, version
 
 
-def _resolve_alias(uri: str) -> str:
-    """models:/NAME@ALIAS as the version it names now (logged), so that the version said is
-    the one loaded; other URIs, and aliases the store does not know (load_generator then says
-    why), as given."""
+def _resolve_alias(uri: str) -> tuple[str, str | None]:
+    """(models:/NAME/VERSION, VERSION) for models:/NAME@ALIAS, the version it names now, so that
+    the version said is the one loaded; other URIs, and aliases the store does not know
+    (load_generator then says why), as given with None."""
     name, at, alias = uri.removeprefix("models:/").partition("@")
     if not uri.startswith("models:/") or not at or "/" in alias:
-        return uri
+        return uri, None
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     try:
         version = MlflowClient().get_model_version_by_alias(name, alias).version
     except MlflowException:
-        return uri
-    logger.info("%s is version %s", uri, version)
-    return f"models:/{name}/{version}"
+        return uri, None
+    return f"models:/{name}/{version}", version
 
 
 def _check_label(label: int, classes: int, model: str) -> int:
