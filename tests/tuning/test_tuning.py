@@ -638,9 +638,9 @@ def test_workers_opening_a_new_study_at_once_enqueue_one_baseline_and_a_resumed_
     assert study.metric_names == ["fid_classifier_n200"]
 
 
-def _add_trials(study: optuna.Study, values: list[float]) -> None:
-    """Complete trials with these values (the first one the baseline), no training: lr_g
-    decides the value, the other params are noise."""
+def _add_trials(study: optuna.Study, values: list[float], baseline: bool = True) -> None:
+    """Complete trials with these values (the first one the baseline, if `baseline`), no
+    training: lr_g decides the value, the other params are noise."""
     distributions = {
         "train.lr_g": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
         "train.lr_d": optuna.distributions.FloatDistribution(1e-4, 3e-3, log=True),
@@ -651,7 +651,7 @@ def _add_trials(study: optuna.Study, values: list[float]) -> None:
                   "model.generator.layers": 1 + i % 2}  # fmt: skip
         study.add_trial(optuna.trial.create_trial(
             params=params, distributions=distributions, value=value,
-            user_attrs={"gantrack.baseline": True} if i == 0 else {},
+            user_attrs={"gantrack.baseline": True} if baseline and i == 0 else {},
         ))  # fmt: skip
 
 
@@ -683,11 +683,12 @@ def test_report_ranks_importances_from_five_complete_trials_against_the_baseline
     assert (tmp_path / "param_importances.png").stat().st_size > 0
 
 
-def test_current_params_outside_the_space_run_no_baseline_and_the_report_says_why(project):
-    cfg = _cfg(study_name="no-baseline", space={**SPACE, "batch_size": [128, 256]})
+def test_current_params_outside_the_space_run_no_baseline_and_the_report_says_why(tmp_path):
+    cfg = _cfg(study_name="no-baseline", space={**SPACE, "batch_size": [128, 256]},
+               storage=f"sqlite:///{tmp_path}/optuna.db")  # fmt: skip
     study = tuning.open_study(cfg.tune, baseline=objective.baseline(cfg))
     assert study.trials == []  # train.batch_size 64 is no choice of the space
-    _add_trials(study, [210.0])
+    _add_trials(study, [210.0], baseline=False)
     counts = {"trials_complete": 1, "trials_pruned": 0, "trials_fail": 0}
     text = report.markdown(study, "fid_classifier_n200", counts)
     assert "- Baseline: none (train.batch_size 64 lies outside tune.space.batch_size)\n" in text

@@ -63,9 +63,10 @@ def write_outputs(study: optuna.Study, metric: str, out_dir: Path) -> None:
     if base is not None and base.state == TrialState.COMPLETE:
         mlflow.log_metric(f"baseline_{metric}", base.value)
         mlflow.set_tag("optuna.baseline_trial", base.number)
-    for line in text.splitlines()[2:]:
-        if line.startswith("- "):
-            logger.info("%s", line[2:])  # objective, data, trials, baseline, best
+    for line in text.splitlines()[1:]:  # the report, on the log too (tables as `key: value`)
+        if line.strip() and not line.startswith(("|---", "| param ")):
+            line = line.strip("| ").replace(" | ", ": ")
+            logger.info("%s", line.removeprefix("- ").removeprefix("## "))
     _write_plots(study, out_dir, counts["trials_complete"])
 
 
