@@ -341,6 +341,17 @@ def test_digits_shapes_scaling_and_stratified_split(caplog):
     for label in range(10):
         total = np.sum(everything == label)
         assert abs(np.sum(test.labels == label) - 0.2 * total) <= 1
+    assert train.class_names == test.class_names == tuple("0123456789")
+
+
+def test_named_datasets_name_their_classes_by_label():
+    """What a user asks the served generator for: Fashion-MNIST's and CIFAR-10's labels in
+    their published order."""
+    fashion, cifar = data.DATASETS["fashion_mnist"], data.DATASETS["cifar10"]
+    assert fashion.class_names[0] == "T-shirt/top" and fashion.class_names[9] == "Ankle boot"
+    assert cifar.class_names[0] == "airplane" and cifar.class_names[9] == "truck"
+    subset = data.subsample(data.load_dataset(DataConfig(dataset="digits"), 0)[0], 20, 0)
+    assert subset.class_names == tuple("0123456789")  # kept by a data.limit subset
 
 
 def test_digits_split_depends_on_seed():

@@ -127,6 +127,7 @@ def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert meta["dataset"] == "folder" and meta["shape"] == [28, 28, 3]
     assert meta["n_classes"] == 2 and meta["n_train"] + meta["n_test"] == 20
+    assert meta["class_names"] == ["cats", "dogs"]  # the subfolders, by label
     (tmp_path / "empty").mkdir()
     (project / "params.yaml").write_text(params.format(tmp_path / "empty"))
     before = (project / "data/prepared/train.npz").read_bytes()
@@ -184,6 +185,7 @@ def test_a_tensorflow_datasets_name_is_prepared_at_the_asked_size(tmp_path, monk
         )  # no labels
     assert meta["shape"] == [16, 16, 3] and meta["n_train"] == meta["n_test"] == 12
     assert meta["dataset"] == "tfds:cifar10" and meta["n_classes"] > 1
+    assert meta["class_names"][:2] == ["airplane", "automobile"]  # tfds' ClassLabel names
     assert gray.images.shape == (12, 8, 8, 1) and set(gray.labels.tolist()) == {0}
     with pytest.raises(UserError, match="tfds:no_such_dataset: DatasetNotFoundError"):
         data.load_dataset(DataConfig(dataset="tfds:no_such_dataset", image_size=16))

@@ -35,11 +35,12 @@ _FASHION_HINT = (
 
 @dataclass(frozen=True)
 class Dataset:
-    """A dataset gantrack knows by name: its image shape (None: set by the data params) and
-    how to read it, load(data params, seed) -> (train, test)."""
+    """A dataset gantrack knows by name: its image shape (None: set by the data params), how
+    to read it, load(data params, seed) -> (train, test), and its class names (by label)."""
 
     shape: tuple[int, int, int] | None
     load: Callable[[DataConfig, int], tuple[Split, Split]]
+    class_names: tuple[str, ...] = ()
 
 
 def _fashion_mnist(s: DataConfig, seed: int):
@@ -78,11 +79,17 @@ def _tfds(name: str) -> Dataset:
     return Dataset(None, load)
 
 
+_FASHION = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
+            "Bag", "Ankle boot")  # fmt: skip
+_CIFAR10 = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+            "truck")  # fmt: skip
+_DIGITS = tuple(map(str, range(10)))
+
 DATASETS: dict[str, Dataset] = {
-    "fashion_mnist": Dataset((28, 28, 1), _fashion_mnist),
-    "mnist": Dataset((28, 28, 1), _mnist),
-    "cifar10": Dataset((32, 32, 3), _cifar10),
-    "digits": Dataset((8, 8, 1), _digits),  # scikit-learn's; split by data.test_fraction
+    "fashion_mnist": Dataset((28, 28, 1), _fashion_mnist, _FASHION),
+    "mnist": Dataset((28, 28, 1), _mnist, _DIGITS),
+    "cifar10": Dataset((32, 32, 3), _cifar10, _CIFAR10),
+    "digits": Dataset((8, 8, 1), _digits, _DIGITS),  # scikit-learn's; split by test_fraction
     "folder": Dataset(None, _folder),  # the user's images: data.image_size, data.channels
 }
 
@@ -112,6 +119,8 @@ def load_dataset(params: DataConfig, seed: int = 0) -> tuple[Split, Split]:
     name = params.dataset
     dataset = lookup(name)
     splits = dataset.load(params, seed)
+    if dataset.class_names:
+        splits = tuple(Split(s.images, s.labels, dataset.class_names) for s in splits)
     for split, part in zip(splits, ("train", "test"), strict=True):
         if dataset.shape and split.images.shape[1:] != dataset.shape:
             raise UserError(

@@ -57,7 +57,8 @@ def read_image_folder(
     described = f"{len(classes)} classes ({', '.join(classes)})" if classes else "no classes"
     logger.debug("%s: %d images, %dx%dx%d, %s, %d skipped", root, len(stacked), size, size,
                 channels, described, len(bad))  # fmt: skip
-    return hold_out(stacked, np.asarray(kept, np.int64), test_fraction, seed, bool(classes))
+    return hold_out(stacked, np.asarray(kept, np.int64), test_fraction, seed, bool(classes),
+                    tuple(classes))  # fmt: skip
 
 
 def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:

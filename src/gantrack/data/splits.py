@@ -18,10 +18,12 @@ from gantrack.runtime.errors import UserError, one_line
 
 @dataclass(frozen=True, eq=False)  # eq=False: `==` on arrays is elementwise, not a bool
 class Split:
-    """One split of a dataset: images uint8 (N, H, W, C), labels int64 (N,)."""
+    """One split of a dataset: images uint8 (N, H, W, C), labels int64 (N,), and the names of
+    the label values where the data gives them (class_names[label]; () where it does not)."""
 
     images: np.ndarray
     labels: np.ndarray
+    class_names: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # ValueError, not UserError: readers validate user files first, so this is our bug.
@@ -50,11 +52,11 @@ def subsample(split: Split, limit: int | None, seed: int) -> Split:
     if limit < 1:
         raise UserError(f"subset limit is {limit}; it must be a positive integer or null (all)")
     idx = np.sort(np.random.default_rng(seed).choice(len(split), size=limit, replace=False))
-    return Split(split.images[idx], split.labels[idx])
+    return Split(split.images[idx], split.labels[idx], split.class_names)
 
 
 def hold_out(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed: int,
-             stratify: bool) -> tuple[Split, Split]:  # fmt: skip
+             stratify: bool, class_names: tuple[str, ...] = ()) -> tuple[Split, Split]:  # fmt: skip
     """(train, test) with a seeded test_fraction held out, stratified by class when asked and
     every class has two or more images (datasets without a test split of their own)."""
     from sklearn.model_selection import train_test_split
@@ -65,7 +67,7 @@ def hold_out(images: np.ndarray, labels: np.ndarray, test_fraction: float, seed:
         images, labels, test_size=test_fraction, random_state=seed,
         stratify=labels if by_class else None,
     )  # fmt: skip
-    return Split(x_train, y_train), Split(x_test, y_test)
+    return Split(x_train, y_train, class_names), Split(x_test, y_test, class_names)
 
 
 def _check_sizes(n: int, test_fraction: float, classes: int) -> None:

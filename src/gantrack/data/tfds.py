@@ -45,13 +45,15 @@ def read_tfds(name: str, data_dir: str | None, size: int, channels: int | None, 
         ) from None
     feature_channels = builder.info.features[image_key].shape[-1]
     mode = "L" if (channels or (1 if feature_channels == 1 else 3)) == 1 else "RGB"
-    train = _read(builder, "train", image_key, label_key, size, mode)
+    names = tuple(builder.info.features[label_key].names) if label_key else ()
+    train = _read(builder, "train", image_key, label_key, size, mode, names)
     try:
-        test = _read(builder, "test", image_key, label_key, size, mode)
+        test = _read(builder, "test", image_key, label_key, size, mode, names)
     except (ValueError, KeyError):  # no test split
         logger.info("%s%s has no test split: holding out %.0f%% of train", PREFIX, name,
                     100 * test_fraction)  # fmt: skip
-        return hold_out(train.images, train.labels, test_fraction, seed, label_key is not None)
+        return hold_out(train.images, train.labels, test_fraction, seed, label_key is not None,
+                        names)  # fmt: skip
     return train, test
 
 
@@ -66,7 +68,7 @@ def _features(features) -> tuple[str | None, str | None]:
 
 
 def _read(builder, split: str, image_key: str, label_key: str | None, size: int,
-          mode: str) -> Split:  # fmt: skip
+          mode: str, names: tuple[str, ...]) -> Split:  # fmt: skip
     """One split as uint8 (N, size, size, C): center-cropped to a square, resized (Lanczos)."""
     import tensorflow_datasets as tfds
 
@@ -81,4 +83,4 @@ def _read(builder, split: str, image_key: str, label_key: str | None, size: int,
     stacked = np.stack(images)
     if mode == "L":
         stacked = stacked[..., np.newaxis]
-    return Split(stacked, np.asarray(labels, np.int64))
+    return Split(stacked, np.asarray(labels, np.int64), names)

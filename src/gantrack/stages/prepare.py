@@ -20,7 +20,7 @@ PARAMS = ("base.seed", "data")
 
 def run(cfg: Config, paths: Paths = PATHS) -> dict:
     """Load data.dataset, keep a seeded data.limit subset of train; returns meta.json's values
-    (dataset, source, shape, n_train, n_test, n_classes, sha256)."""
+    (dataset, source, shape, n_train, n_test, n_classes, class_names, sha256)."""
     d = cfg.data
     train, test = data.load_dataset(d, cfg.base.seed)
     classes = len(set(train.labels.tolist()) | set(test.labels.tolist()))
@@ -35,6 +35,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
         "n_train": len(train),
         "n_test": len(test),
         "n_classes": int(max(train.labels.max(), test.labels.max())) + 1,
+        "class_names": list(train.class_names),  # by label; [] where the data names none
         "sha256": data.digest(train, test),
     }
     data.save_split(paths.train, train)
