@@ -185,7 +185,7 @@ def test_a_tensorflow_datasets_name_is_prepared_at_the_asked_size(tmp_path, monk
         )  # no labels
     assert meta["shape"] == [16, 16, 3] and meta["n_train"] == meta["n_test"] == 12
     assert meta["dataset"] == "tfds:cifar10" and meta["n_classes"] > 1
-    assert meta["class_names"][:2] == ["airplane", "automobile"]  # tfds' ClassLabel names
+    assert len(meta["class_names"]) == meta["n_classes"]  # the ClassLabel's names
     assert gray.images.shape == (12, 8, 8, 1) and set(gray.labels.tolist()) == {0}
     with pytest.raises(UserError, match="tfds:no_such_dataset: DatasetNotFoundError"):
         data.load_dataset(DataConfig(dataset="tfds:no_such_dataset", image_size=16))
