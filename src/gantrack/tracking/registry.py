@@ -1,12 +1,13 @@
-"""The generator in MLflow: logged as a Keras model with its signature by the training run;
-in the Model Registry, each evaluated generator becomes a version of one registered model;
-the `champion` alias points at the version with the best FID among comparable ones.
+"""The generator in MLflow: logged by the training run as a model `mlflow models serve` answers
+(gantrack.tracking.serving); in the Model Registry, each evaluated generator becomes a version of
+one registered model; the `champion` alias points at the version with the best FID among
+comparable ones.
 
 Comparable means the same FID (same feature extractor, same number of generated samples) on the
 same data: a version is tagged with all three, and the alias moves only when a new version beats
 the champion on an equal footing. Load the champion anywhere with
-`mlflow.keras.load_model("models:/NAME@champion")` or
-`gantrack sample --model models:/NAME@champion`.
+`gantrack sample --model models:/NAME@champion` (load_generator: only its .keras archive, no
+code from the store runs) or serve it with `mlflow models serve -m models:/NAME@champion`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 
 import keras
 import mlflow
-import numpy as np
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML, YAMLError
@@ -72,27 +72,52 @@ def register_generator(
     return version, True
 
 
-def log_generator(generator) -> None:
-    """Log the generator as an MLflow Keras model with its input signature, once per run.
+def log_generator(generator, *, class_names=None, name: str = ARTIFACT, **log_model_args) -> None:
+    """Log the generator as an MLflow model that `mlflow models serve` answers (see
+    gantrack.tracking.serving), once per run: models from code (the code file serving.SERVED_CODE,
+    nothing pickled), the generator as a .keras artifact, the request params in its signature,
+    an input example, and metadata (latent size, classes and their names, image shape).
 
-    pip requirements are given explicitly: inferring them imports and scans the environment
-    (~5 s), naming them takes well under a second.
+    class_names: the data's class names (meta.json), else "0".."K-1". Other keyword arguments go
+    to mlflow.pyfunc.log_model. pip requirements are given explicitly: inferring them imports
+    and scans the environment (~5 s), naming them takes well under a second.
     """
+    import PIL
     import tensorflow as tf
-    from mlflow.models import infer_signature
 
-    if _logged_generator(MlflowClient(), mlflow.active_run().info.run_id):
+    from gantrack.tracking import serving
+
+    if _logged_generator(MlflowClient(), mlflow.active_run().info.run_id, name):
         return  # a rerun after a stop at the very end: the run holds it already
+    metadata = serving.describe(generator, class_names)
+    requirements = [f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}",
+                    f"mlflow=={mlflow.__version__}", f"pillow=={PIL.__version__}",
+                    *_gantrack_requirement()]  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="gantrack-generator-") as tmp:
+        archive = Path(tmp) / serving.ARCHIVE
+        generator.save(archive)
+        mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(serving.SERVED_CODE),
+            artifacts={serving.ARTIFACT: str(archive)},
+            signature=serving.SIGNATURE,
+            input_example=serving.input_example(metadata),
+            metadata=metadata,
+            model_config={"class_names": list(metadata["class_names"])},
+            pip_requirements=requirements,
+            tags=tracking.masked_context_tags(),  # the inferred tags, secrets masked
+            **log_model_args,
+        )
 
-    noise = np.zeros((1, generator.input_shape[-1]), np.float32)
-    signature = infer_signature(noise, generator(noise, training=False).numpy())
-    mlflow.keras.log_model(
-        generator,
-        name=ARTIFACT,
-        signature=signature,
-        pip_requirements=[f"tensorflow=={tf.__version__}", f"keras=={keras.__version__}"],
-        tags=tracking.masked_context_tags(),  # the inferred tags, secrets masked
-    )
+
+def _gantrack_requirement() -> list[str]:
+    """gantrack itself, which the served code imports (none when run from a source tree)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return [f"gantrack=={version('gantrack')}"]
+    except PackageNotFoundError:
+        return []
 
 
 def _version_of(client: MlflowClient, model_name: str, run_id: str, tags: dict) -> int:
@@ -136,9 +161,11 @@ MAX_MLMODEL_BYTES = 2**20
 
 def load_generator(uri: str):
     """The generator behind a models:/ or runs:/ URI, downloaded from the configured store and
-    loaded without running code from it: only an MLflow Keras model saved as a .keras archive
-    (not an exported SavedModel), checked by keras_files before Keras loads it in safe mode.
-    Raises UserError (one line) for anything else."""
+    loaded without running code from it: its MLmodel is read as data, then only its .keras
+    archive is loaded (checked by keras_files, then Keras' safe mode), from gantrack's served
+    model (see gantrack.tracking.serving; its code file is never run) or an MLflow Keras model
+    saved as a .keras archive (not an exported SavedModel). Raises UserError (one line) for
+    anything else."""
     what = f"--model: {uri}"
     with tempfile.TemporaryDirectory(prefix="gantrack-model-") as tmp:
         try:
@@ -151,7 +178,23 @@ def load_generator(uri: str):
 
 def _keras_archive(local: Path, what: str) -> Path:
     """The .keras file inside a downloaded MLflow model folder, after checking its MLmodel
-    names the Keras flavor saved as a .keras archive."""
+    names gantrack's served generator or the Keras flavor saved as a .keras archive."""
+    flavors = _flavors(local, what)
+    pyfunc = flavors.get("python_function")
+    if "keras" not in flavors and isinstance(pyfunc, dict) and "model_code_path" in pyfunc:
+        return _served_archive(local, pyfunc, what)
+    keras_flavor = flavors.get("keras")
+    if not isinstance(keras_flavor, dict):
+        raise UserError(f"{what} is not a Keras model nor gantrack's served generator (its "
+                        f"flavors: {', '.join(map(str, flavors)) or 'none'})")  # fmt: skip
+    if keras_flavor.get("save_exported_model") or keras_flavor.get("data") != "data":
+        raise UserError(f"{what} is saved as a TensorFlow SavedModel, whose ops would run while "
+                        "it loads; gantrack loads only .keras archives")  # fmt: skip
+    return _regular_file(local, "data/model.keras", what)
+
+
+def _flavors(local: Path, what: str) -> dict:
+    """The flavors of the MLmodel file in local, read as YAML data."""
     mlmodel = local / "MLmodel"
     if not local.is_dir() or not mlmodel.is_file():
         raise UserError(f"{what} is not an MLflow model (no MLmodel file); give a logged or "
@@ -163,17 +206,40 @@ def _keras_archive(local: Path, what: str) -> Path:
     except (YAMLError, UnicodeDecodeError, RecursionError) as exc:
         raise UserError(f"{what}: its MLmodel file is not valid YAML ({one_line(exc)})") from None
     flavors = spec.get("flavors") if isinstance(spec, dict) else None
-    keras_flavor = flavors.get("keras") if isinstance(flavors, dict) else None
-    if not isinstance(keras_flavor, dict):
-        found = ", ".join(map(str, flavors)) if isinstance(flavors, dict) else "none"
-        raise UserError(f"{what} is not a Keras model (its flavors: {found})")
-    if keras_flavor.get("save_exported_model") or keras_flavor.get("data") != "data":
-        raise UserError(f"{what} is saved as a TensorFlow SavedModel, whose ops would run while "
-                        "it loads; gantrack loads only .keras archives")  # fmt: skip
-    archive = local / "data" / "model.keras"
-    if archive.is_symlink() or not archive.is_file():
-        raise UserError(f"{what}: data/model.keras is missing or not a regular file")
-    return archive
+    return flavors if isinstance(flavors, dict) else {}
+
+
+def _served_archive(local: Path, pyfunc: dict, what: str) -> Path:
+    """The .keras artifact of gantrack's served generator (models from code): its code file
+    must be gantrack's, byte for byte, and is never run; its artifact the one log_generator
+    writes, inside the model's folder."""
+    from gantrack.tracking import serving
+
+    code = serving.SERVED_CODE.name
+    artifact = (pyfunc.get("artifacts") or {}).get(serving.ARTIFACT)
+    expected = f"artifacts/{serving.ARCHIVE}"
+    foreign = (
+        pyfunc.get("loader_module") != "mlflow.pyfunc.loaders.code_model"
+        or Path(str(pyfunc.get("model_code_path"))).name != code
+        or _regular_file(local, code, what).read_bytes() != serving.SERVED_CODE.read_bytes()
+    )
+    if foreign:
+        raise UserError(f"{what} is a python_function model whose code is not gantrack's served "
+                        f"generator ({code}); gantrack loads only its own")  # fmt: skip
+    if not isinstance(artifact, dict) or artifact.get("path") != expected:
+        raise UserError(f"{what}: its MLmodel names no {expected} artifact; it is not a "
+                        "generator gantrack logged")  # fmt: skip
+    return _regular_file(local, expected, what)
+
+
+def _regular_file(local: Path, relative: str, what: str) -> Path:
+    """local/relative: a regular file inside local (no symlink on the way)."""
+    path = local / relative
+    if any(p.is_symlink() for p in (path, *path.parents) if local in p.parents or p == local):
+        raise UserError(f"{what}: {relative} is a symbolic link; gantrack reads regular files")
+    if not path.is_file():
+        raise UserError(f"{what}: {relative} is missing or not a regular file")
+    return path
 
 
 def _champion(client: MlflowClient, model_name: str):
