@@ -1,20 +1,30 @@
 """The README's pictures, from a project where `dvc repro` has run (the default params):
 
     python scripts/docs_images.py [--project .] [--out docs] [--trials 4] [--no-tune]
+                                  [--class-name NAME]
 
 docs/samples.png, progress.gif and curves.png are the pipeline's own plots; a small study
 (`gantrack tune`, tune.epochs 2) gives optuna_history.png and optuna_fid_per_epoch.png; a
-headless Chromium (driven by Playwright) photographs the run's charts in the MLflow UI
-(mlflow_ui.png), skipped with a message when Chromium or Playwright is missing
-(`pip install '.[docs]'`; `apt-get install chromium-headless-shell` or
-`playwright install chromium`).
+headless Chromium (driven by Playwright) photographs the MLflow UI of a real `mlflow server` on
+the project's store: the run's charts (mlflow_ui.png), the registered model's versions with
+the `champion` alias (mlflow_registry.png) and the run's logged models, the best epochs'
+generators beside the chosen one, charted by their losses and FID (mlflow_models.png); skipped
+with one message when Chromium or Playwright is missing (`pip install '.[docs]'`;
+`apt-get install chromium-headless-shell` or `playwright install chromium`). served.png is one
+request to a real `mlflow models serve` of models:/NAME@champion (8 images of one class, the
+generator's first unless --class-name, as PNGs) drawn below the request; the request and the
+answer, trimmed, go to stdout for the docs to quote.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import contextlib
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -25,7 +35,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 from ruamel.yaml import YAML
+
+from gantrack.io import images
 
 PIPELINE = {"plots/generated.png": "samples.png", "plots/progress.gif": "progress.gif",
             "plots/losses.png": "curves.png"}  # fmt: skip
@@ -34,6 +48,11 @@ STUDY = {"tuning/optimization_history.png": "optuna_history.png",
 # MLflow 3 opens in its GenAI view; this query parameter selects the Model training view.
 MODEL_TRAINING = "workflowType=machine_learning"
 CHROMIUMS = ("chromium-headless-shell", "chromium", "chromium-browser", "google-chrome")
+UI_SHOTS = ("mlflow_ui.png", "mlflow_registry.png", "mlflow_models.png")
+ALIAS = "champion"
+CHARTED = "loss|fid"  # the logged models' charts shown: the losses and the FID (a regex)
+SERVED = {"n": 8, "seed": 7, "format": "png"}  # the request served.png shows
+CELL = 112  # pixels per served image in served.png
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--trials", type=int, default=4, help="trials of the small study")
     parser.add_argument("--no-tune", action="store_true", help="no study pictures")
+    parser.add_argument("--class-name", default="", help="the class served.png asks for")
     args = parser.parse_args(argv)
     project, out = args.project.resolve(), args.out.resolve()
     missing = [name for name in (*PIPELINE, "models/run.json") if not (project / name).is_file()]
@@ -57,13 +77,19 @@ def main(argv: list[str] | None = None) -> int:
         copy(project, STUDY, out)
     run_id = json.loads((project / "models/run.json").read_text())["run_id"]
     browser = chromium()
-    if browser is None:
-        print("docs_images: no Playwright or no Chromium; mlflow_ui.png not made", file=sys.stderr)
-        return 0
     with mlflow_server(project) as url:
-        experiment = experiment_of(url, run_id)
-        page = f"{url}/#/experiments/{experiment}/runs/{run_id}/model-metrics?{MODEL_TRAINING}"
-        screenshot(browser, page, out / "mlflow_ui.png")
+        store = Store(url, run_id, registered_model(project))
+        if browser is None:
+            print(f"docs_images: no Playwright or no Chromium; {', '.join(UI_SHOTS)} not made",
+                  file=sys.stderr)  # fmt: skip
+        else:
+            photograph_ui(browser, store, out)
+    if store.champion is None:
+        print(f"docs_images: no {ALIAS} in the registry (tracking.registered_model); "
+              "mlflow_registry.png, mlflow_models.png and served.png not made",
+              file=sys.stderr)  # fmt: skip
+    else:
+        serve_request(project, store, args.class_name, out / "served.png")
     return 0
 
 
@@ -86,42 +112,91 @@ def tune(project: Path, trials: int) -> None:
         os.unlink(f.name)
 
 
-class mlflow_server:
-    """`mlflow server` over the project's store on a free port of 127.0.0.1."""
+class Store:
+    """What the pictures show, read from the project's store through url: the run, its
+    experiment and logged models; the version of model holding the alias (None without one),
+    its description and the classes its generator serves."""
 
-    def __init__(self, project: Path):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.project = project
+    def __init__(self, url: str, run_id: str, model: str | None):
+        import mlflow
+        from mlflow.exceptions import MlflowException
+        from mlflow.tracking import MlflowClient
 
-    def __enter__(self) -> str:
-        env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-        self.proc = subprocess.Popen(
-            ["mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port), "--workers",
-             "1", "--backend-store-uri", f"sqlite:///{self.project / 'mlflow.db'}"],
-            cwd=self.project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
-        url = f"http://127.0.0.1:{self.port}"
-        deadline = time.monotonic() + 60
+        client = MlflowClient(url)
+        self.url, self.run_id, self.model = url, run_id, model
+        self.experiment = client.get_run(run_id).info.experiment_id
+        found = client.search_logged_models([self.experiment], f"source_run_id = '{run_id}'")
+        self.logged = {m.name: sorted(x.key for x in m.metrics or ()) for m in found}
+        self.champion, self.classes = None, []
+        if model is None:
+            return
+        with contextlib.suppress(MlflowException):  # no alias: nothing registered
+            self.champion = client.get_model_version_by_alias(model, ALIAS)
+        if self.champion is not None:
+            mlflow.set_tracking_uri(url)
+            uri = f"models:/{model}/{self.champion.version}"
+            self.classes = mlflow.models.get_model_info(uri).metadata.get("class_names") or []
+
+
+def registered_model(project: Path) -> str | None:
+    """params.yaml's tracking.registered_model (gantrack-generator unless set; null: none)."""
+    params = YAML(typ="safe").load((project / "params.yaml").read_text()) or {}
+    return (params.get("tracking") or {}).get("registered_model", "gantrack-generator")
+
+
+def photograph_ui(browser: str, store: Store, out: Path) -> None:
+    """The run's charts; with a champion, the registered model's page and the experiment's
+    logged models in charts."""
+    url, experiment = store.url, store.experiment
+    page = f"{url}/#/experiments/{experiment}/runs/{store.run_id}/model-metrics?{MODEL_TRAINING}"
+    screenshot(browser, page, out / "mlflow_ui.png", show_charts)
+    if store.champion is None:
+        return
+    wide = {"width": 1400, "height": 720}
+    page = f"{url}/#/models/{store.model}?{MODEL_TRAINING}"
+    screenshot(browser, page, out / "mlflow_registry.png", show_versions(store.champion), wide)
+    page = f"{url}/#/experiments/{experiment}/models?{MODEL_TRAINING}&viewMode=CHART"
+    screenshot(browser, page, out / "mlflow_models.png", show_models(store.logged), wide)
+
+
+@contextlib.contextmanager
+def server(args: list[str], cwd: Path, env: dict, ready: str, seconds: float):
+    """A server process (its own process group) on 127.0.0.1; yields once `ready`, an URL of
+    it, answers; stops the whole group after."""
+    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + seconds
         while True:
             try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    return url
+                with urllib.request.urlopen(ready, timeout=2):
+                    break
             except OSError:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mlflow server did not start") from None
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"{' '.join(args[:3])} did not start") from None
                 time.sleep(0.5)
+        yield
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
-    def __exit__(self, *exc) -> None:
-        os.killpg(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-def experiment_of(url: str, run_id: str) -> str:
-    with urllib.request.urlopen(f"{url}/api/2.0/mlflow/runs/get?run_id={run_id}") as response:
-        return json.loads(response.read())["run"]["info"]["experiment_id"]
+@contextlib.contextmanager
+def mlflow_server(project: Path):
+    """`mlflow server` over the project's store on a free port of 127.0.0.1; yields its URL."""
+    port = free_port()
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    args = ["mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{project / 'mlflow.db'}"]  # fmt: skip
+    with server(args, project, env, f"http://127.0.0.1:{port}/health", 60):
+        yield f"http://127.0.0.1:{port}"
 
 
 def chromium() -> str | None:
@@ -138,23 +213,108 @@ def chromium() -> str | None:
     return bundled if Path(bundled).is_file() else None
 
 
-def screenshot(browser: str, url: str, path: Path) -> None:
-    """A page of the MLflow UI once its charts have drawn (url in the `Model training` view),
-    with the assistant panel closed."""
+def screenshot(browser: str, url: str, path: Path, show, viewport=None) -> None:
+    """A page of the MLflow UI (url in the `Model training` view, the assistant panel closed)
+    once show(page) has seen it draw what the picture is for; prints the path and what it saw."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         chrome = p.chromium.launch(executable_path=browser, args=["--no-sandbox"])
-        page = chrome.new_page(viewport={"width": 1400, "height": 1250})
+        page = chrome.new_page(viewport=viewport or {"width": 1400, "height": 1250})
         page.add_init_script(
             "localStorage.setItem('mlflow.assistant.panelOpen_v1', 'false');"
             "localStorage.setItem('mlflow.assistant.fab.autoOpenedOnFirstLoad_v1', 'true');"
         )
         page.goto(url)
-        page.get_by_text("Step", exact=True).first.wait_for(timeout=120_000)  # a chart's axis
-        page.wait_for_timeout(5000)  # the other charts and images fetch their data
+        seen = show(page)
         page.screenshot(path=str(path))
         chrome.close()
+    print(path if not seen else f"{path}: shows {', '.join(map(repr, seen))}")
+
+
+def show_charts(page) -> list[str]:
+    page.get_by_text("Step", exact=True).first.wait_for(timeout=120_000)  # a chart's axis
+    page.wait_for_timeout(5000)  # the other charts and images fetch their data
+    return []
+
+
+def show_versions(champion):
+    """The registered model's versions: the champion's row with its alias and description."""
+
+    def show(page) -> list[str]:
+        name = f"Version {champion.version}"
+        row = page.get_by_role("row").filter(has=page.get_by_role("link", name=name, exact=True))
+        seen = [name, f"@ {ALIAS}", (champion.description or "")[:20]]  # its start
+        for text in seen:
+            row.get_by_text(text).first.wait_for(timeout=60_000)
+        return seen
+
+    return show
+
+
+def show_models(logged: dict[str, list[str]]):
+    """The experiment's logged models as charts of their losses and FID, the run's all named."""
+
+    def show(page) -> list[str]:
+        page.get_by_placeholder("Search metric charts").fill(CHARTED)
+        charts = sorted({m for ms in logged.values() for m in ms if re.search(CHARTED, m)})
+        for name in [*logged, *charts]:
+            page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+        page.wait_for_timeout(2000)  # the bars settle
+        return [*logged, *charts]
+
+    return show
+
+
+def serve_request(project: Path, store: Store, class_name: str, path: Path) -> None:
+    """One request to `mlflow models serve` of the champion, drawn below it into path; the
+    request and the answer, trimmed, on stdout."""
+    params = {"n": SERVED["n"]}
+    if store.classes:
+        params["class_name"] = class_name or store.classes[0]
+    params.update(SERVED)
+    body = {"inputs": [], "params": params}
+    uri = f"models:/{store.model}@{ALIAS}"
+    port = free_port()
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    args = ["mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host",
+            "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    with server(args, project, env, f"http://127.0.0.1:{port}/ping", 180):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())["predictions"]
+    pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(a)))) for a in answer]
+    h, w = pictures[0].shape[:2]
+    print(f"served: {uri} (version {store.champion.version})")
+    print(f"request: POST /invocations {json.dumps(body)}")
+    trimmed = ", ".join(json.dumps(a[:16] + "...") for a in answer[:2])
+    print(f'answer: {{"predictions": [{trimmed}, ...]}} ({len(answer)} PNGs, {h}x{w}, base64)')
+    draw_served(pictures, [f"POST /invocations {json.dumps(body)}",
+                           f"-> {len(answer)} PNGs of {w}x{h} from {uri}"], path)  # fmt: skip
+
+
+def draw_served(pictures: list[np.ndarray], lines: list[str], path: Path) -> None:
+    """The pictures in one row, scaled to about CELL pixels each, below the lines of text."""
+    stack = np.stack([p[..., None] if p.ndim == 2 else p for p in pictures])
+    row = images.grid(stack, rows=1)  # scaled up to images.MIN_GRID_WIDTH already
+    scale = max(1, round(len(pictures) * CELL / row.shape[1]))
+    row = Image.fromarray(row.squeeze(-1) if row.shape[-1] == 1 else row).convert("RGB")
+    row = row.resize((row.width * scale, row.height * scale), Image.Resampling.NEAREST)
+    try:
+        font = ImageFont.truetype("DejaVuSansMono.ttf", 18)
+    except OSError:
+        font = ImageFont.load_default(size=18)
+    margin, line = 16, 26
+    width = max(row.width, *(int(font.getlength(t)) for t in lines)) + 2 * margin
+    canvas = Image.new("RGB", (width, row.height + len(lines) * line + 3 * margin), "white")
+    text = ImageDraw.Draw(canvas)
+    for i, t in enumerate(lines):
+        text.text((margin, margin + i * line), t, fill="black", font=font)
+    canvas.paste(row, (margin, 2 * margin + len(lines) * line))
+    canvas.save(path)
     print(path)
 
 

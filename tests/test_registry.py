@@ -5,6 +5,7 @@ registry, a run or a file. A real sqlite MLflow store and a real model server on
 import json
 import subprocess
 import sys
+import time
 import urllib.request
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import mlflow
 import numpy as np
 import pytest
 import tiny
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from project import user_env
@@ -19,8 +21,9 @@ from servers import free_port, model_server
 
 from gantrack import config
 from gantrack.commands import sample
+from gantrack.gan import training
 from gantrack.io import images
-from gantrack.tracking import registry
+from gantrack.tracking import registry, selection
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -149,27 +152,57 @@ def test_mlflow_models_serve_answers_with_images(store):
     assert np.all(np.abs(predictions) <= 1.0)
 
 
+def _trained_run(classes: list[str]) -> str:
+    """A run as `gantrack train` leaves it (train.select best): three epochs' losses, the two
+    scored epochs' generators logged as generator-epoch-N at step N with their epoch's metrics
+    linked, the best chosen as the run's generator; class-conditional, with the data's names."""
+    gan = training.build_gan(tiny.MODEL, tiny.train_cfg(), tiny.SHAPE, 0, num_classes=4)
+    client = MlflowClient()
+    with mlflow.start_run() as run:
+        mlflow.log_params({"train.epochs": 3, "train.select": "best"})
+        mlflow.set_tag("dataset", "digits")
+        client.log_metric(run.info.run_id, "g_loss", 1.4, step=1)
+        for epoch, loss, fid in ((2, 1.1, 61.0), (3, 0.9, 67.0)):
+            name = selection.model_name(epoch)
+            registry.log_generator(gan.sampler, class_names=classes, name=name, step=epoch)
+            model_id = selection.ready_model(client, run.info.run_id, name)
+            now = int(time.time() * 1000)
+            metrics = [
+                Metric(key, value, now, epoch, model_id=model_id)
+                for key, value in (("g_loss", loss), ("fid_classifier_n100", fid))
+            ]
+            client.log_batch(run.info.run_id, metrics=metrics, synchronous=True)
+        selection.record_choice(2, "best", "fid_classifier_n100", 61.0)
+        registry.log_generator(gan.sampler, class_names=classes, step=2)
+    return run.info.run_id
+
+
 def test_docs_images_photographs_the_run_in_the_mlflow_ui(store):
-    """scripts/docs_images.py: the pipeline's pictures copied, the run's charts in the MLflow
-    UI photographed by a real headless Chromium."""
+    """scripts/docs_images.py: the pipeline's pictures copied; in the MLflow UI, photographed
+    by a real headless Chromium, the run's charts, the registered model's versions with the
+    champion alias and the run's logged models (the best epochs' and the chosen generator);
+    a real `mlflow models serve` of the champion asked for 8 images of a class by name."""
     sys.path.insert(0, str(ROOT / "scripts"))
     import docs_images
 
     if docs_images.chromium() is None:
         pytest.skip("no Chromium or no Playwright (scripts/setup.sh --test installs both)")
-    project, (a, *_) = store
+    project, _ = store
+    run_id = _trained_run(["T-shirt", "Trouser", "Pullover", "Dress"])
+    # The best FID of this module on the usual footing: the champion, whatever ran before.
+    version, champion = registry.register_generator(run_id, NAME, "fid_classifier", 1.0, 300,
+                                                    "sha")  # fmt: skip
+    assert champion
     picture = images.grid(np.zeros((4, *tiny.SHAPE), np.uint8))
     (project / "plots").mkdir(exist_ok=True)
     images.save_png(project / "plots/generated.png", picture)
     images.save_png(project / "plots/losses.png", picture)
     images.save_gif(project / "plots/progress.gif", [picture, picture])
     (project / "models").mkdir(exist_ok=True)
-    (project / "models/run.json").write_text(json.dumps({"run_id": a}))
-    for epoch, loss in enumerate((1.4, 1.1, 0.9), start=1):
-        MlflowClient().log_metric(a, "g_loss", loss, step=epoch)
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts/docs_images.py"), "--no-tune"],
-                          cwd=project, env=user_env(), capture_output=True, text=True,
-                          timeout=300)  # fmt: skip
+    (project / "models/run.json").write_text(json.dumps({"run_id": run_id}))
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts/docs_images.py"), "--no-tune",
+                           "--class-name", "Dress"], cwd=project, env=user_env(),
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     docs = project / "docs"
     for name in ("samples.png", "curves.png", "progress.gif"):
@@ -178,3 +211,27 @@ def test_docs_images_photographs_the_run_in_the_mlflow_ui(store):
     screenshot = Image.open(docs / "mlflow_ui.png")
     assert screenshot.size == (1400, 1250)
     assert len(set(np.asarray(screenshot.convert("L")).ravel().tolist())) > 20  # drawn, not blank
+    # What each page showed when it was photographed (the script waits for it to be visible).
+    shown = dict(
+        line.split(": shows ", 1) for line in proc.stdout.splitlines() if ": shows " in line
+    )
+    shown = {Path(path).name: seen for path, seen in shown.items()}
+    assert {"mlflow_registry.png", "mlflow_models.png"} <= set(shown)
+    assert f"'Version {version}'" in shown["mlflow_registry.png"]
+    assert "'@ champion'" in shown["mlflow_registry.png"]
+    assert "'Data: digits (sha256" in shown["mlflow_registry.png"]  # its description
+    for name in ("generator", "generator-epoch-2", "generator-epoch-3", "fid_classifier_n100",
+                 "g_loss"):  # fmt: skip
+        assert f"'{name}'" in shown["mlflow_models.png"]
+    for name in ("mlflow_registry.png", "mlflow_models.png"):
+        with Image.open(docs / name) as shot:
+            assert shot.format == "PNG" and shot.size == (1400, 720), name
+    # The request, the answer (trimmed) and the picture of both.
+    (request,) = [line for line in proc.stdout.splitlines() if line.startswith("request: ")]
+    body = json.loads(request.removeprefix("request: POST /invocations "))
+    assert body == {"inputs": [], "params": {"n": 8, "class_name": "Dress", "seed": 7,
+                                             "format": "png"}}  # fmt: skip
+    assert 'answer: {"predictions": ["iVBORw0KGgo' in proc.stdout
+    with Image.open(docs / "served.png") as served:
+        assert served.format == "PNG"
+        assert served.width >= 8 * docs_images.CELL and docs_images.CELL < served.height < 600
