@@ -4,16 +4,15 @@
                                   [--class-name NAME]
 
 docs/samples.png, progress.gif and curves.png are the pipeline's own plots; a small study
-(`gantrack tune`, tune.epochs 2) gives optuna_history.png and optuna_fid_per_epoch.png; a
-headless Chromium (driven by Playwright) photographs the MLflow UI of a real `mlflow server` on
-the project's store: the run's charts (mlflow_ui.png), the registered model's versions with
-the `champion` alias (mlflow_registry.png) and the run's logged models, the best epochs'
-generators beside the chosen one, charted by their losses and FID (mlflow_models.png); skipped
-with one message when Chromium or Playwright is missing (`pip install '.[docs]'`;
-`apt-get install chromium-headless-shell` or `playwright install chromium`). served.png is one
-request to a real `mlflow models serve` of models:/NAME@champion (8 images of one class, the
-generator's first unless --class-name, as PNGs) drawn below the request; the request and the
-answer, trimmed, go to stdout for the docs to quote.
+(`gantrack tune`, tune.epochs 2) gives optuna_history.png and optuna_fid_per_epoch.png. A headless
+Chromium (Playwright) photographs the MLflow UI of a real `mlflow server` on the project's store:
+the run's charts (mlflow_ui.png), the registered model's versions with the `champion` alias
+(mlflow_registry.png), the run's logged models (the best epochs' generators beside the chosen
+one) charted by losses and FID (mlflow_models.png); skipped with a message without Chromium or
+Playwright (`pip install '.[docs]'`; `apt-get install chromium-headless-shell` or `playwright
+install chromium`). served.png: one request to a real `mlflow models serve` of the champion (8
+PNGs of one class: --class-name, else its first) drawn below the request, which is printed with
+the answer, trimmed, for the docs to quote.
 """
 
 from __future__ import annotations
@@ -161,25 +160,32 @@ def photograph_ui(browser: str, store: Store, out: Path) -> None:
 
 @contextlib.contextmanager
 def server(args: list[str], cwd: Path, env: dict, ready: str, seconds: float):
-    """A server process (its own process group) on 127.0.0.1; yields once `ready`, an URL of
-    it, answers; stops the whole group after."""
-    proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
-    try:
-        deadline = time.monotonic() + seconds
-        while True:
-            try:
-                with urllib.request.urlopen(ready, timeout=2):
-                    break
-            except OSError:
+    """A server process (in a process group of its own) that is up once the URL `ready`
+    answers; the group is stopped after. Its output is shown only if it does not start."""
+    with tempfile.TemporaryFile("w+") as log:
+        proc = subprocess.Popen(args, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + seconds
+            while not answers(ready):
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{' '.join(args[:3])} did not start") from None
+                    log.seek(0)
+                    raise RuntimeError(f"{' '.join(args[:3])} did not start:\n"
+                                       f"{log.read()[-2000:]}")  # fmt: skip
                 time.sleep(0.5)
-        yield
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout=30)
+            yield
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=30)
+
+
+def answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False
 
 
 def free_port() -> int:
@@ -287,13 +293,13 @@ def serve_request(project: Path, store: Store, class_name: str, path: Path) -> N
         with urllib.request.urlopen(request, timeout=120) as response:
             answer = json.loads(response.read())["predictions"]
     pictures = [np.asarray(Image.open(io.BytesIO(base64.b64decode(a)))) for a in answer]
-    h, w = pictures[0].shape[:2]
-    print(f"served: {uri} (version {store.champion.version})")
-    print(f"request: POST /invocations {json.dumps(body)}")
+    served = f"{uri} (version {store.champion.version})"
+    request = f"POST /invocations {json.dumps(body)}"
+    what = f"{len(answer)} PNGs of {pictures[0].shape[1]}x{pictures[0].shape[0]}"
     trimmed = ", ".join(json.dumps(a[:16] + "...") for a in answer[:2])
-    print(f'answer: {{"predictions": [{trimmed}, ...]}} ({len(answer)} PNGs, {h}x{w}, base64)')
-    draw_served(pictures, [f"POST /invocations {json.dumps(body)}",
-                           f"-> {len(answer)} PNGs of {w}x{h} from {uri}"], path)  # fmt: skip
+    print(f"served: {served}\nrequest: {request}")
+    print(f'answer: {{"predictions": [{trimmed}, ...]}} ({what}, base64)')
+    draw_served(pictures, [request, f"-> {what} from {served}"], path)
 
 
 def draw_served(pictures: list[np.ndarray], lines: list[str], path: Path) -> None:
