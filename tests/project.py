@@ -79,6 +79,7 @@ def cli(cwd: Path, *args: str, env: dict | None = None, timeout: int = 120):
 def one_line_error(proc, command: str, message: str) -> str:
     """proc failed as bad input must: exit code 2, one line on stderr naming command, message."""
     assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     (line,) = proc.stderr.strip().splitlines()
     assert line.startswith(f"gantrack {command}: error: "), line
     assert message in line, line

@@ -114,7 +114,10 @@ def test_dvc_alone_or_the_group_or_train_alone_signalled_then_dvc_repro_resumes(
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
     steps = sorted(int(p.split("+step+")[1].split("+")[0]) for p in images if p.endswith(".png"))
     assert steps == epochs
-    assert len(client.get_run(run.info.run_id).outputs.model_outputs) == 1
+    # Each epoch's generator logged once (at its step), the chosen one once more as `generator`.
+    chosen = int(run.data.tags["gantrack.chosen_epoch"])
+    outputs = client.get_run(run.info.run_id).outputs.model_outputs
+    assert sorted(o.step for o in outputs) == sorted([*epochs, chosen])
     history = (project / "plots/losses.csv").read_text().splitlines()
     assert [int(row.split(",")[0]) for row in history[1:]] == epochs
     leftovers = [p for p in project.rglob(".tmp-*") if ".dvc" not in p.parts]

@@ -48,7 +48,7 @@ def choose(history: pd.DataFrame, metric: str | None, select: str) -> tuple[int,
     if select == "best" and best:
         return best[0], "best"
     if select == "best":
-        logger.info("train.select best: no FID measured while training; the last epoch is kept")
+        logger.debug("train.select best: no FID measured while training; the last epoch is kept")
     return last, "last"
 
 

@@ -47,8 +47,15 @@ class EpochModelSync:
 
     def log(self, epoch: int, history: pd.DataFrame) -> dict[int, str]:
         run_id = mlflow.active_run().info.run_id
-        if self.logged is None:  # at the start or after a resume: ask the store
+        if self.logged is None:  # at the start or after a resume (at `epoch`): ask the store
             self.logged, half = _logged_epochs(MlflowClient(), run_id)
+            # Models of epochs after the resume point come from checkpoints that could not be
+            # loaded (training fell back to an earlier one): those epochs are trained again,
+            # and logged again once checkpointed.
+            for later in [e for e in self.logged if e > epoch]:
+                model_id = self.logged.pop(later)
+                if model_id:
+                    half.append(model_id)
         else:
             half = []
         files = self.kept.files()
@@ -62,7 +69,7 @@ class EpochModelSync:
             self.log_model(generator, name=model_name(scored), step=scored)
             model_id = ready_model(MlflowClient(), run_id, model_name(scored))
             self.logged[scored] = self.ids[scored] = model_id
-        for model_id in half:  # a kill left them half logged; their epochs are logged now
+        for model_id in half:  # half logged by a kill, or of epochs trained again
             _delete(model_id)
         return dict(self.ids)
 
@@ -72,7 +79,7 @@ class EpochModelSync:
             if model_id and epoch not in keep:
                 _delete(model_id)
                 self.logged[epoch] = None
-                logger.info("epoch %d is not among the %d best: its model deleted", epoch,
+                logger.debug("epoch %d is not among the %d best: its model deleted", epoch,
                             self.kept.keep)  # fmt: skip
 
 

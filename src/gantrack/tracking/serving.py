@@ -44,7 +44,6 @@ ARTIFACT = "generator"  # the .keras archive's name among the model's artifacts
 ARCHIVE = "generator.keras"
 FORMAT_VERSION = 1  # metadata["gantrack_generator"]: the request and answer described here
 MAX_IMAGES = 256  # per request: a 64x64x3 image is ~40 KB of JSON
-MIN_TRUNCATION = 0.05  # |z| <= T keeps a 4 % share of N(0, 1) at 0.05: a few resamplings
 FORMATS = ("auto", "uint8", "png", "float")  # auto: uint8 for drawn noise, float for sent noise
 BATCH_SIZE = 64
 PARAMS = ParamSchema([
@@ -85,19 +84,6 @@ def input_example(metadata: dict) -> tuple[list, dict]:
     if metadata["num_classes"]:
         params["class_name"] = metadata["class_names"][0]
     return [], params
-
-
-def draw_noise(n: int, latent: int, seed: int, truncation: float = 0.0) -> np.ndarray:
-    """(n, latent) standard-normal noise from seed, the same as `gantrack sample` draws; with a
-    truncation T > 0 every entry with |z| > T is drawn again until none is (truncated normal)."""
-    rng = np.random.default_rng(seed)
-    noise = rng.standard_normal((n, latent))
-    if truncation > 0:
-        out = np.abs(noise) > truncation
-        while out.any():
-            noise[out] = rng.standard_normal(int(out.sum()))
-            out = np.abs(noise) > truncation
-    return noise
 
 
 def png_base64(fakes: np.ndarray) -> list[str]:
@@ -144,7 +130,8 @@ def answer(generator, names: list[str], model_input, params: dict):
     if noise is None:
         n = _bounded(params, "n", 1, MAX_IMAGES)
         seed = _bounded(params, "seed", 0, MAX_SEED)
-        noise = draw_noise(n, latent, seed, _truncation(params))
+        rng = np.random.default_rng(seed)  # as `gantrack sample --seed` draws
+        noise = sampling.draw_noise(rng, (n, latent), _truncation(params))
     elif fmt == "auto":
         fmt = "float"  # noise sent by the client: the generator's own output, as before
     label = requested_class(params, names)
@@ -205,9 +192,11 @@ def _bounded(params: dict, name: str, low: int, high: int) -> int:
     return value
 
 
-def _truncation(params: dict) -> float:
+def _truncation(params: dict) -> float | None:
     value = float(params.get("truncation", 0.0))
-    if value != 0 and not MIN_TRUNCATION <= value <= 1e6:
-        raise RequestError(f"truncation: {value} is out of range; 0 (none) or a bound T >= "
-                           f"{MIN_TRUNCATION} on |z| (values above are drawn again)")  # fmt: skip
+    if value == 0:
+        return None
+    if not 0 < value <= 1e6:  # also nan
+        raise RequestError(f"truncation: {value} is out of range; 0 (none) or a bound T > 0 "
+                           "on |z| (values above are drawn again)")  # fmt: skip
     return value
