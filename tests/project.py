@@ -4,6 +4,7 @@ the CLI and `dvc repro` as subprocesses, and the checks every one of them makes.
 The fixtures that build projects once per session and copy them per test are in conftest.py."""
 
 import copy
+import json
 import os
 import re
 import shutil
@@ -86,12 +87,13 @@ def one_line_error(proc, command: str, message: str) -> str:
     return line
 
 
-def write_params(project: Path, changes: dict) -> None:
-    """The repository's params.yaml with changes, comments kept, written into project."""
+def write_params(path: Path, changes: dict) -> Path:
+    """The repository's params.yaml with changes, comments kept, written to path."""
     yaml = YAML()  # round-trip: keeps the comments a user would see
     params = yaml.load((ROOT / "params.yaml").read_text())
-    with open(project / "params.yaml", "w") as f:
+    with open(path, "w") as f:
         yaml.dump(merge(params, changes), f)
+    return path
 
 
 def set_params(project: Path, changes: dict) -> None:
@@ -110,7 +112,7 @@ def make_project(tmp: Path, changes: dict) -> Path:
         shutil.copy(ROOT / name, project / name)
     # The stages depend on their code (dvc.yaml deps); the installed package runs it.
     shutil.copytree(ROOT / "src", project / "src", ignore=shutil.ignore_patterns("*.egg-info"))
-    write_params(project, changes)
+    write_params(project / "params.yaml", changes)
     run(project, "git", "init", "-q")
     run(project, "dvc", "init", "-q")
     commit(project, "init")
@@ -244,8 +246,6 @@ def spellings(secret: str) -> set[str]:
     """The ways a program may write secret: raw, percent-encoded (also '/' kept, '+' for a
     space, lower-case hex, twice), JSON, Python's repr, and every 6-character piece of the raw
     and encoded forms (a secret cut in two by a URL parser leaks a piece)."""
-    import json
-
     encoded = quote(secret, safe="")
     lower_hex = re.sub("%[0-9A-F]{2}", lambda m: m[0].lower(), encoded)
     forms = {secret, encoded, quote(secret), quote_plus(secret), lower_hex,

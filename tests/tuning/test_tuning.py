@@ -14,7 +14,15 @@ from urllib.parse import quote
 import optuna
 import pytest
 from optuna.trial import TrialState
-from project import TINY, assert_no_file_holds, assert_nowhere, copy_tiny, merge, user_env
+from project import (
+    TINY,
+    assert_no_file_holds,
+    assert_nowhere,
+    copy_tiny,
+    merge,
+    user_env,
+    write_params,
+)
 from ruamel.yaml import YAML
 from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 
@@ -49,12 +57,8 @@ def _cfg(**tune) -> config.Config:
 
 
 def _write_params(path: Path, tune: dict) -> Path:
-    """The shipped params.yaml (comments and all) with TINY and `tune` merged in."""
-    yaml = YAML()
-    params = yaml.load((ROOT / "params.yaml").read_text())
-    with open(path, "w") as f:
-        yaml.dump(merge(merge(params, TUNE_TINY), {"tune": tune}), f)
-    return path
+    """The shipped params.yaml (comments and all) with TUNE_TINY and `tune` merged in."""
+    return write_params(path, merge(copy.deepcopy(TUNE_TINY), {"tune": tune}))
 
 
 def _gantrack(cwd: Path, *args: str, env=None, **kwargs) -> subprocess.CompletedProcess:
