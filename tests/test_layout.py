@@ -165,6 +165,19 @@ def test_config_choices_are_the_registries():
     assert tuple(datasets) == (*DATASETS, "tfds:NAME")  # the registry, and any tfds name
 
 
+def test_checking_params_imports_neither_tensorflow_nor_mlflow_nor_optuna():
+    """Bad params are refused before the seconds TensorFlow, MLflow and Optuna take to import;
+    prepare needs none of them."""
+    import subprocess
+    import sys
+
+    heavy = "{'tensorflow', 'keras', 'mlflow', 'optuna'}"
+    code = "import sys; from gantrack import config; config.load('params.yaml'); "
+    code += f"print(sorted({heavy} & set(sys.modules)))"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert proc.stdout.strip() == "[]", proc.stdout + proc.stderr
+
+
 def test_modules_and_functions_stay_readable():
     """No module over ~300 lines, no function over ~50: each can be read at once."""
     for path in PACKAGE.rglob("*.py"):

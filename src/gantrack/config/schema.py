@@ -7,14 +7,17 @@ allowed.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import importlib
+import functools
+import importlib.util
 import math
 import re
 import types
 import typing
 from collections.abc import Callable
 from dataclasses import field
+from pathlib import Path
 from typing import Any
 
 from gantrack.runtime.errors import UserError
@@ -32,14 +35,27 @@ def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None, **me
 
 def registry(module: str, name: str, also: tuple[str, ...] = ()) -> Callable[[], tuple]:
     """choices for a knob that names an entry of the registry dict `name` in `module` (plus
-    `also`): the names are read from the registry itself, imported only when a value is checked
-    (loading params need not import TensorFlow or Optuna). `.source` says where they live."""
+    `also`): the names are the dict's keys, read from the module's source without importing it
+    (the registries import TensorFlow or Optuna, seconds that loading params need not pay).
+    `.source` says where they live; a test checks the keys equal the imported dict's."""
 
     def names() -> tuple[str, ...]:
-        return (*importlib.import_module(module).__dict__[name], *also)
+        return (*_literal_keys(module, name), *also)
 
     names.source = (module, name, also)
     return names
+
+
+@functools.cache
+def _literal_keys(module: str, name: str) -> tuple[str, ...]:
+    """The string keys of the dict literal assigned to `name` at the top of `module`."""
+    spec = importlib.util.find_spec(module)
+    tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):
+            return tuple(ast.literal_eval(key) for key in node.value.keys)
+    raise LookupError(f"{module}.{name}: no dict literal with string keys")
 
 
 def searched(target: str, default: Any = None, *, log: bool = False) -> Any:
