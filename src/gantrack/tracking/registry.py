@@ -16,7 +16,6 @@ import logging
 import tempfile
 from pathlib import Path
 
-import keras
 import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -82,6 +81,7 @@ def log_generator(generator, *, class_names=None, name: str = ARTIFACT, **log_mo
     to mlflow.pyfunc.log_model. pip requirements are given explicitly: inferring them imports
     and scans the environment (~5 s), naming them takes well under a second.
     """
+    import keras
     import PIL
     import tensorflow as tf
 
