@@ -51,9 +51,11 @@ def _literal_keys(module: str, name: str) -> tuple[str, ...]:
     """The string keys of the dict literal assigned to `name` at the top of `module`."""
     spec = importlib.util.find_spec(module)
     tree = ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
-    for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-        if isinstance(target, ast.Name) and target.id == name and isinstance(node.value, ast.Dict):
+    for node in tree.body:  # NAME = {...} or NAME: type = {...}
+        if not isinstance(node, ast.Assign | ast.AnnAssign) or not isinstance(node.value, ast.Dict):
+            continue
+        target = node.targets[0] if isinstance(node, ast.Assign) else node.target
+        if isinstance(target, ast.Name) and target.id == name:
             return tuple(ast.literal_eval(key) for key in node.value.keys)
     raise LookupError(f"{module}.{name}: no dict literal with string keys")
 
