@@ -8,8 +8,12 @@ given by --project, default "."). Trains the reference (benchmarks/reference_dcg
 gantrack with params.yaml's model and train sections (plus each --variant's overrides, e.g.
 `--variant ema train.ema_decay=0.999`) on the full Fashion-MNIST training split, in turns of
 --chunk seconds until each has trained --seconds, so that load on the machine falls on all of
-them alike. Then --samples images of each are scored on the classifier's features against the
-reference statistics (the same numbers `dvc repro` logs as fid_classifier, same sample count):
+them alike. Each candidate runs in its own process and trains as the pipeline does, in one
+loop (gantrack: one `fit`), which waits between its turns; a turn's seconds are wall-clock,
+from the turn being given to the first step ending after it. The first step of each is
+untimed (tracing, the input's first fill). Then --samples images of each are scored on the
+classifier's features against the reference statistics (the same numbers `dvc repro` logs as
+fid_classifier, same sample count):
 FID and its ratio to the reference's, precision/recall (k=3), and the normalised entropy of
 the samples' class histogram (1: all classes equally often).
 """
@@ -20,6 +24,7 @@ import argparse
 import copy
 import dataclasses
 import json
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -48,69 +53,111 @@ from gantrack.io.images import grid, save_png  # noqa: E402
 from gantrack.io.paths import PATHS  # noqa: E402
 
 
-class TimeLimit(keras.callbacks.Callback):
-    """Stop `fit` at the first batch that ends `seconds` after training began."""
-
-    def __init__(self, seconds: float):
-        super().__init__()
-        self.seconds = seconds
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self.start >= self.seconds:
-            self.model.stop_training = True
-
-
 class Reference:
-    def __init__(self, images):
-        self.name, self.images_seen, self.seconds = "reference", 0, 0.0
-        self.policy = "float32"
-        self.gan = ReferenceDCGAN(seed=0)
-        self.batches = iter(self.gan.dataset(images).repeat())
-        self.generator = self.gan.generator
+    """The TensorFlow DCGAN tutorial's own loop (benchmarks/reference_dcgan.py)."""
 
-    def train(self, seconds: float) -> None:
-        start = time.perf_counter()
-        while True:  # at least one step, as fit stopped by TimeLimit takes one batch
+    policy = "float32"
+
+    def __init__(self, split: data.Split, cfg: config.Config):
+        self.gan = ReferenceDCGAN(seed=0)
+        self.batches = iter(self.gan.dataset(split.images).repeat())
+        self.generator = self.gan.generator
+        self.images_seen = 0
+
+    def run(self, turns: Turns) -> None:
+        while not turns.stopped():
             batch = next(self.batches)
             self.gan.train_step(batch)[0].numpy()
             self.images_seen += int(batch.shape[0])
-            if time.perf_counter() - start >= seconds:
-                break
-        self.seconds += time.perf_counter() - start
+            turns.step_done(self.images_seen)
 
 
 class Gantrack:
-    """gantrack trained the way the pipeline trains it (training.train), in turns: each turn
-    goes on with the same GAN until TimeLimit stops it (no checkpoints, grids or FID)."""
+    """gantrack trained the way the pipeline trains it: training.train, one `fit` (no
+    checkpoints, grids or FID)."""
 
-    def __init__(self, name: str, split: data.Split, cfg: config.Config, workdir: Path):
-        self.name, self.images_seen, self.seconds = name, 0, 0.0
-        self.batch = cfg.train.batch_size * cfg.train.n_critic
+    def __init__(self, split: data.Split, cfg: config.Config):
+        self.split, self.cfg = split, cfg
         self.policy = devices.precision_policy(cfg.train.mixed_precision)
-        self.split, self.cfg, self.workdir = split, cfg, workdir
         self.n_classes = int(split.labels.max()) + 1
-        never = 10**9
-        self.train_cfg = dataclasses.replace(cfg.train, epochs=never, checkpoint_every=never,
-                                             sample_every=never, fid_every=0)  # fmt: skip
-        self.gan = training.build(cfg.model, cfg.train, split.images.shape[1:], self.n_classes,
+        self.gan = training.build(cfg.model, cfg.train, split.images.shape, self.n_classes,
                                   cfg.base.seed)  # fmt: skip
         self.generator = self.gan.sampler
+        self.step_images = cfg.train.batch_size * cfg.train.n_critic
 
-    def train(self, seconds: float) -> None:
-        start = time.perf_counter()
-        training.train(
-            self.cfg.model, self.train_cfg, self.split.images, self.split.labels,
-            self.n_classes, seed=self.cfg.base.seed, gan=self.gan,
-            checkpoint_dir=self.workdir / self.name / "checkpoints",
-            grids_dir=self.workdir / self.name / "grids",
-            hooks=training.Hooks(callbacks=(TimeLimit(seconds),)),
-        )  # fmt: skip
-        self.seconds += time.perf_counter() - start
-        steps = self.gan.d_optimizer.iterations.numpy() // self.gan.n_critic
-        self.images_seen = int(steps) * self.batch
+    def run(self, turns: Turns) -> None:
+        gan, step_images = self.gan, self.step_images
+
+        class Steps(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                steps = int(gan.d_optimizer.iterations.numpy()) // gan.n_critic
+                turns.step_done(steps * step_images)
+                gan.stop_training = turns.stopped()
+
+        never = 10**9
+        train_cfg = dataclasses.replace(self.cfg.train, epochs=never, checkpoint_every=never,
+                                        sample_every=never, fid_every=0)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="bench-quality-") as tmp:
+            training.train(
+                self.cfg.model, train_cfg, self.split.images, self.split.labels,
+                self.n_classes, seed=self.cfg.base.seed, gan=gan,
+                checkpoint_dir=Path(tmp) / "checkpoints", grids_dir=Path(tmp) / "grids",
+                hooks=training.Hooks(callbacks=(Steps(),)),
+            )  # fmt: skip
+
+
+class Turns:
+    """A candidate's side of taking turns, in its own process: after its first step (untimed:
+    tracing, the input's first fill) it reports and waits; given a turn of s seconds, it trains
+    until a step ends s seconds after the turn was given, reports and waits again."""
+
+    def __init__(self, conn):
+        self.conn, self.deadline, self.finish = conn, None, False
+
+    def step_done(self, images_seen: int) -> None:
+        if self.deadline is not None and time.perf_counter() < self.deadline:
+            return
+        self.conn.send(images_seen)
+        message = self.conn.recv()
+        if message == "finish":
+            self.finish = True
+        else:
+            self.deadline = time.perf_counter() + message
+
+    def stopped(self) -> bool:
+        return self.finish
+
+
+def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path: str | None):
+    """A child process: build one candidate, train it in turns (see Turns), score it, send the
+    scores."""
+    tf.get_logger().setLevel("ERROR")
+    cfg = config.from_dict(raw)
+    split = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))
+    runner = (Reference if kind == "reference" else Gantrack)(split[0], cfg)
+    turns = Turns(conn)
+    runner.run(turns)
+    scores = score(runner.generator, Path(project), samples, grid_path)
+    conn.send(scores | {"policy": runner.policy, "n_images": len(split[0].images)})
+
+
+def score(generator, project: Path, samples: int, grid_path: str | None) -> dict:
+    """FID, precision/recall and class entropy of `samples` samples, as the pipeline scores."""
+    reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
+    classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
+    fakes = sample(generator, samples, seed=1234, batch_size=500)
+    feats, probs = classifier_lib.extract(classifier, fakes, 500)
+    fid = metrics.frechet_distance(*metrics.statistics(feats), *reference_stats[:2])
+    real_feats = load_reference_features(project / PATHS.reference)
+    precision, recall = metrics.precision_recall(real_feats, feats, k=3)
+    if grid_path:
+        save_png(Path(grid_path), grid(fakes[:64], rows=8))
+    return {
+        "fid_classifier": round(fid, 2),
+        "precision": round(precision, 3),
+        "recall": round(recall, 3),
+        "class_entropy": round(class_entropy(probs), 3),
+    }
 
 
 def main() -> None:
@@ -130,55 +177,46 @@ def main() -> None:
     parser.add_argument("--grids", help="also save an 8x8 grid of each one's samples here")
     args = parser.parse_args()
 
-    project = Path(args.project)
     raw = YAML(typ="safe", pure=True).load(Path(args.params).read_text())
-    cfg = config.from_dict(raw)
-    reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
-    classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
-    split = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))[
-        0
-    ]
-    images = split.images
-
-    workdir = Path(tempfile.mkdtemp(prefix="bench-quality-"))
-    runners = [] if args.no_reference else [Reference(images)]
-    runners.append(Gantrack("gantrack", split, cfg, workdir))
+    config.from_dict(raw)  # bad params fail here, before any process starts
+    named = [] if args.no_reference else [("reference", "reference", raw)]
+    named.append(("gantrack", "gantrack", raw))
     for name, *overrides in args.variant:
-        variant = config.from_dict(_override(raw, overrides))
-        runners.append(Gantrack(name, split, variant, workdir))
-    # One untimed batch each first (its images count, its seconds do not): the process's
-    # one-time start (TensorFlow's first graphs, oneDNN's kernels) would otherwise fall on
-    # whichever runner trains first.
-    for runner in runners:
-        runner.train(0.0)
-        runner.seconds = 0.0
+        changed = _override(raw, overrides)
+        config.from_dict(changed)
+        named.append((name, "gantrack", changed))
+
+    spawn = multiprocessing.get_context("spawn")
+    runs = []
+    for name, kind, params in named:
+        conn, child = spawn.Pipe()
+        grid_path = str(Path(args.grids) / f"{name}.png") if args.grids else None
+        process = spawn.Process(target=candidate, name=name, daemon=True, args=(
+            child, kind, params, args.project, args.samples, grid_path))  # fmt: skip
+        process.start()
+        runs.append({"name": name, "conn": conn, "process": process, "seconds": 0.0,
+                     "images_seen": conn.recv()})  # fmt: skip
     turn = 0
-    while any(r.seconds < args.seconds for r in runners):
-        for runner in runners[turn % len(runners) :] + runners[: turn % len(runners)]:
-            if runner.seconds < args.seconds:
-                runner.train(min(args.chunk, args.seconds - runner.seconds))
+    while any(r["seconds"] < args.seconds for r in runs):
+        for run in runs[turn % len(runs) :] + runs[: turn % len(runs)]:
+            if run["seconds"] < args.seconds:
+                start = time.perf_counter()
+                run["conn"].send(min(args.chunk, args.seconds - run["seconds"]))
+                run["images_seen"] = run["conn"].recv()
+                run["seconds"] += time.perf_counter() - start
         turn += 1
-        print(" | ".join(f"{r.name} {r.seconds:.0f}s {r.images_seen} img" for r in runners),
+        print(" | ".join(f"{r['name']} {r['seconds']:.0f}s {r['images_seen']} img" for r in runs),
               flush=True)  # fmt: skip
 
     results = {"seconds": args.seconds, "samples": args.samples, "runs": {}}
-    real_feats = load_reference_features(project / PATHS.reference)
-    for runner in runners:
-        fakes = sample(runner.generator, args.samples, seed=1234, batch_size=500)
-        feats, probs = classifier_lib.extract(classifier, fakes, 500)
-        fid = metrics.frechet_distance(*metrics.statistics(feats), *reference_stats[:2])
-        precision, recall = metrics.precision_recall(real_feats, feats, k=3)
-        if args.grids:
-            save_png(Path(args.grids) / f"{runner.name}.png", grid(fakes[:64], rows=8))
-        results["runs"][runner.name] = {
-            "fid_classifier": round(fid, 2),
-            "precision": round(precision, 3),
-            "recall": round(recall, 3),
-            "class_entropy": round(class_entropy(probs), 3),
-            "policy": runner.policy,
-            "train_seconds": round(runner.seconds, 1),
-            "images_seen": runner.images_seen,
-            "epochs": round(runner.images_seen / len(images), 2),
+    for run in runs:
+        run["conn"].send("finish")
+        scores = run["conn"].recv()
+        run["process"].join()
+        results["runs"][run["name"]] = scores | {
+            "train_seconds": round(run["seconds"], 1),
+            "images_seen": run["images_seen"],
+            "epochs": round(run["images_seen"] / scores.pop("n_images"), 2),
         }
     base = results["runs"][args.baseline]["fid_classifier"]
     for run in results["runs"].values():
@@ -206,5 +244,4 @@ def _override(raw: dict, overrides: list[str]) -> dict:
 
 
 if __name__ == "__main__":
-    tf.get_logger().setLevel("ERROR")
     main()
