@@ -37,7 +37,7 @@ from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
 from gantrack.config import DataConfig  # noqa: E402
-from gantrack.gan import devices, training  # noqa: E402
+from gantrack.gan import devices, inputs, training  # noqa: E402
 
 TUTORIAL_MODEL = config.ModelConfig(
     latent_dim=100,
@@ -149,7 +149,7 @@ class Gantrack:
         self.name, self.batch = name, train_cfg.batch_size
         keras.utils.set_random_seed(0)
         self.gan = training.build_gan(model_cfg, train_cfg, images.shape[1:], 0, policy=policy)
-        self.dataset = training.make_dataset(images, train_cfg.batch_size, seed=0).repeat()
+        self.dataset = inputs.make_dataset(images, train_cfg.batch_size, seed=0).repeat()
         batch = next(iter(self.dataset))
         step = tf.function(self.gan.train_step)
         self.flops_per_image = graph_flops(step.get_concrete_function(batch)) / self.batch

@@ -32,7 +32,7 @@ from reference_dcgan import BATCH_SIZE, ReferenceDCGAN  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
 from gantrack.config import DataConfig  # noqa: E402
-from gantrack.gan import devices, training  # noqa: E402
+from gantrack.gan import devices, inputs, training  # noqa: E402
 
 OP_EVENT = re.compile(r"[^:\s]+:(\w+)")
 
@@ -87,7 +87,7 @@ def reference_runner(images):
 def gantrack_runner(images, policy: str, train_cfg):
     keras.utils.set_random_seed(0)
     gan = training.build_gan(TUTORIAL_MODEL, train_cfg, images.shape[1:], 0, policy=policy)
-    dataset = training.make_dataset(images, BATCH_SIZE, seed=0).repeat()
+    dataset = inputs.make_dataset(images, BATCH_SIZE, seed=0).repeat()
 
     def run(steps):
         """As bench_speed times it: from the end of the first step to the end of the last (each

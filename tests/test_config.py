@@ -77,6 +77,12 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
             "model.conditional: not with train.loss wgan_gp",
         ),  # fmt: skip
         ({"model": {"conditional": "yes"}}, r"model\.conditional: unknown value 'yes'; allowed"),
+        ({"train": {"lr_decay": "step"}}, r"train\.lr_decay: unknown value 'step'; allowed: co"),
+        ({"train": {"augment": ["color", "flip"]}}, r"augment: unknown value 'flip'; allowed: col"),
+        ({"train": {"augment": ["cutout", "cutout"]}}, r"train\.augment: a value listed twice"),
+        ({"train": {"augment": "cutout"}}, r"train\.augment: must be list, got 'cutout'"),
+        ({"train": {"augment_p": 0}}, r"train\.augment_p: 0\.0 is out of range; must be > 0"),
+        ({"model": {"generator": {"conditional_bn": "on"}}}, r"conditional_bn: must be bool"),
     ],
 )
 def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, message):

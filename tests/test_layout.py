@@ -154,7 +154,13 @@ def test_config_choices_are_the_registries():
     import importlib
 
     found = dict(_registry_knobs())
-    assert set(found) == {"train.loss", "train.strategy", "evaluate.extractor", "tune.pruner"}
+    assert set(found) == {
+        "train.loss",
+        "train.strategy",
+        "train.augment",
+        "evaluate.extractor",
+        "tune.pruner",
+    }
     for knob, choices in found.items():
         module, name, also = choices.source
         registry = importlib.import_module(module).__dict__[name]

@@ -10,6 +10,7 @@ import tiny
 
 from gantrack.gan import sampling, training
 from gantrack.gan.networks import build_discriminator, build_generator
+from gantrack.io import keras_files
 from gantrack.runtime.errors import UserError
 
 CLASSES = 3
@@ -104,3 +105,67 @@ def test_the_projection_learns_under_spectral_norm_too():
     assert tape.gradient(logits, embedding) is not None
     other = np.asarray(discriminator([images, 1 - labels], training=False))
     assert not np.allclose(np.asarray(discriminator([images, labels], training=False)), other)
+
+
+CBN = dataclasses.replace(
+    MODEL, generator=dataclasses.replace(MODEL.generator, conditional_bn=True)
+)
+
+
+def _class_noise(classes):
+    noise = np.random.default_rng(0).standard_normal((len(classes), 8))
+    return sampling.with_classes(noise, np.asarray(classes), CLASSES).astype("float32")
+
+
+def test_conditional_bn_starts_as_plain_batchnorm_and_then_scales_each_class_alone():
+    plain = build_generator(MODEL, tiny.SHAPE, num_classes=CLASSES)
+    cbn = build_generator(CBN, tiny.SHAPE, num_classes=CLASSES)
+    one_hot = cbn.get_layer("class").output
+    per_class = [layer for layer in cbn.layers
+                 if isinstance(layer, keras.layers.Dense) and layer.input is one_hot]  # fmt: skip
+    assert len(per_class) == 2 * 2  # a scale and an offset per BatchNorm (the Dense, one conv)
+    # The same convolutions: at the start the per-class scale is 1 and the offset 0 for every
+    # class, so both compute the same images.
+    kinds = (keras.layers.Dense, keras.layers.Conv2DTranspose)
+    mains = [[layer for layer in g.layers if isinstance(layer, kinds) and layer not in per_class]
+             for g in (plain, cbn)]  # fmt: skip
+    for source, target in zip(*mains, strict=True):
+        target.set_weights(source.get_weights())
+    noise = _class_noise([0, 1, 2, 1])
+    np.testing.assert_allclose(cbn(noise, training=True), plain(noise, training=True), atol=1e-5)
+    np.testing.assert_allclose(cbn(noise), plain(noise), atol=1e-5)
+    # Class 1's own offset moves class 1's images and no other class's.
+    before = np.asarray(cbn(noise))
+    offset = next(layer for layer in per_class if not layer.bias.numpy().any())  # bias at 0
+    kernel = offset.kernel.numpy()
+    kernel[1] += 1.0
+    offset.kernel.assign(kernel)
+    after = np.asarray(cbn(noise))
+    np.testing.assert_allclose(after[[0, 2]], before[[0, 2]], atol=1e-6)
+    assert np.abs(after[[1, 3]] - before[[1, 3]]).min() > 0
+
+
+def test_conditional_bn_trains_in_bfloat16_and_loads_through_the_safe_loader(tmp_path):
+    images = tiny.random_images()
+    labels = np.arange(len(images)) % CLASSES
+    cfg = tiny.train_cfg(epochs=1)
+    keras.utils.set_random_seed(0)
+    gan = training.build_gan(CBN, cfg, tiny.SHAPE, 0, num_classes=CLASSES,
+                             policy="mixed_bfloat16")  # fmt: skip
+    dirs = {"checkpoint_dir": tmp_path / "ckpt", "grids_dir": tmp_path / "grids"}
+    result = training.fit(gan, images, cfg, seed=0, labels=labels, **dirs)
+    assert np.isfinite(result.history[["g_loss", "d_loss"]].to_numpy()).all()
+    gan.sampler.save(tmp_path / "generator.keras")
+    loaded = keras_files.load(tmp_path / "generator.keras", "the generator")
+    noise = _class_noise([0, 1, 2])
+    np.testing.assert_allclose(loaded(noise), gan.sampler(noise), atol=1e-6)
+
+
+def test_conditional_bn_changes_nothing_in_an_unconditional_generator():
+    keras.utils.set_random_seed(0)
+    plain = build_generator(MODEL, tiny.SHAPE)
+    keras.utils.set_random_seed(0)
+    cbn = build_generator(CBN, tiny.SHAPE)
+    assert [w.shape for w in cbn.weights] == [w.shape for w in plain.weights]
+    noise = _class_noise([0, 1])
+    np.testing.assert_array_equal(cbn(noise), plain(noise))

@@ -87,7 +87,7 @@ WORKER = textwrap.dedent(
     import dataclasses, json, sys
     import numpy as np
     import keras
-    from gantrack.gan import devices, training
+    from gantrack.gan import devices, inputs, training
     from gantrack.config import Config, DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
 
     model = ModelConfig(
@@ -99,7 +99,7 @@ WORKER = textwrap.dedent(
     keras.utils.set_random_seed(0)
     gan = training.build_gan(model, cfg, (8, 8, 1), 0)
     images = np.random.default_rng(0).integers(0, 256, (128, 8, 8, 1), dtype=np.uint8)
-    gan.fit(training.make_dataset(images, 32, seed=0), epochs=1, verbose=0)
+    gan.fit(inputs.make_dataset(images, 32, seed=0), epochs=1, verbose=0)
     weights = gan.generator.get_weights()
     print(json.dumps({
         "replicas": gan.distribute_strategy.num_replicas_in_sync,

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tiny
 
-from gantrack.gan import checkpoints, training
+from gantrack.gan import checkpoints, inputs, training
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def test_one_train_step_changes_both_models(images):
 
 
 def test_dataset_scales_to_unit_range_and_covers_every_image(images):
-    batches = list(training.make_dataset(images, 32, seed=0))
+    batches = list(inputs.make_dataset(images, 32, seed=0))
     stacked = np.concatenate([b.numpy() for b in batches])
     assert stacked.shape == (96, *tiny.SHAPE)
     assert stacked.min() >= -1.0 and stacked.max() <= 1.0
@@ -78,3 +78,41 @@ def test_divergence_stops_training(images, tmp_path):
     result = training.fit(gan, images, tiny.train_cfg(epochs=3), seed=0,
                           checkpoint_dir=tmp_path / "c", grids_dir=tmp_path / "s")  # fmt: skip
     assert result.diverged_at == 1
+
+
+@pytest.mark.parametrize(("decay", "n_critic"), [("linear", 1), ("cosine", 2)])
+def test_lr_decay_reaches_zero_at_the_last_step_and_a_resume_keeps_its_place(
+    images, tmp_path, decay, n_critic
+):
+    cfg = tiny.train_cfg(epochs=2, lr_decay=decay, n_critic=n_critic)
+    dirs = {"checkpoint_dir": tmp_path / "ckpt", "grids_dir": tmp_path / "grids"}
+
+    def build(seed):
+        keras.utils.set_random_seed(seed)
+        return training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, seed, n_images=len(images))
+
+    def rates(gan):
+        return [float(gan.g_optimizer.learning_rate), float(gan.d_optimizer.learning_rate)]
+
+    class StopAfterOneEpoch(keras.callbacks.Callback):  # a kill after epoch 1's checkpoint
+        def on_epoch_end(self, epoch, logs=None):
+            self.model.stop_training = True
+
+    first = build(0)
+    assert rates(first) == pytest.approx([cfg.lr_g, cfg.lr_d])
+    training.fit(first, images, cfg, seed=0, extra_callbacks=[StopAfterOneEpoch()], **dirs)
+    half = [cfg.lr_g / 2, cfg.lr_d / 2]  # both shapes are at half height half-way
+    assert rates(first) == pytest.approx(half, rel=1e-5)
+
+    again = build(1)  # a new process: the schedule's place comes from the checkpoint
+    seen = []
+    watch = keras.callbacks.LambdaCallback(on_train_begin=lambda logs: seen.append(rates(again)))
+    result = training.fit(again, images, cfg, seed=0, extra_callbacks=[watch], **dirs)
+    assert list(result.history["epoch"]) == [1, 2]
+    assert seen == [pytest.approx(half, rel=1e-5)]
+    assert rates(again) == pytest.approx([0.0, 0.0], abs=1e-12)
+
+
+def test_lr_decay_needs_the_number_of_images():
+    with pytest.raises(ValueError, match="lr_decay linear needs the number of images"):
+        training.build_gan(tiny.MODEL, tiny.train_cfg(lr_decay="linear"), tiny.SHAPE, 0)

@@ -31,6 +31,7 @@ MODEL_NAME = (r"[A-Za-z0-9][\w.\-]{0,199}", "letters, digits and _ . - (up to 20
 # Knobs naming a registry entry accept that registry's keys (imported when a value is checked).
 LOSSES = registry("gantrack.gan.losses", "LOSSES")
 STRATEGIES = registry("gantrack.gan.devices", "STRATEGIES")
+AUGMENTS = registry("gantrack.gan.augment", "AUGMENTS")
 EXTRACTORS = registry("gantrack.evaluation.extractors", "EXTRACTORS", also=("auto",))
 PRUNERS = registry("gantrack.tuning.pruners", "PRUNERS")
 
@@ -66,6 +67,7 @@ class GeneratorNetConfig:
     layers: int = knob(2, ge=1, le=MAX_LAYERS)
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
+    conditional_bn: bool = False  # class-conditional: BatchNorm scale and offset per class
 
 
 @dataclass(frozen=True)
@@ -107,9 +109,12 @@ class TrainConfig:
     beta1_d: float = knob(0.5, ge=0.0, lt=1.0)
     beta2_g: float = knob(0.999, ge=0.0, lt=1.0)
     beta2_d: float = knob(0.999, ge=0.0, lt=1.0)
+    lr_decay: str = knob("constant", choices=("constant", "linear", "cosine"))  # to 0 at the end
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
     ema_decay: float | None = knob(0.999, gt=0.0, lt=1.0)
+    augment: tuple[str, ...] = knob((), choices=AUGMENTS)  # DiffAugment's transforms
+    augment_p: float = knob(1.0, gt=0.0, le=1.0)
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
     strategy: str = knob("default", choices=STRATEGIES)
     sample_every: int = knob(1, ge=1)

@@ -142,8 +142,13 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
         )
     choices = limits.get("choices")
     choices = choices() if callable(choices) else choices
-    if choices is not None and value not in choices:
-        raise UserError(f"{key}: unknown value {value!r}; allowed: {', '.join(map(str, choices))}")
+    for item in value if isinstance(value, tuple) else (value,):  # a list: each item, once
+        if choices is not None and item not in choices:
+            raise UserError(
+                f"{key}: unknown value {item!r}; allowed: {', '.join(map(str, choices))}"
+            )
+    if choices is not None and isinstance(value, tuple) and len(set(value)) < len(value):
+        raise UserError(f"{key}: a value listed twice in {list(value)}")
     checks = {
         "ge": (lambda v, b: v >= b, ">="),
         "gt": (lambda v, b: v > b, ">"),

@@ -12,6 +12,7 @@ import tensorflow as tf
 from keras import ops
 
 from gantrack.gan import losses
+from gantrack.gan.augment import augment
 from gantrack.gan.networks import noise_classes
 from gantrack.gan.sampling import num_classes
 from gantrack.runtime.compat import NoSymbolicBuild
@@ -34,6 +35,8 @@ class GAN(NoSymbolicBuild, keras.Model):
     - gp_weight: weight of losses.gradient_penalty added to the discriminator loss (WGAN-GP).
     - ema_decay: keep `ema_generator`, an exponential moving average of the generator's
       weights (warm-up decay min(ema_decay, (1 + t) / (10 + t)) at generator step t).
+    - augment, augment_p: DiffAugment (gantrack.gan.augment): the discriminator sees real and
+      fake images through these transforms, each applied with probability augment_p.
     Under tf.distribute, `fit` runs the step per replica: losses are scaled by 1/replicas (the
     optimizers sum gradients over replicas) and each replica takes its own slice of one noise
     draw of the global batch, so a step matches the single-device step.
@@ -50,6 +53,8 @@ class GAN(NoSymbolicBuild, keras.Model):
         n_critic: int = 1,
         gp_weight: float = 0.0,
         ema_decay: float | None = None,
+        augment: tuple[str, ...] = (),
+        augment_p: float = 1.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -60,6 +65,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.ema_decay = ema_decay
+        self.augment, self.augment_p = tuple(augment), augment_p
         self.ema_generator = None
         if ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
@@ -98,7 +104,10 @@ class GAN(NoSymbolicBuild, keras.Model):
         return noise[replica * batch : (replica + 1) * batch]
 
     def _critic(self, images, labels):
-        """The discriminator's logits of images, given their labels when it is conditional."""
+        """The discriminator's logits of images (seen through DiffAugment's transforms when
+        augment is set), given their labels when it is conditional."""
+        if self.augment:
+            images = augment(images, self.augment, self.augment_p, self.seed_generator)
         if self.num_classes:
             return self.discriminator([images, labels], training=True)
         return self.discriminator(images, training=True)

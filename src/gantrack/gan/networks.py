@@ -8,7 +8,8 @@ Class-conditional (num_classes > 0): the generator still maps noise alone to an 
 sampling, serving and scoring need nothing else. Its class is read from the noise, as the
 argmax of the first num_classes entries (uniform over the classes for standard-normal noise),
 and fed in one-hot beside the noise (Mirza & Osindero 2014); `sampling.with_classes` draws noise
-of a chosen class. The discriminator takes (image, label) and adds the projection
+of a chosen class. With `conditional_bn` every BatchNorm of the generator also scales and shifts
+by class (conditional BatchNorm). The discriminator takes (image, label) and adds the projection
 <embed(label), features> to its logit (Miyato & Koyama 2018, "cGANs with Projection
 Discriminator").
 """
@@ -61,26 +62,45 @@ def build_generator(
     project, hidden = hidden[-1], list(reversed(hidden[:-1]))
     project = min(project * 2, net.max_filters) if net.layers > 1 else project
     x = inputs = keras.Input((cfg.latent_dim,), name="noise")
+    one_hot = None
     if num_classes:
         label = noise_classes(inputs, num_classes)
         one_hot = layers.CategoryEncoding(num_classes, "one_hot", name=CLASS_LAYER)(label)
         x = layers.Concatenate()([inputs, one_hot])
+    per_class = one_hot if net.conditional_bn else None
+
+    def norm(x):
+        return _batch_norm(x, per_class, synchronized_bn)
+
     x = layers.Dense(base_h * base_w * project, use_bias=False)(x)
-    x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
-    x = layers.LeakyReLU(0.2)(x)
+    x = layers.LeakyReLU(0.2)(norm(x))
     x = layers.Reshape((base_h, base_w, project))(x)
     for i, width_i in enumerate(hidden):
         stride = 2 if i >= net.layers - n_up else 1
         x = layers.Conv2DTranspose(
             width_i, cfg.kernel_size, strides=stride, padding="same", use_bias=False
         )(x)
-        x = layers.BatchNormalization(synchronized=synchronized_bn)(x)
-        x = layers.LeakyReLU(0.2)(x)
+        x = layers.LeakyReLU(0.2)(norm(x))
     stride = 2 if n_up > 0 else 1
     x = layers.Conv2DTranspose(channels, cfg.kernel_size, strides=stride, padding="same")(x)
     # float32 output even under a mixed-precision policy: images and losses stay exact.
     outputs = layers.Activation("tanh", dtype="float32", name="image")(x)
     return keras.Model(inputs, outputs, name="generator")
+
+
+def _batch_norm(x, one_hot, synchronized_bn: bool):
+    """BatchNormalization of x; given the class one-hot (B, K), conditional BatchNorm (de Vries
+    et al. 2017, as in Miyato & Koyama 2018's generator): the scale and offset are looked up per
+    class (a Dense layer on the one-hot), starting at plain BatchNorm's 1 and 0 for every class."""
+    if one_hot is None:
+        return layers.BatchNormalization(synchronized=synchronized_bn)(x)
+    x = layers.BatchNormalization(center=False, scale=False, synchronized=synchronized_bn)(x)
+    channels = x.shape[-1]
+    scale = layers.Dense(channels, kernel_initializer="zeros", bias_initializer="ones")(one_hot)
+    offset = layers.Dense(channels, kernel_initializer="zeros")(one_hot)
+    if len(x.shape) == 4:  # (B, C) -> (B, 1, 1, C): the same per channel at every position
+        scale, offset = (layers.Reshape((1, 1, channels))(t) for t in (scale, offset))
+    return x * scale + offset
 
 
 def build_discriminator(

@@ -1,4 +1,4 @@
-"""Training: tf.data input, a compiled GAN, and `fit` with sample grids and checkpoints."""
+"""Training: a compiled GAN, and `fit` with sample grids and checkpoints (input: gan.inputs)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,11 @@ import tensorflow as tf
 
 from gantrack.gan import callbacks, checkpoints, devices
 from gantrack.gan.best import EpochModels
+from gantrack.gan.inputs import images_per_step, make_dataset, steps_per_epoch
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
+from gantrack.gan.optimizers import adam_pair
 from gantrack.gan.sampling import with_classes
 from gantrack.runtime.errors import UserError
 
@@ -26,35 +28,6 @@ if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import ModelConfig, TrainConfig
 
 logger = logging.getLogger(__name__)
-
-
-def make_dataset(
-    images: np.ndarray,
-    batch_size: int,
-    seed: int,
-    drop_remainder: bool = False,
-    labels: np.ndarray | None = None,
-) -> tf.data.Dataset:
-    """uint8 (N, H, W, C) -> shuffled batches of float32 in [-1, 1], prefetched; with labels
-    (N,), batches of (images, labels as int32).
-
-    The uint8 array is cached once; scaling runs per batch (vectorised) so the cache holds a
-    quarter of the bytes a float32 copy would.
-    """
-
-    def scale(x):
-        return tf.cast(x, tf.float32) / 127.5 - 1.0
-
-    if labels is None:
-        ds = tf.data.Dataset.from_tensor_slices(images)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
-    ds = ds.cache().shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder).map(
-        scale if labels is None else lambda x, y: (scale(x), y),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def conditioning_classes(model_cfg: ModelConfig, n_classes: int, loss: str) -> int:
@@ -85,9 +58,11 @@ def build_gan(
     num_classes: int = 0,
     policy: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
+    n_images: int | None = None,
 ) -> GAN:
     """A compiled GAN with fresh weights (seeded by the caller) and Adam per network;
-    class-conditional on num_classes classes when that is > 0 (see conditioning_classes).
+    class-conditional on num_classes classes when that is > 0 (see conditioning_classes);
+    n_images (training images) lets train.lr_decay count train.epochs' steps.
 
     Built in `strategy`'s scope (default: train.strategy) under the dtype `policy` (default:
     what devices.precision_policy picks for train.mixed_precision); the global policy is
@@ -104,15 +79,13 @@ def build_gan(
         with strategy.scope():
             nets = {"num_classes": num_classes,
                     "synchronized_bn": strategy.num_replicas_in_sync > 1}  # fmt: skip
-            gan = GAN(
-                build_generator(model_cfg, shape, **nets),
-                build_discriminator(model_cfg, shape, **nets),
-                seed,
-                n_critic=train_cfg.n_critic,
-                gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
-                ema_decay=train_cfg.ema_decay,
-            )
-            optimizers = _optimizers(train_cfg, loss_scaling=policy == "mixed_float16")
+            gan = GAN(build_generator(model_cfg, shape, **nets),
+                      build_discriminator(model_cfg, shape, **nets), seed,
+                      n_critic=train_cfg.n_critic, ema_decay=train_cfg.ema_decay,
+                      gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
+                      augment=train_cfg.augment, augment_p=train_cfg.augment_p)  # fmt: skip
+            steps = n_images and train_cfg.epochs * steps_per_epoch(train_cfg, n_images)
+            optimizers = adam_pair(train_cfg, policy == "mixed_float16", steps)
             gan.compile(
                 g_optimizer=optimizers[0],
                 d_optimizer=optimizers[1],
@@ -128,29 +101,6 @@ def build_gan(
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return gan
-
-
-def _optimizers(cfg: TrainConfig, loss_scaling: bool) -> list[keras.optimizers.Optimizer]:
-    """Adam for the generator and the discriminator, each with its own rate and betas."""
-    optimizers = [
-        keras.optimizers.Adam(cfg.lr_g, beta_1=cfg.beta1_g, beta_2=cfg.beta2_g),
-        keras.optimizers.Adam(cfg.lr_d, beta_1=cfg.beta1_d, beta_2=cfg.beta2_d),
-    ]
-    if loss_scaling:  # mixed float16: small gradients would underflow unscaled
-        optimizers = [keras.optimizers.LossScaleOptimizer(o) for o in optimizers]
-    return optimizers
-
-
-def images_per_step(cfg: TrainConfig, n_images: int) -> int:
-    """Images one training step takes: n_critic batches (see GAN), whole ones only.
-    Raises UserError when the training split cannot fill one step."""
-    step_images = cfg.batch_size * cfg.n_critic
-    if n_images < step_images:
-        raise UserError(
-            f"train.batch_size * train.n_critic = {step_images} is more than the "
-            f"{n_images} training images; lower them or raise data.limit"
-        )
-    return step_images
 
 
 @dataclass
@@ -286,12 +236,16 @@ class Trained:
     epoch_models: EpochModels | None = None  # the kept generators of the best epochs
 
 
-def build(model_cfg: ModelConfig, train_cfg: TrainConfig, shape, n_classes: int, seed: int) -> GAN:
-    """A GAN seeded by seed, class-conditional where the model params and the data's class count
-    allow it (conditioning_classes)."""
+def build(model_cfg: ModelConfig, train_cfg: TrainConfig, images_shape, n_classes: int,
+          seed: int) -> GAN:  # fmt: skip
+    """A GAN seeded by seed for training images of images_shape (N, H, W, C),
+    class-conditional where the model params and the data's class count allow it
+    (conditioning_classes)."""
     keras.utils.set_random_seed(seed)
     classes = conditioning_classes(model_cfg, n_classes, train_cfg.loss)
-    return build_gan(model_cfg, train_cfg, shape, seed, num_classes=classes)
+    n_images, *shape = images_shape
+    return build_gan(model_cfg, train_cfg, tuple(shape), seed, num_classes=classes,
+                     n_images=n_images)  # fmt: skip
 
 
 def train(
@@ -313,7 +267,7 @@ def train(
 
     images: uint8 (N, H, W, C); labels: (N,) ints in [0, n_classes).
     """
-    gan = gan or build(model_cfg, train_cfg, images.shape[1:], n_classes, seed)
+    gan = gan or build(model_cfg, train_cfg, images.shape, n_classes, seed)
     hooks = hooks or Hooks()
     watch, kept = [], fid.kept if fid else None
     if fid is not None:

@@ -21,7 +21,7 @@ from filelock import FileLock, Timeout
 from gantrack import data, tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import scoring
-from gantrack.gan import best, checkpoints, devices, plots, training
+from gantrack.gan import best, checkpoints, devices, inputs, plots, training
 from gantrack.io import keras_files
 from gantrack.io.files import atomic_path, read_json
 from gantrack.io.paths import PATHS, Paths, require
@@ -63,9 +63,9 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     meta = read_json(require(paths.meta, "prepare"))
     split = data.load_split(paths.train)
     _verify(split, paths, meta)
-    training.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
+    inputs.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
     fid = _fid_watch(cfg, paths, has_labels=meta["n_classes"] > 1)
-    gan = training.build(cfg.model, cfg.train, split.images.shape[1:], meta["n_classes"],
+    gan = training.build(cfg.model, cfg.train, split.images.shape, meta["n_classes"],
                          cfg.base.seed)  # fmt: skip
     if not devices.is_chief(gan.distribute_strategy):
         with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:

@@ -1,0 +1,92 @@
+"""DiffAugment: random, differentiable transforms of what the discriminator sees."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import tiny
+
+from gantrack.gan import augment, training
+
+
+def _seed():
+    return keras.random.SeedGenerator(0)
+
+
+def _dots(n=64, size=16):
+    """Images of -1 with one bright pixel at the centre."""
+    images = np.full((n, size, size, 1), -1.0, "float32")
+    images[:, size // 2, size // 2] = 1.0
+    return images
+
+
+def test_translation_moves_each_image_by_whole_pixels_within_an_eighth():
+    moved = np.asarray(augment.translation(_dots(), _seed()))
+    assert moved.shape == (64, 16, 16, 1)
+    bright = np.argwhere(moved[..., 0] == 1.0)
+    assert np.array_equal(bright[:, 0], np.arange(64))  # one bright pixel in each image
+    shifts = bright[:, 1:] - 8
+    assert np.abs(shifts).max() == 2  # 16 / 8
+    assert len({tuple(s) for s in shifts}) > 10  # drawn per image
+    # Nothing else changes but the zeros shifted in at the border.
+    assert set(np.unique(moved)) <= {-1.0, 0.0, 1.0}
+
+
+def test_cutout_zeroes_one_square_of_half_the_side_per_image():
+    ones = np.ones((64, 16, 16, 1), "float32")
+    cut = np.asarray(augment.cutout(ones, _seed()))
+    zeros = (cut == 0).sum(axis=(1, 2, 3))
+    assert zeros.max() == 8 * 8 and zeros.min() > 0  # cut off by the border at most
+    assert set(np.unique(cut)) == {0.0, 1.0}
+    rows, cols = np.nonzero(cut[zeros.argmax(), ..., 0] == 0)
+    assert np.ptp(rows) == 7 and np.ptp(cols) == 7  # a square
+
+
+def test_color_shifts_and_scales_each_image_and_leaves_grey_images_grey():
+    images = np.random.default_rng(0).uniform(-1, 1, (64, 8, 8, 1)).astype("float32")
+    coloured = np.asarray(augment.color(images, _seed()))
+    assert not np.allclose(coloured, images)
+    # Brightness and contrast are affine per image: each image is a*x + b of itself.
+    for x, y in zip(images[:4], coloured[:4], strict=True):
+        a, b = np.polyfit(x.ravel(), y.ravel(), 1)
+        np.testing.assert_allclose(a * x + b, y, atol=1e-4)
+    rgb = np.repeat(images, 3, axis=-1)
+    out = np.asarray(augment.color(rgb, _seed()))
+    np.testing.assert_allclose(out[..., 0], out[..., 2], atol=1e-6)  # saturation of grey: none
+
+
+def test_each_transform_passes_gradients_to_the_images():
+    images = tf.Variable(np.random.default_rng(0).uniform(-1, 1, (8, 8, 8, 3)).astype("float32"))
+    for name in augment.AUGMENTS:
+        with tf.GradientTape() as tape:
+            out = augment.augment(images, (name,), 1.0, _seed())
+            loss = tf.reduce_sum(out * out)
+        grad = tape.gradient(loss, images)
+        assert grad is not None and np.abs(grad.numpy()).sum() > 0, name
+
+
+def test_probability_p_leaves_the_other_images_untouched():
+    images = np.random.default_rng(0).uniform(-1, 1, (400, 8, 8, 1)).astype("float32")
+    out = np.asarray(augment.augment(images, ("color",), 0.25, _seed()))
+    changed = ~np.isclose(out, images).all(axis=(1, 2, 3))
+    assert 0.15 < changed.mean() < 0.35
+
+
+@pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
+def test_train_augment_reaches_the_discriminator_of_a_training_gan(tmp_path, policy):
+    images = tiny.random_images()
+
+    def trained(**changes):
+        cfg = tiny.train_cfg(epochs=1, **changes)
+        keras.utils.set_random_seed(0)
+        gan = training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, 0, policy=policy)
+        result = training.fit(gan, images, cfg, seed=0, checkpoint_dir=tmp_path / str(changes),
+                              grids_dir=tmp_path / "grids")  # fmt: skip
+        assert np.isfinite(result.history[["g_loss", "d_loss"]].to_numpy()).all()
+        return gan.discriminator.get_weights()
+
+    plain, again = trained(), trained()
+    augmented = trained(augment=("color", "translation", "cutout"), augment_p=0.5)
+    for a, b in zip(plain, again, strict=True):
+        np.testing.assert_array_equal(a, b)  # the same seed trains the same weights
+    assert any(not np.allclose(a, b) for a, b in zip(plain, augmented, strict=True))
