@@ -42,10 +42,16 @@ def make_dataset(
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
+def whole_steps_only(cfg: TrainConfig) -> bool:
+    """Whether an epoch drops its last partial step: with n_critic > 1, whose step slices its
+    images into n_critic equal critic batches."""
+    return cfg.n_critic > 1
+
+
 def steps_per_epoch(cfg: TrainConfig, n_images: int) -> int:
-    """Training steps of one epoch: a last partial step is taken unless n_critic > 1."""
+    """Training steps of one epoch (see whole_steps_only)."""
     step_images = images_per_step(cfg, n_images)
-    return n_images // step_images if cfg.n_critic > 1 else -(-n_images // step_images)
+    return n_images // step_images if whole_steps_only(cfg) else -(-n_images // step_images)
 
 
 def images_per_step(cfg: TrainConfig, n_images: int) -> int:

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from gantrack.gan import callbacks, checkpoints, devices
 from gantrack.gan.best import EpochModels
-from gantrack.gan.inputs import images_per_step, make_dataset, steps_per_epoch
+from gantrack.gan.inputs import images_per_step, make_dataset, steps_per_epoch, whole_steps_only
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
@@ -125,7 +125,7 @@ def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int) -> tf.data.D
         raise ValueError("a class-conditional GAN trains on labelled images: pass labels")
     step_images = images_per_step(cfg, len(images))
     labels = labels if gan.num_classes else None
-    return make_dataset(images, step_images, seed, cfg.n_critic > 1, labels)
+    return make_dataset(images, step_images, seed, whole_steps_only(cfg), labels)
 
 
 def fit(
