@@ -32,6 +32,27 @@ def test_dataset_scales_to_unit_range_and_covers_every_image(images):
     np.testing.assert_allclose(np.sort(stacked.ravel()), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("n_critic", [1, 2])
+def test_each_epoch_of_the_one_iterator_is_one_reshuffled_pass(n_critic):
+    # fit reads every epoch from one iterator over a repeated dataset, steps_per_epoch steps
+    # each: an epoch must still be one pass over the images (its last partial step kept, or
+    # dropped for n_critic > 1), in a new order each epoch
+    images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
+    cfg = tiny.train_cfg(batch_size=16, n_critic=n_critic)
+    steps = inputs.steps_per_epoch(cfg, len(images))
+    batches = iter(training._batches(tiny.gan(), images, None, cfg, seed=0))
+    epochs = []
+    for _ in range(3):
+        batch = [next(batches).numpy() for _ in range(steps)]
+        epochs.append(np.round((np.concatenate(batch).ravel() + 1.0) * 127.5).astype(int))
+    for seen in epochs:
+        if n_critic == 1:
+            assert sorted(seen) == list(range(100))
+        else:  # 3 whole steps of 32 images: 96 distinct images
+            assert len(seen) == 96 and len(set(seen)) == 96
+    assert not np.array_equal(epochs[0], epochs[1])
+
+
 def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_path):
     ckpt, samples = tmp_path / "ckpt", tmp_path / "samples"
     first = tiny.gan()

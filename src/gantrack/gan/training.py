@@ -120,12 +120,14 @@ def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories):
 
 
 def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int) -> tf.data.Dataset:
-    """What fit trains on: the images, with their labels for a class-conditional gan."""
+    """What fit trains on: the images, with their labels for a class-conditional gan, epoch
+    after epoch (each reshuffled) from one iterator. Keras makes a new iterator for every epoch
+    of a finite dataset, and that sometimes stalls for tens of seconds at an epoch's start."""
     if gan.num_classes and labels is None:
         raise ValueError("a class-conditional GAN trains on labelled images: pass labels")
     step_images = images_per_step(cfg, len(images))
     labels = labels if gan.num_classes else None
-    return make_dataset(images, step_images, seed, whole_steps_only(cfg), labels)
+    return make_dataset(images, step_images, seed, whole_steps_only(cfg), labels).repeat()
 
 
 def fit(
@@ -177,6 +179,7 @@ def fit(
         gan.fit(
             _batches(gan, images, labels, cfg, seed),
             epochs=cfg.epochs,
+            steps_per_epoch=steps_per_epoch(cfg, len(images)),
             initial_epoch=start,
             callbacks=cbs,
             shuffle=False,  # the dataset shuffles itself, seeded
