@@ -22,8 +22,10 @@ def random_images(n: int = 96) -> np.ndarray:
 
 
 def train_cfg(**changes):
-    """Default train params at batch 32 with a 2x2 grid every epoch, plus `changes`."""
-    base = dataclasses.replace(Config().train, batch_size=32, sample_every=1, grid_rows=2)
+    """Default train params at batch 32 with a 2x2 grid every epoch, constant learning rates
+    (gan() builds without an image count, which lr_decay needs), plus `changes`."""
+    base = dataclasses.replace(Config().train, batch_size=32, sample_every=1, grid_rows=2,
+                               lr_decay="constant")  # fmt: skip
     return dataclasses.replace(base, **changes)
 
 

@@ -57,7 +57,6 @@ def test_ema_follows_the_warmed_up_average_of_the_generator_weights(images):
     ):
         np.testing.assert_allclose(average, decay * before + (1 - decay) * after, atol=1e-6)
     assert gan.sampler is gan.ema_generator
-    assert tiny.gan().ema_generator is not None  # on by default (train.ema_decay 0.999)
     plain = tiny.gan(ema_decay=None)
     assert plain.ema_generator is None and plain.sampler is plain.generator  # null: off
 

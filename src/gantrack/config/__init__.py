@@ -67,7 +67,7 @@ class GeneratorNetConfig:
     layers: int = knob(2, ge=1, le=MAX_LAYERS)
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
-    conditional_bn: bool = False  # class-conditional: BatchNorm scale and offset per class
+    conditional_bn: bool = True  # class-conditional: BatchNorm scale and offset per class
 
 
 @dataclass(frozen=True)
@@ -99,20 +99,20 @@ class ClassifierConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = knob(5, ge=1)
+    epochs: int = knob(4, ge=1)
     batch_size: int = knob(64, ge=1)
     loss: str = knob("non_saturating", choices=LOSSES)
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
-    lr_g: float = knob(5.4e-4, gt=0.0)
-    lr_d: float = knob(3.1e-4, gt=0.0)
+    lr_g: float = knob(1e-3, gt=0.0)
+    lr_d: float = knob(6e-4, gt=0.0)
     beta1_g: float = knob(0.5, ge=0.0, lt=1.0)
     beta1_d: float = knob(0.5, ge=0.0, lt=1.0)
-    beta2_g: float = knob(0.999, ge=0.0, lt=1.0)
-    beta2_d: float = knob(0.999, ge=0.0, lt=1.0)
-    lr_decay: str = knob("constant", choices=("constant", "linear", "cosine"))  # to 0 at the end
+    beta2_g: float = knob(0.99, ge=0.0, lt=1.0)
+    beta2_d: float = knob(0.99, ge=0.0, lt=1.0)
+    lr_decay: str = knob("linear", choices=("constant", "linear", "cosine"))  # to 0 at the end
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
-    ema_decay: float | None = knob(0.999, gt=0.0, lt=1.0)
+    ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
     augment: tuple[str, ...] = knob((), choices=AUGMENTS)  # DiffAugment's transforms
     augment_p: float = knob(1.0, gt=0.0, le=1.0)
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))

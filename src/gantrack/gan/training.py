@@ -144,10 +144,9 @@ def fit(
     epoch_models: EpochModels | None = None,
 ) -> TrainResult:
     """Train `gan` on uint8 images (N, H, W, C) for cfg.epochs, resuming from checkpoint_dir;
-    a class-conditional gan also takes the images' labels (N,).
-
-    Fixed-noise grids go to grids_dir every cfg.sample_every
-    epochs and after the last. Values extra_callbacks add to the logs land in the history.
+    a class-conditional gan also takes the images' labels (N,). Fixed-noise grids go to
+    grids_dir every cfg.sample_every epochs and after the last. Values extra_callbacks add to
+    the logs land in the history.
     after_checkpoint(epoch, history, {epoch: grid PNG}) gets the records of the epochs
     checkpointed so far, after each checkpoint and at a resume: a tracker logs each epoch once.
     epoch_models (its callback in extra_callbacks): the best epochs' generators (gan.best).
