@@ -12,7 +12,7 @@ SHAPE = (8, 8, 1)
 MODEL = ModelConfig(
     latent_dim=8,
     kernel_size=3,
-    generator=GeneratorNetConfig(layers=2, filters=8, max_filters=16),
+    generator=GeneratorNetConfig(layers=2, filters=8, max_filters=16, conditional_bn=False),
     discriminator=DiscriminatorNetConfig(layers=2, filters=8, max_filters=16),
 )
 

@@ -39,7 +39,7 @@ SCRIPT = textwrap.dedent(
     def run(name):
         keras.utils.set_random_seed(0)
         strategy = devices.strategy(name)
-        gan = training.build_gan(model, cfg, (8, 8, 1), 0, strategy=strategy)
+        gan = training.build_gan(model, cfg, (8, 8, 1), 0, strategy=strategy, n_images=64)
         dataset = tf.data.Dataset.from_tensor_slices(images).batch(32)
         history = gan.fit(dataset, epochs=1, verbose=0).history
         weights = gan.generator.get_weights() + gan.discriminator.get_weights()
@@ -97,7 +97,7 @@ WORKER = textwrap.dedent(
     )
     cfg = dataclasses.replace(Config().train, batch_size=32, strategy="multi_worker_mirrored")
     keras.utils.set_random_seed(0)
-    gan = training.build_gan(model, cfg, (8, 8, 1), 0)
+    gan = training.build_gan(model, cfg, (8, 8, 1), 0, n_images=128)  # lr_decay counts steps
     images = np.random.default_rng(0).integers(0, 256, (128, 8, 8, 1), dtype=np.uint8)
     gan.fit(inputs.make_dataset(images, 32, seed=0), epochs=1, verbose=0)
     weights = gan.generator.get_weights()
