@@ -39,8 +39,9 @@ def test_each_epoch_of_the_one_iterator_is_one_reshuffled_pass(n_critic):
     # dropped for n_critic > 1), in a new order each epoch
     images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
     cfg = tiny.train_cfg(batch_size=16, n_critic=n_critic)
-    steps = inputs.steps_per_epoch(cfg, len(images))
-    batches = iter(training._batches(tiny.gan(), images, None, cfg, seed=0))
+    dataset, steps = training._batches(tiny.gan(), images, None, cfg, seed=0)
+    assert steps == inputs.steps_per_epoch(cfg, len(images))
+    batches = iter(dataset)
     epochs = []
     for _ in range(3):
         batch = [next(batches).numpy() for _ in range(steps)]
@@ -51,6 +52,22 @@ def test_each_epoch_of_the_one_iterator_is_one_reshuffled_pass(n_critic):
         else:  # 3 whole steps of 32 images: 96 distinct images
             assert len(seen) == 96 and len(set(seen)) == 96
     assert not np.array_equal(epochs[0], epochs[1])
+
+
+@pytest.mark.parametrize("steps_per_execution", [1, 3])
+def test_an_epoch_trains_exactly_its_steps_whatever_steps_per_execution(
+    steps_per_execution, tmp_path
+):
+    # 100 images in batches of 16: 7 steps an epoch, not a multiple of 3. Keras runs whole
+    # executions; an epoch must still end after its 7th step, so that the decay of the learning
+    # rates, the epochs of checkpoints and a resume all count the same steps
+    images = np.random.default_rng(0).integers(0, 256, (100, *tiny.SHAPE), dtype=np.uint8)
+    cfg = tiny.train_cfg(epochs=2, batch_size=16, steps_per_execution=steps_per_execution)
+    gan = tiny.gan(epochs=2, batch_size=16, steps_per_execution=steps_per_execution)
+    training.fit(gan, images, cfg, seed=0, checkpoint_dir=tmp_path / "ckpt",
+                 grids_dir=tmp_path / "grids")  # fmt: skip
+    assert int(gan.d_optimizer.iterations.numpy()) == 2 * 7
+    assert int(gan.g_optimizer.iterations.numpy()) == 2 * 7
 
 
 def test_resume_continues_at_the_right_epoch_with_the_same_weights(images, tmp_path):

@@ -119,15 +119,21 @@ def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories):
                                 cfg.epochs, cfg.grid_rows)  # fmt: skip
 
 
-def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int) -> tf.data.Dataset:
-    """What fit trains on: the images, with their labels for a class-conditional gan, epoch
-    after epoch (each reshuffled) from one iterator. Keras makes a new iterator for every epoch
-    of a finite dataset, and that sometimes stalls for tens of seconds at an epoch's start."""
+def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int):
+    """What fit trains on, and its steps per epoch (None: the dataset's end ends the epoch):
+    the images, with their labels for a class-conditional gan, each epoch one reshuffled pass.
+    One iterator serves every epoch of a repeated dataset: Keras makes a new iterator for every
+    epoch of a finite one, and that sometimes stalls for tens of seconds at an epoch's start.
+    But Keras runs whole executions of steps_per_execution steps, which on a repeated dataset
+    would run past an epoch's end: with steps_per_execution > 1 the dataset stays finite."""
     if gan.num_classes and labels is None:
         raise ValueError("a class-conditional GAN trains on labelled images: pass labels")
     step_images = images_per_step(cfg, len(images))
     labels = labels if gan.num_classes else None
-    return make_dataset(images, step_images, seed, whole_steps_only(cfg), labels).repeat()
+    dataset = make_dataset(images, step_images, seed, whole_steps_only(cfg), labels)
+    if cfg.steps_per_execution > 1:
+        return dataset, None
+    return dataset.repeat(), steps_per_epoch(cfg, len(images))
 
 
 def fit(
@@ -155,10 +161,9 @@ def fit(
     start = int(epoch)
     if epoch_models:
         epoch_models.resumed(start)
-    history_csv = Path(checkpoint_dir) / checkpoints.HISTORY_FILE
     kept_grids = Path(checkpoint_dir) / checkpoints.GRIDS_DIR
     checkpoints.restore_grids(kept_grids, Path(grids_dir), start)
-    history = checkpoints.History(history_csv, start)
+    history = checkpoints.History(Path(checkpoint_dir) / checkpoints.HISTORY_FILE, start)
 
     save = _on_checkpoint(history, kept_grids, after_checkpoint, epoch_models)
     if save and start:
@@ -175,10 +180,11 @@ def fit(
         checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs, save),
     ]
     if start < cfg.epochs:
+        dataset, steps = _batches(gan, images, labels, cfg, seed)
         gan.fit(
-            _batches(gan, images, labels, cfg, seed),
+            dataset,
             epochs=cfg.epochs,
-            steps_per_epoch=steps_per_epoch(cfg, len(images)),
+            steps_per_epoch=steps,
             initial_epoch=start,
             callbacks=cbs,
             shuffle=False,  # the dataset shuffles itself, seeded
