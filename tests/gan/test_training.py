@@ -118,11 +118,13 @@ def test_divergence_stops_training(images, tmp_path):
     assert result.diverged_at == 1
 
 
-@pytest.mark.parametrize(("decay", "n_critic"), [("linear", 1), ("cosine", 2)])
-def test_lr_decay_reaches_zero_at_the_last_step_and_a_resume_keeps_its_place(
-    images, tmp_path, decay, n_critic
+@pytest.mark.parametrize(
+    ("decay", "n_critic", "to"), [("linear", 1, 0.0), ("cosine", 2, 0.0), ("linear", 1, 0.2)]
+)
+def test_lr_decay_reaches_its_end_at_the_last_step_and_a_resume_keeps_its_place(
+    images, tmp_path, decay, n_critic, to
 ):
-    cfg = tiny.train_cfg(epochs=2, lr_decay=decay, n_critic=n_critic)
+    cfg = tiny.train_cfg(epochs=2, lr_decay=decay, n_critic=n_critic, lr_decay_to=to)
     dirs = {"checkpoint_dir": tmp_path / "ckpt", "grids_dir": tmp_path / "grids"}
 
     def build(seed):
@@ -139,7 +141,7 @@ def test_lr_decay_reaches_zero_at_the_last_step_and_a_resume_keeps_its_place(
     first = build(0)
     assert rates(first) == pytest.approx([cfg.lr_g, cfg.lr_d])
     training.fit(first, images, cfg, seed=0, extra_callbacks=[StopAfterOneEpoch()], **dirs)
-    half = [cfg.lr_g / 2, cfg.lr_d / 2]  # both shapes are at half height half-way
+    half = [r * (1 + to) / 2 for r in (cfg.lr_g, cfg.lr_d)]  # both shapes: half-way half-way
     assert rates(first) == pytest.approx(half, rel=1e-5)
 
     again = build(1)  # a new process: the schedule's place comes from the checkpoint
@@ -148,7 +150,7 @@ def test_lr_decay_reaches_zero_at_the_last_step_and_a_resume_keeps_its_place(
     result = training.fit(again, images, cfg, seed=0, extra_callbacks=[watch], **dirs)
     assert list(result.history["epoch"]) == [1, 2]
     assert seen == [pytest.approx(half, rel=1e-5)]
-    assert rates(again) == pytest.approx([0.0, 0.0], abs=1e-12)
+    assert rates(again) == pytest.approx([to * cfg.lr_g, to * cfg.lr_d], rel=1e-5, abs=1e-12)
 
 
 def test_lr_decay_needs_the_number_of_images():

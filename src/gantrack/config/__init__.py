@@ -109,7 +109,8 @@ class TrainConfig:
     beta1_d: float = knob(0.5, ge=0.0, lt=1.0)
     beta2_g: float = knob(0.99, ge=0.0, lt=1.0)
     beta2_d: float = knob(0.99, ge=0.0, lt=1.0)
-    lr_decay: str = knob("linear", choices=("constant", "linear", "cosine"))  # to 0 at the end
+    lr_decay: str = knob("linear", choices=("constant", "linear", "cosine"))
+    lr_decay_to: float = knob(0.0, ge=0.0, lt=1.0)  # the rates' share left at the end
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
