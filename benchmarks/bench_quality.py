@@ -15,7 +15,10 @@ untimed (tracing, the input's first fill). Then --samples images of each are sco
 classifier's features against the reference statistics (the same numbers `dvc repro` logs as
 fid_classifier, same sample count):
 FID and its ratio to the reference's, precision/recall (k=3), and the normalised entropy of
-the samples' class histogram (1: all classes equally often).
+the samples' class histogram (1: all classes equally often). With --curve-samples N (default
+1000; 0: off) each candidate also scores N samples at the end of every turn, outside its
+training time: its FID curve over seconds, images and epochs (fid_classifier_n<N>, not
+comparable with the final 10,000-sample FID).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from gantrack.config import (
 )
 from gantrack.evaluation import classifier as classifier_lib  # noqa: E402
 from gantrack.evaluation import metrics  # noqa: E402
+from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
 from gantrack.evaluation.scoring import load_reference, load_reference_features  # noqa: E402
 from gantrack.gan import devices, training  # noqa: E402
 from gantrack.gan.sampling import sample  # noqa: E402
@@ -109,15 +113,22 @@ class Gantrack:
 class Turns:
     """A candidate's side of taking turns, in its own process: after its first step (untimed:
     tracing, the input's first fill) it reports and waits; given a turn of s seconds, it trains
-    until a step ends s seconds after the turn was given, reports and waits again."""
+    until a step ends s seconds after the turn was given, reports and waits again. Its report:
+    the images seen, and after a turn the value of `measure()` (None: none) with the seconds
+    measuring took, which the orchestrator takes off the turn's time."""
 
-    def __init__(self, conn):
-        self.conn, self.deadline, self.finish = conn, None, False
+    def __init__(self, conn, measure=None):
+        self.conn, self.measure, self.deadline, self.finish = conn, measure, None, False
 
     def step_done(self, images_seen: int) -> None:
         if self.deadline is not None and time.perf_counter() < self.deadline:
             return
-        self.conn.send(images_seen)
+        value, took = None, 0.0
+        if self.measure is not None and self.deadline is not None:
+            start = time.perf_counter()
+            value = self.measure()
+            took = time.perf_counter() - start
+        self.conn.send((images_seen, value, took))
         message = self.conn.recv()
         if message == "finish":
             self.finish = True
@@ -128,14 +139,25 @@ class Turns:
         return self.finish
 
 
-def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path: str | None):
-    """A child process: build one candidate, train it in turns (see Turns), score it, send the
-    scores."""
+def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path: str | None,
+              curve_samples: int = 0):  # fmt: skip
+    """A child process: build one candidate, train it in turns (see Turns), measuring its FID
+    on curve_samples samples after each turn (0: not), score it, send the scores."""
     tf.get_logger().setLevel("ERROR")
     cfg = config.from_dict(raw)
     split = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))
     runner = (Reference if kind == "reference" else Gantrack)(split[0], cfg)
-    turns = Turns(conn)
+    measure = None
+    if curve_samples:
+        reference = load_reference(Path(project) / PATHS.reference, extractor="classifier")[:2]
+        classifier = keras_files.load(Path(project) / PATHS.classifier, str(PATHS.classifier))
+
+        def measure():
+            fid = generator_fid(runner.generator, classifier, reference, curve_samples,
+                                seed=1234, batch_size=500)  # fmt: skip
+            return round(fid, 3)
+
+    turns = Turns(conn, measure)
     runner.run(turns)
     scores = score(runner.generator, Path(project), samples, grid_path)
     conn.send(scores | {"policy": runner.policy, "n_images": len(split[0].images)})
@@ -165,6 +187,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=300, help="training budget of each")
     parser.add_argument("--chunk", type=float, default=30, help="seconds per turn")
     parser.add_argument("--samples", type=int, default=10000)
+    parser.add_argument("--curve-samples", type=int, default=1000,
+                        help="samples of the FID after each turn (the curve); 0: none")  # fmt: skip
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--project", default=".", help="where `dvc repro reference` ran")
     parser.add_argument(
@@ -192,32 +216,44 @@ def main() -> None:
         conn, child = spawn.Pipe()
         grid_path = str(Path(args.grids) / f"{name}.png") if args.grids else None
         process = spawn.Process(target=candidate, name=name, daemon=True, args=(
-            child, kind, params, args.project, args.samples, grid_path))  # fmt: skip
+            child, kind, params, args.project, args.samples, grid_path,
+            args.curve_samples))  # fmt: skip
         process.start()
         runs.append({"name": name, "conn": conn, "process": process, "seconds": 0.0,
-                     "images_seen": conn.recv()})  # fmt: skip
+                     "images_seen": conn.recv()[0], "curve": []})  # fmt: skip
     turn = 0
     while any(r["seconds"] < args.seconds for r in runs):
         for run in runs[turn % len(runs) :] + runs[: turn % len(runs)]:
             if run["seconds"] < args.seconds:
                 start = time.perf_counter()
                 run["conn"].send(min(args.chunk, args.seconds - run["seconds"]))
-                run["images_seen"] = run["conn"].recv()
-                run["seconds"] += time.perf_counter() - start
+                run["images_seen"], fid, took = run["conn"].recv()
+                run["seconds"] += time.perf_counter() - start - took
+                if fid is not None:
+                    point = {"seconds": round(run["seconds"], 1), "fid": fid}
+                    run["curve"].append(point | {"images_seen": run["images_seen"]})
         turn += 1
         print(" | ".join(f"{r['name']} {r['seconds']:.0f}s {r['images_seen']} img" for r in runs),
               flush=True)  # fmt: skip
 
     results = {"seconds": args.seconds, "samples": args.samples, "runs": {}}
+    if args.curve_samples:
+        results["curve_metric"] = f"fid_classifier_n{args.curve_samples}"
     for run in runs:
         run["conn"].send("finish")
         scores = run["conn"].recv()
         run["process"].join()
+        n_images = scores.pop("n_images")
         results["runs"][run["name"]] = scores | {
             "train_seconds": round(run["seconds"], 1),
             "images_seen": run["images_seen"],
-            "epochs": round(run["images_seen"] / scores.pop("n_images"), 2),
+            "epochs": round(run["images_seen"] / n_images, 2),
         }
+        if args.curve_samples:
+            results["runs"][run["name"]]["curve"] = [
+                point | {"epochs": round(point["images_seen"] / n_images, 2)}
+                for point in run["curve"]
+            ]
     base = results["runs"][args.baseline]["fid_classifier"]
     for run in results["runs"].values():
         run[f"fid_ratio_to_{args.baseline}"] = round(run["fid_classifier"] / base, 3)
