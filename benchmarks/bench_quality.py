@@ -147,29 +147,27 @@ def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path:
     cfg = config.from_dict(raw)
     split = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))
     runner = (Reference if kind == "reference" else Gantrack)(split[0], cfg)
-    measure = None
-    if curve_samples:
-        reference = load_reference(Path(project) / PATHS.reference, extractor="classifier")[:2]
-        classifier = keras_files.load(Path(project) / PATHS.classifier, str(PATHS.classifier))
+    reference = load_reference(Path(project) / PATHS.reference, extractor="classifier")[:2]
+    classifier = keras_files.load(Path(project) / PATHS.classifier, str(PATHS.classifier))
 
-        def measure():
-            fid = generator_fid(runner.generator, classifier, reference, curve_samples,
-                                seed=1234, batch_size=500)  # fmt: skip
-            return round(fid, 3)
+    def measure():
+        fid = generator_fid(runner.generator, classifier, reference, curve_samples,
+                            seed=1234, batch_size=500)  # fmt: skip
+        return round(fid, 3)
 
-    turns = Turns(conn, measure)
+    turns = Turns(conn, measure if curve_samples else None)
     runner.run(turns)
-    scores = score(runner.generator, Path(project), samples, grid_path)
+    scores = score(runner.generator, classifier, reference, Path(project), samples, grid_path)
     conn.send(scores | {"policy": runner.policy, "n_images": len(split[0].images)})
 
 
-def score(generator, project: Path, samples: int, grid_path: str | None) -> dict:
-    """FID, precision/recall and class entropy of `samples` samples, as the pipeline scores."""
-    reference_stats = load_reference(project / PATHS.reference, extractor="classifier")
-    classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
+def score(generator, classifier, reference: tuple, project: Path, samples: int,
+          grid_path: str | None) -> dict:  # fmt: skip
+    """FID (against reference (mu, sigma)), precision/recall and class entropy of `samples`
+    samples on the classifier's features, as the pipeline scores."""
     fakes = sample(generator, samples, seed=1234, batch_size=500)
     feats, probs = classifier_lib.extract(classifier, fakes, 500)
-    fid = metrics.frechet_distance(*metrics.statistics(feats), *reference_stats[:2])
+    fid = metrics.frechet_distance(*metrics.statistics(feats), *reference)
     real_feats = load_reference_features(project / PATHS.reference)
     precision, recall = metrics.precision_recall(real_feats, feats, k=3)
     if grid_path:
