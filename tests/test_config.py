@@ -78,6 +78,7 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ),  # fmt: skip
         ({"model": {"conditional": "yes"}}, r"model\.conditional: unknown value 'yes'; allowed"),
         ({"train": {"lr_decay": "step"}}, r"train\.lr_decay: unknown value 'step'; allowed: co"),
+        ({"train": {"lr_decay_to": 1}}, r"train\.lr_decay_to: 1\.0 is out of range; must be < 1"),
         ({"train": {"augment": ["color", "flip"]}}, r"augment: unknown value 'flip'; allowed: col"),
         ({"train": {"augment": ["cutout", "cutout"]}}, r"train\.augment: a value listed twice"),
         ({"train": {"augment": "cutout"}}, r"train\.augment: must be list, got 'cutout'"),
