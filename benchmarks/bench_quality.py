@@ -6,7 +6,10 @@ Usage: python benchmarks/bench_quality.py [--seconds 300] [--chunk 30]
 Needs the pipeline's classifier and reference statistics (`dvc repro reference` in the project
 given by --project, default "."). Trains the reference (benchmarks/reference_dcgan.py) and
 gantrack with params.yaml's model and train sections (plus each --variant's overrides, e.g.
-`--variant ema train.ema_decay=0.999`) on the full Fashion-MNIST training split, in turns of
+`--variant ema train.ema_decay=0.999`) on the project's prepared training split
+(data/prepared/train.npz, what `prepare` wrote: full Fashion-MNIST by default; the reference,
+the tutorial's own code, takes only 28x28x1 images, so leave it out elsewhere with
+--no-reference), in turns of
 --chunk seconds until each has trained --seconds, so that load on the machine falls on all of
 them alike. Each candidate runs in its own process and trains as the pipeline does, in one
 loop (gantrack: one `fit`), which waits between its turns; a turn's seconds are wall-clock,
@@ -42,10 +45,7 @@ from reference_dcgan import ReferenceDCGAN  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
-from gantrack.config import (
-    DataConfig,  # noqa: E402
-    schema,
-)
+from gantrack.config import schema  # noqa: E402
 from gantrack.evaluation import classifier as classifier_lib  # noqa: E402
 from gantrack.evaluation import metrics  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
@@ -145,8 +145,8 @@ def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path:
     on curve_samples samples after each turn (0: not), score it, send the scores."""
     tf.get_logger().setLevel("ERROR")
     cfg = config.from_dict(raw)
-    split = data.load_dataset(DataConfig(dataset="fashion_mnist", source_dir=cfg.data.source_dir))
-    runner = (Reference if kind == "reference" else Gantrack)(split[0], cfg)
+    train = data.load_split(Path(project) / PATHS.train)  # what `prepare` wrote there
+    runner = (Reference if kind == "reference" else Gantrack)(train, cfg)
     reference = load_reference(Path(project) / PATHS.reference, extractor="classifier")[:2]
     classifier = keras_files.load(Path(project) / PATHS.classifier, str(PATHS.classifier))
 
@@ -158,7 +158,7 @@ def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path:
     turns = Turns(conn, measure if curve_samples else None)
     runner.run(turns)
     scores = score(runner.generator, classifier, reference, Path(project), samples, grid_path)
-    conn.send(scores | {"policy": runner.policy, "n_images": len(split[0].images)})
+    conn.send(scores | {"policy": runner.policy, "n_images": len(train.images)})
 
 
 def score(generator, classifier, reference: tuple, project: Path, samples: int,
@@ -217,6 +217,7 @@ def main() -> None:
             child, kind, params, args.project, args.samples, grid_path,
             args.curve_samples))  # fmt: skip
         process.start()
+        child.close()  # a candidate that dies is then an EOFError here, not a hang
         runs.append({"name": name, "conn": conn, "process": process, "seconds": 0.0,
                      "images_seen": conn.recv()[0], "curve": []})  # fmt: skip
     turn = 0
