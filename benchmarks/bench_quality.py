@@ -158,6 +158,9 @@ def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path:
     turns = Turns(conn, measure if curve_samples else None)
     runner.run(turns)
     scores = score(runner.generator, classifier, reference, Path(project), samples, grid_path)
+    adaptive = getattr(getattr(runner, "gan", None), "adaptive", False)
+    if adaptive:  # where adaptive augmentation ended
+        scores["augment_p"] = round(float(runner.gan.augment_p.numpy()), 3)
     conn.send(scores | {"policy": runner.policy, "n_images": len(train.images)})
 
 

@@ -83,6 +83,15 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ({"train": {"augment": ["cutout", "cutout"]}}, r"train\.augment: a value listed twice"),
         ({"train": {"augment": "cutout"}}, r"train\.augment: must be list, got 'cutout'"),
         ({"train": {"augment_p": 0}}, r"train\.augment_p: 0\.0 is out of range; must be > 0"),
+        ({"train": {"augment_p": "ada"}}, r"augment_p: unknown value 'ada'; allowed: a number or"),
+        ({"train": {"augment_target": 1}}, r"train\.augment_target: 1\.0 is out of range; must"),
+        ({"train": {"augment_images": 0}}, r"train\.augment_images: 0 is out of range; must be"),
+        (
+            {"model": {"discriminator": {"layers": "deep"}}},
+            r"discriminator\.layers: unknown value 'deep'; allowed: a number or auto",
+        ),
+        ({"train": {"augment_p": "x"}}, r"train\.augment_p: unknown value 'x'; allowed: a number or ad"),
+        ({"model": {"generator": {"layers": 2.5}}}, r"generator\.layers: must be int or str, go"),
         ({"model": {"generator": {"conditional_bn": "on"}}}, r"conditional_bn: must be bool"),
     ],
 )
@@ -100,6 +109,16 @@ def test_cifar_needs_three_generator_layers_but_digits_one():
         {"data": {"dataset": "digits"}, "model": {"generator": {"layers": 1}}}
     )
     assert digits.model.generator.layers == 1
+
+
+def test_auto_layers_follow_the_image_size_and_numbers_stay_as_given():
+    # one conv per 2x scale, at least 2: the discriminator ends where the generator starts
+    sizes = {(8, 8): 2, (28, 28): 2, (32, 32): 3, (64, 64): 4, (128, 96): 4}
+    for (height, width), layers in sizes.items():
+        assert geometry.layer_count("auto", height, width) == layers
+    assert geometry.layer_count(5, 28, 28) == 5
+    cfg = config.from_dict({"data": {"dataset": "cifar10"}})  # auto reaches 32x32: no refusal
+    assert cfg.model.generator.layers == cfg.model.discriminator.layers == "auto"
 
 
 def test_scale_plan():

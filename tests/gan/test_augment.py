@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tiny
 
-from gantrack.gan import augment, training
+from gantrack.gan import augment, checkpoints, training
 
 
 def _seed():
@@ -85,8 +85,57 @@ def test_train_augment_reaches_the_discriminator_of_a_training_gan(tmp_path, pol
         assert np.isfinite(result.history[["g_loss", "d_loss"]].to_numpy()).all()
         return gan.discriminator.get_weights()
 
-    plain, again = trained(), trained()
+    plain, again = trained(augment=()), trained(augment=())
     augmented = trained(augment=("color", "translation", "cutout"), augment_p=0.5)
     for a, b in zip(plain, again, strict=True):
         np.testing.assert_array_equal(a, b)  # the same seed trains the same weights
     assert any(not np.allclose(a, b) for a, b in zip(plain, augmented, strict=True))
+
+
+def _adaptive_run(tmp_path, images, epochs, **changes):
+    """A tiny GAN with adaptive augmentation (0.1 of p per 32-image step) trained `epochs`
+    epochs on images, checkpointed every epoch; returns (gan, its augment_p per epoch)."""
+    cfg = tiny.train_cfg(epochs=epochs, augment=("translation", "cutout"), augment_p="adaptive",
+                         augment_images=320, lr_d=0.01, **changes)  # fmt: skip
+    keras.utils.set_random_seed(0)
+    gan = training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, 0)
+    result = training.fit(gan, images, cfg, seed=0, checkpoint_dir=tmp_path / "checkpoints",
+                          grids_dir=tmp_path / "grids")  # fmt: skip
+    return gan, result.history["augment_p"].tolist()
+
+
+def test_adaptive_p_rises_while_the_discriminator_memorises_and_a_resume_keeps_it(tmp_path):
+    # 32 images, a fast discriminator: it soon calls nearly every real image real, above the
+    # 0.6 target, so p climbs from 0 (ADA's overfitting signal)
+    images = tiny.random_images(32)
+    gan, p = _adaptive_run(tmp_path, images, epochs=6)
+    assert p[0] < p[-1] and 0.0 < p[-1] <= 1.0
+    assert float(gan.augment_p.numpy()) == pytest.approx(p[-1])
+    # A fresh GAN restored from the checkpoint has the same p (a resume does not restart at 0).
+    keras.utils.set_random_seed(1)
+    fresh = training.build_gan(tiny.MODEL, tiny.train_cfg(augment_p="adaptive"), tiny.SHAPE, 1)
+    assert float(fresh.augment_p.numpy()) == 0.0
+    checkpoints.restore(fresh, tmp_path / "checkpoints")
+    assert float(fresh.augment_p.numpy()) == pytest.approx(p[-1])
+
+
+def test_adaptive_p_falls_while_the_discriminator_stays_below_the_target(tmp_path):
+    # a target no batch reaches (every real image called real): p only falls, by 0.1 a step
+    images = tiny.random_images(96)
+    cfg = tiny.train_cfg(epochs=1, augment=("cutout",), augment_p="adaptive",
+                         augment_images=320, augment_target=0.999)  # fmt: skip
+    keras.utils.set_random_seed(0)
+    gan = training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, 0)
+    gan.augment_p.assign(1.0)
+    result = training.fit(gan, images, cfg, seed=0, checkpoint_dir=tmp_path / "checkpoints",
+                          grids_dir=tmp_path / "grids")  # fmt: skip
+    assert result.history["augment_p"].tolist() == pytest.approx([0.7])  # 3 steps of 32
+
+
+def test_a_fixed_p_keeps_no_state_and_logs_no_augment_p(tmp_path):
+    cfg = tiny.train_cfg(epochs=1, augment=("cutout",), augment_p=0.5)
+    gan = training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, 0)
+    assert gan.augment_p == 0.5 and not gan.adaptive
+    result = training.fit(gan, tiny.random_images(), cfg, seed=0,
+                          checkpoint_dir=tmp_path / "c", grids_dir=tmp_path / "g")  # fmt: skip
+    assert "augment_p" not in result.history

@@ -3,6 +3,7 @@ happen before TensorFlow initialises its devices), and a MirroredStrategy step m
 single-device step."""
 
 import json
+import math
 import os
 import socket
 import subprocess
@@ -66,7 +67,8 @@ def _run(changes: dict) -> dict:
 
 
 def test_mirrored_steps_on_two_cpu_devices_match_the_single_device_steps():
-    result = _run({})
+    # DiffAugment off: its random draws are per replica, not sliced from one global draw
+    result = _run({"augment": []})
     assert result["replicas"] == [1, 2]
     # Two steps: per-replica halves of each batch, gradients summed over replicas and
     # BatchNormalization synchronized give the single-device update up to float rounding.
@@ -77,9 +79,18 @@ def test_mirrored_steps_on_two_cpu_devices_match_the_single_device_steps():
 
 
 def test_mirrored_n_critic_and_ema_match_the_single_device_run():
-    result = _run({"n_critic": 2, "ema_decay": 0.9, "loss": "hinge"})
+    result = _run({"n_critic": 2, "ema_decay": 0.9, "loss": "hinge", "augment": []})
     assert result["replicas"] == [1, 2]
     assert result["max_abs_diff"] < 1e-5
+
+
+def test_mirrored_adaptive_augmentation_moves_one_p_for_all_replicas():
+    # p is one mirrored variable: each step's update uses the global batch's signal
+    result = _run({"augment_images": 64})  # the default adaptive DiffAugment, 0.5 a step
+    assert result["replicas"] == [1, 2]
+    for logs in result["logs"]:
+        assert logs["augment_p"] in (0.0, 0.5, 1.0)  # whole steps from 0: no half-applied mean
+        assert all(math.isfinite(value) for value in logs.values())
 
 
 WORKER = textwrap.dedent(

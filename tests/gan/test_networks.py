@@ -41,6 +41,18 @@ def test_layer_counts_add_conv_layers():
     assert convs(build_discriminator(_cfg(3, 4), shape)) == 4
 
 
+@pytest.mark.parametrize(("shape", "convs", "last"), [((28, 28, 1), 2, 7), ((64, 64, 3), 4, 4)])
+def test_auto_layers_reach_the_base_size_from_both_ends(shape, convs, last):
+    cfg = _cfg("auto", "auto")
+    generator, discriminator = build_generator(cfg, shape), build_discriminator(cfg, shape)
+    assert sum("conv" in layer.name for layer in generator.layers) == convs
+    d_convs = [layer for layer in discriminator.layers if "conv" in layer.name]
+    assert len(d_convs) == convs
+    assert d_convs[-1].output.shape[1:3] == (last, last)  # the generator's base size
+    first_deconv = next(layer for layer in generator.layers if "conv" in layer.name)
+    assert first_deconv.input.shape[1:3] == (last, last)
+
+
 def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
     tutorial = {"filters": 64, "max_filters": 256}
     cfg = dataclasses.replace(

@@ -16,7 +16,8 @@ def test_one_train_step_changes_both_models(images):
     g_before = [w.copy() for w in gan.generator.get_weights()]
     d_before = [w.copy() for w in gan.discriminator.get_weights()]
     logs = gan.train_on_batch(images[:32].astype("float32") / 127.5 - 1.0, return_dict=True)
-    assert set(logs) == {"g_loss", "d_loss", "d_real", "d_fake"}
+    # augment_p: the default DiffAugment's adaptive probability
+    assert set(logs) == {"g_loss", "d_loss", "d_real", "d_fake", "augment_p"}
     assert all(np.isfinite(v) for v in logs.values())
     g_after, d_after = gan.generator.get_weights(), gan.discriminator.get_weights()
     assert any(not np.allclose(a, b) for a, b in zip(g_before, g_after, strict=True))

@@ -64,7 +64,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class GeneratorNetConfig:
-    layers: int = knob(2, ge=1, le=MAX_LAYERS)
+    layers: int | str = knob("auto", ge=1, le=MAX_LAYERS, words=("auto",))
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
     conditional_bn: bool = True  # class-conditional: BatchNorm scale and offset per class
@@ -72,7 +72,7 @@ class GeneratorNetConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorNetConfig:
-    layers: int = knob(2, ge=1, le=MAX_LAYERS)
+    layers: int | str = knob("auto", ge=1, le=MAX_LAYERS, words=("auto",))
     filters: int = knob(32, ge=1)
     max_filters: int = knob(128, ge=1)
     dropout: float = knob(0.0, ge=0.0, lt=1.0)
@@ -114,8 +114,10 @@ class TrainConfig:
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
-    augment: tuple[str, ...] = knob((), choices=AUGMENTS)  # DiffAugment's transforms
-    augment_p: float = knob(1.0, gt=0.0, le=1.0)
+    augment: tuple[str, ...] = knob(("translation", "cutout"), choices=AUGMENTS)  # DiffAugment
+    augment_p: float | str = knob("adaptive", gt=0.0, le=1.0, words=("adaptive",))
+    augment_target: float = knob(0.6, gt=0.0, lt=1.0)  # adaptive: E[sign(D(real))] held here
+    augment_images: int = knob(20000, ge=1)  # adaptive: images over which p can move by 1
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
     strategy: str = knob("default", choices=STRATEGIES)
     sample_every: int = knob(1, ge=1)
@@ -286,12 +288,12 @@ def _check_layers(cfg: Config) -> None:
     _check_generator_layers("model.generator.layers", cfg.model.generator.layers, cfg.data.shape)
 
 
-def _check_generator_layers(key: str, g_layers: int, shape: tuple[int, int, int]) -> None:
+def _check_generator_layers(key: str, g_layers: int | str, shape: tuple[int, int, int]) -> None:
     height, width, _ = shape
     base_h, base_w, n_up = scale_plan(height, width)
     if n_up == 0:
         raise UserError(f"data.dataset: {height}x{width} images cannot be built by 2x upsampling")
-    if g_layers < n_up:
+    if g_layers != "auto" and g_layers < n_up:
         raise UserError(
             f"{key}: {g_layers} is too few for {height}x{width} images; "
             f"allowed: {n_up} to {MAX_LAYERS} (one per 2x upsampling from {base_h}x{base_w})"

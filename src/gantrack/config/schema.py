@@ -28,6 +28,7 @@ def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None, **me
 
     choices: a tuple, or a function returning one (a registry's names, read when a value is
     checked, so that loading params does not import TensorFlow for every section).
+    words: strings a numeric knob takes besides numbers (e.g. ("auto",)); limits apply to numbers.
     """
     limits = {"ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, **meta}
     return field(default=default, metadata={k: v for k, v in limits.items() if v is not None})
@@ -140,6 +141,12 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
         raise UserError(
             f"{key}: {str(repr(value))[:80]} is not a valid name; allowed: {pattern[1]}"
         )
+    words = limits.get("words", ())  # words a numeric knob also takes (e.g. auto)
+    if words and isinstance(value, str):
+        if value in words:
+            return value
+        allowed = " or ".join(words)
+        raise UserError(f"{key}: unknown value {value!r}; allowed: a number or {allowed}")
     choices = limits.get("choices")
     choices = choices() if callable(choices) else choices
     for item in value if isinstance(value, tuple) else (value,):  # a list: each item, once

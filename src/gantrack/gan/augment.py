@@ -58,14 +58,29 @@ def cutout(images, seed, ratio: float = 0.5):
 AUGMENTS = {"color": color, "translation": translation, "cutout": cutout}
 
 
-def augment(images, names: tuple[str, ...], p: float, seed):
+def augment(images, names: tuple[str, ...], p, seed):
     """images (B, H, W, C) through the named transforms (AUGMENTS' keys), each applied to each
-    image with probability p; seed: a keras.random.SeedGenerator."""
+    image with probability p; seed: a keras.random.SeedGenerator.
+
+    p is a number, or a scalar variable (adaptive augmentation): at 0 the images pass as they
+    are and at 1 every image is transformed, neither paying for the per-image choice (tf.cond).
+    """
+    if isinstance(p, int | float):
+        return _transformed(images, names, p, seed)
+    p = ops.cast(p, "float32")
+    return tf.cond(
+        p >= 1.0,
+        lambda: _transformed(images, names, 1.0, seed),
+        lambda: tf.cond(p > 0.0, lambda: _transformed(images, names, p, seed), lambda: images),
+    )
+
+
+def _transformed(images, names, p, seed):
     for name, transform in AUGMENTS.items():
         if name not in names:
             continue
         changed = transform(images, seed)
-        if p < 1.0:
+        if not isinstance(p, int | float) or p < 1.0:
             changed = ops.where(_per_image(images, seed) < p, changed, images)
         images = changed
     return images

@@ -15,3 +15,10 @@ def scale_plan(height: int, width: int) -> tuple[int, int, int]:
     while height % 2 == 0 and width % 2 == 0 and min(height, width) // 2 >= 4:
         height, width, n = height // 2, width // 2, n + 1
     return height, width, n
+
+
+def layer_count(layers: int | str, height: int, width: int) -> int:
+    """A network's conv layers: `layers`, or for "auto" one per 2x scale of `scale_plan` and at
+    least 2, so the generator starts and the discriminator ends at the base size (8x8: 2,
+    28x28: 2 from 7x7, 32x32: 3 and 64x64: 4 from 4x4)."""
+    return max(scale_plan(height, width)[2], 2) if layers == "auto" else int(layers)

@@ -36,7 +36,10 @@ class GAN(NoSymbolicBuild, keras.Model):
     - ema_decay: keep `ema_generator`, an exponential moving average of the generator's
       weights (warm-up decay min(ema_decay, (1 + t) / (10 + t)) at generator step t).
     - augment, augment_p: DiffAugment (gantrack.gan.augment): the discriminator sees real and
-      fake images through these transforms, each applied with probability augment_p.
+      fake images through these transforms, each applied with probability augment_p; None:
+      adaptive (Karras et al. 2020, ADA), from 0, moved by augment_images' share of the images
+      of each step towards holding augment_target = E[sign(D(real))] (the discriminator's
+      overfitting signal); the `augment_p` variable (checkpointed) and log hold its value.
     Under tf.distribute, `fit` runs the step per replica: losses are scaled by 1/replicas (the
     optimizers sum gradients over replicas) and each replica takes its own slice of one noise
     draw of the global batch, so a step matches the single-device step.
@@ -54,7 +57,9 @@ class GAN(NoSymbolicBuild, keras.Model):
         gp_weight: float = 0.0,
         ema_decay: float | None = None,
         augment: tuple[str, ...] = (),
-        augment_p: float = 1.0,
+        augment_p: float | None = 1.0,
+        augment_target: float = 0.6,
+        augment_images: int = 20000,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -65,7 +70,13 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.ema_decay = ema_decay
-        self.augment, self.augment_p = tuple(augment), augment_p
+        self.augment = tuple(augment)
+        self.adaptive = bool(self.augment) and augment_p is None
+        self.augment_p = augment_p
+        if self.adaptive:  # every replica's update is averaged (ON_WRITE mirrored variable)
+            self.augment_p = keras.Variable(0.0, "float32", trainable=False, name="augment_p",
+                                            aggregation="mean")  # fmt: skip
+            self.augment_target, self.augment_images = augment_target, augment_images
         self.ema_generator = None
         if ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
@@ -199,11 +210,26 @@ class GAN(NoSymbolicBuild, keras.Model):
             if self.gp_weight > 0:
                 self.trackers["gp"].update_state(gp)
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
+        if self.adaptive:
+            logs["augment_p"] = self._adapt([logits for _, _, logits, _ in critic], real_images)
         if isinstance(tf.distribute.get_strategy(), tf.distribute.MultiWorkerMirroredStrategy):
             # Keras reduces multi-worker logs with reduce(MEAN, axis=0), which needs a batch
             # axis: give each scalar one (the result is a scalar again).
             logs = {name: ops.reshape(value, (1,)) for name, value in logs.items()}
         return logs
+
+    def _adapt(self, real_logits, real_images):
+        """ADA's update of augment_p after a step: up while the discriminator calls more than
+        augment_target of the reals real (on average over E[sign(logit)]), down otherwise, by
+        the step's global images / augment_images; returns the new value."""
+        signal = ops.mean(ops.stack([ops.mean(ops.sign(_f32(x))) for x in real_logits]))
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # the global batch's signal: every replica takes the same step
+            signal = tf.distribute.get_replica_context().all_reduce("mean", signal)
+        images = ops.cast(ops.shape(real_images)[0] * replicas, "float32")
+        change = ops.sign(signal - self.augment_target) * images / self.augment_images
+        self.augment_p.assign(ops.clip(self.augment_p + change, 0.0, 1.0))
+        return ops.convert_to_tensor(self.augment_p)
 
     def _update_ema(self):
         """After a generator step: ema <- d * ema + (1 - d) * weights, for all weights

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import keras
 from keras import layers, ops
 
-from gantrack.gan.geometry import scale_plan
+from gantrack.gan.geometry import layer_count, scale_plan
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
@@ -57,10 +57,11 @@ def build_generator(
     net: GeneratorNetConfig = cfg.generator
     height, width, channels = shape
     base_h, base_w, n_up = scale_plan(height, width)
+    n_layers = layer_count(net.layers, height, width)
     # widths listed from the output side: the layer before the output has `filters`.
-    hidden = _widths(net.layers, net.filters, net.max_filters)
+    hidden = _widths(n_layers, net.filters, net.max_filters)
     project, hidden = hidden[-1], list(reversed(hidden[:-1]))
-    project = min(project * 2, net.max_filters) if net.layers > 1 else project
+    project = min(project * 2, net.max_filters) if n_layers > 1 else project
     x = inputs = keras.Input((cfg.latent_dim,), name="noise")
     one_hot = None
     if num_classes:
@@ -76,7 +77,7 @@ def build_generator(
     x = layers.LeakyReLU(0.2)(norm(x))
     x = layers.Reshape((base_h, base_w, project))(x)
     for i, width_i in enumerate(hidden):
-        stride = 2 if i >= net.layers - n_up else 1
+        stride = 2 if i >= n_layers - n_up else 1
         x = layers.Conv2DTranspose(
             width_i, cfg.kernel_size, strides=stride, padding="same", use_bias=False
         )(x)
@@ -125,7 +126,8 @@ def build_discriminator(
         return layers.SpectralNormalization(layer, **kwargs) if net.spectral_norm else layer
 
     x = inputs = keras.Input(shape, name="image")
-    for i, width_i in enumerate(_widths(net.layers, net.filters, net.max_filters)):
+    n_layers = layer_count(net.layers, shape[0], shape[1])
+    for i, width_i in enumerate(_widths(n_layers, net.filters, net.max_filters)):
         stride = 2 if i < n_down else 1
         x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same",
                                   use_bias=not (net.batch_norm and i)))(x)  # fmt: skip

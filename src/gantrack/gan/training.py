@@ -83,7 +83,9 @@ def build_gan(
                       build_discriminator(model_cfg, shape, **nets), seed,
                       n_critic=train_cfg.n_critic, ema_decay=train_cfg.ema_decay,
                       gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
-                      augment=train_cfg.augment, augment_p=train_cfg.augment_p)  # fmt: skip
+                      augment=train_cfg.augment, augment_p=_fixed_p(train_cfg.augment_p),
+                      augment_target=train_cfg.augment_target,
+                      augment_images=train_cfg.augment_images)  # fmt: skip
             steps = n_images and train_cfg.epochs * steps_per_epoch(train_cfg, n_images)
             optimizers = adam_pair(train_cfg, policy == "mixed_float16", steps)
             gan.compile(
@@ -101,6 +103,11 @@ def build_gan(
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return gan
+
+
+def _fixed_p(augment_p: float | str) -> float | None:
+    """train.augment_p as GAN takes it: a probability, or None for adaptive."""
+    return None if augment_p == "adaptive" else float(augment_p)
 
 
 @dataclass
