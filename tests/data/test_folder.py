@@ -104,15 +104,24 @@ def test_bad_folders_are_one_line(tmp_path, make, message):
     ("data_params", "message"),
     [
         ({"dataset": "folder", "source_dir": "x"}, "data.image_size: required with"),
-        ({"dataset": "folder", "source_dir": "x", "image_size": 64},
+        ({"dataset": "folder", "source_dir": "x", "image_size": 64, "generator_layers": 2},
          "model.generator.layers: 2 is too few for 64x64"),
         ({"dataset": "fashion_mnist", "image_size": 64}, "data.image_size: only for folder"),
         ({"dataset": "folder", "image_size": 64, "channels": 2}, "data.channels: "),
     ],
 )  # fmt: skip
 def test_folder_params_are_checked_before_anything_runs(data_params, message):
+    data_params = dict(data_params)
+    model = {"generator": {"layers": data_params.pop("generator_layers", "auto")}}
     with pytest.raises(UserError, match=message):
-        config.from_dict({"data": data_params})
+        config.from_dict({"data": data_params, "model": model})
+
+
+def test_auto_layers_reach_any_folder_size():
+    for size in (16, 28, 32, 64, 128):
+        cfg = config.from_dict({"data": {"dataset": "folder", "source_dir": "x",
+                                         "image_size": size}})  # fmt: skip
+        assert cfg.model.generator.layers == "auto"
 
 
 def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):

@@ -117,7 +117,7 @@ class TrainConfig:
     augment: tuple[str, ...] = knob(("translation", "cutout"), choices=AUGMENTS)  # DiffAugment
     augment_p: float | str = knob("adaptive", gt=0.0, le=1.0, words=("adaptive",))
     augment_target: float = knob(0.6, gt=0.0, lt=1.0)  # adaptive: E[sign(D(real))] held here
-    augment_images: int = knob(20000, ge=1)  # adaptive: images over which p can move by 1
+    augment_images: int = knob(5000, ge=1)  # adaptive: images over which p can move by 1
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
     strategy: str = knob("default", choices=STRATEGIES)
     sample_every: int = knob(1, ge=1)
@@ -278,9 +278,8 @@ def _check_data(cfg: Config) -> None:
 
 
 def _check_layers(cfg: Config) -> None:
-    """Layer counts must be able to reach the dataset's image size; the gradient penalty is
-    per sample, which BatchNorm in the critic breaks (the WGAN-GP paper leaves it out), and at
-    interpolates between images of two classes, which have no label to condition on."""
+    """Layer counts must reach the image size; the gradient penalty is per sample, which
+    BatchNorm in the critic breaks, and at interpolates of two classes, which have no label."""
     for key, on in (("discriminator.batch_norm", cfg.model.discriminator.batch_norm),
                     ("conditional", cfg.model.conditional is True)):  # fmt: skip
         if on and cfg.train.loss == "wgan_gp":

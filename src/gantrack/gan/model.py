@@ -59,7 +59,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         augment: tuple[str, ...] = (),
         augment_p: float | None = 1.0,
         augment_target: float = 0.6,
-        augment_images: int = 20000,
+        augment_images: int = 5000,
         **kwargs,
     ):
         super().__init__(**kwargs)
