@@ -20,6 +20,7 @@ from gantrack import data, tracking
 from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneConfig
 from gantrack.evaluation import generator_fid, scoring
 from gantrack.gan import training
+from gantrack.gan.geometry import layer_count
 from gantrack.io import images, keras_files
 from gantrack.io.files import read_json
 from gantrack.io.paths import PATHS, Paths, require
@@ -111,6 +112,8 @@ def baseline(cfg: Config) -> tuple[dict[str, Any] | None, str]:
         if bounds is None:
             continue
         value = _get_key(cfg, key)
+        if value == "auto":  # a layer count that follows the image size: the number it is
+            value = layer_count(value, *cfg.data.shape[:2])
         inside = (
             value in bounds if isinstance(bounds, tuple) else bounds.low <= value <= bounds.high
         )
