@@ -27,6 +27,7 @@ from ruamel.yaml import YAML
 from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 
 from gantrack import config
+from gantrack.gan.geometry import layer_count
 from gantrack.runtime.errors import UserError
 from gantrack.tuning import objective, report
 from gantrack.tuning import study as tuning
@@ -109,10 +110,11 @@ def test_study_stores_trials_tracks_them_in_mlflow_and_writes_reports(project, t
     assert all(set(t.params) == keys for t in study.trials)
     # The params before the search run first, once: the baseline.
     current = _cfg()
+    shape = current.data.shape[:2]  # auto layer counts: the numbers they resolve to
     assert study.trials[0].params == {
         "train.lr_g": current.train.lr_g, "train.lr_d": current.train.lr_d,
-        "model.generator.layers": current.model.generator.layers,
-        "model.discriminator.layers": current.model.discriminator.layers,
+        "model.generator.layers": layer_count(current.model.generator.layers, *shape),
+        "model.discriminator.layers": layer_count(current.model.discriminator.layers, *shape),
     }  # fmt: skip
     assert [t.user_attrs.get("gantrack.baseline") for t in study.trials] == [True] + [None] * 3
     base = study.trials[0].value
