@@ -71,9 +71,9 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.gp_weight = gp_weight
         self.ema_decay = ema_decay
         self.augment = tuple(augment)
-        self.adaptive = bool(self.augment) and augment_p is None
         self.augment_p = augment_p
-        if self.adaptive:  # every replica's update is averaged (ON_WRITE mirrored variable)
+        if self.augment and augment_p is None:  # adaptive: a variable every replica's update
+            # is averaged into (ON_WRITE mirrored)
             self.augment_p = keras.Variable(0.0, "float32", trainable=False, name="augment_p",
                                             aggregation="mean")  # fmt: skip
             self.augment_target, self.augment_images = augment_target, augment_images
@@ -96,6 +96,11 @@ class GAN(NoSymbolicBuild, keras.Model):
     @property
     def metrics(self):
         return list(self.trackers.values())
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether augment_p is ADA's variable (moved after every step) rather than fixed."""
+        return isinstance(self.augment_p, keras.Variable)
 
     @property
     def sampler(self) -> keras.Model:
