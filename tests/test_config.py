@@ -91,6 +91,11 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
             r"discriminator\.layers: unknown value 'deep'; allowed: a number or auto",
         ),
         ({"model": {"generator": {"layers": 2.5}}}, r"generator\.layers: must be int or str, go"),
+        (
+            {"model": {"generator": {"max_filters": "wide"}}},
+            r"generator\.max_filters: unknown value 'wide'; allowed: a number or auto",
+        ),
+        ({"model": {"discriminator": {"max_filters": 0}}}, r"max_filters: 0 is out of range"),
         ({"model": {"generator": {"conditional_bn": "on"}}}, r"conditional_bn: must be bool"),
     ],
 )

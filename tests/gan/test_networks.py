@@ -53,6 +53,24 @@ def test_auto_layers_reach_the_base_size_from_both_ends(shape, convs, last):
     assert first_deconv.input.shape[1:3] == (last, last)
 
 
+def _conv_widths(model, side="output"):
+    convs = [layer for layer in model.layers if "conv" in layer.name]
+    return [getattr(layer, side).shape[-1] for layer in convs]
+
+
+@pytest.mark.parametrize(("shape", "widest"), [((28, 28, 1), 128), ((32, 32, 3), 128),
+                                              ((64, 64, 3), 256)])  # fmt: skip
+def test_auto_widths_follow_the_image_size(shape, widest):
+    cfg = Config().model  # params.yaml's defaults: 32 filters, max_filters auto
+    generator, discriminator = build_generator(cfg, shape), build_discriminator(cfg, shape)
+    assert _conv_widths(generator, "input")[0] == widest  # the projection at the base size
+    d_widths = _conv_widths(discriminator)
+    assert max(d_widths) == min(widest, 32 * 2 ** (len(d_widths) - 1))
+    narrow = dataclasses.replace(cfg.generator, max_filters=widest // 2)
+    explicit = build_generator(dataclasses.replace(cfg, generator=narrow), shape)
+    assert _conv_widths(explicit, "input")[0] == widest // 2  # a number is taken as it is
+
+
 def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
     tutorial = {"filters": 64, "max_filters": 256}
     cfg = dataclasses.replace(

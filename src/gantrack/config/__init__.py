@@ -66,7 +66,7 @@ class DataConfig:
 class GeneratorNetConfig:
     layers: int | str = knob("auto", ge=1, le=MAX_LAYERS, words=("auto",))
     filters: int = knob(32, ge=1)
-    max_filters: int = knob(128, ge=1)
+    max_filters: int | str = knob("auto", ge=1, words=("auto",))
     conditional_bn: bool = True  # class-conditional: BatchNorm scale and offset per class
 
 
@@ -74,7 +74,7 @@ class GeneratorNetConfig:
 class DiscriminatorNetConfig:
     layers: int | str = knob("auto", ge=1, le=MAX_LAYERS, words=("auto",))
     filters: int = knob(32, ge=1)
-    max_filters: int = knob(128, ge=1)
+    max_filters: int | str = knob("auto", ge=1, words=("auto",))
     dropout: float = knob(0.0, ge=0.0, lt=1.0)
     spectral_norm: bool = False
     batch_norm: bool = True  # after every conv but the first (DCGAN paper)

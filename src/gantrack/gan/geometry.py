@@ -22,3 +22,12 @@ def layer_count(layers: int | str, height: int, width: int) -> int:
     least 2, so the generator starts and the discriminator ends at the base size (8x8: 2,
     28x28: 2 from 7x7, 32x32: 3 and 64x64: 4 from 4x4)."""
     return max(scale_plan(height, width)[2], 2) if layers == "auto" else int(layers)
+
+
+def width_cap(max_filters: int | str, height: int, width: int) -> int:
+    """A network's widest layer: `max_filters`, or for "auto" 128 up to 32x32 images and twice
+    that per doubling of the shorter side beyond (64x64: 256), the widths at which the 4x4 or
+    7x7 base won on emoji at 32x32 and at 64x64."""
+    if max_filters != "auto":
+        return int(max_filters)
+    return 128 * max(min(height, width) // 32, 1)

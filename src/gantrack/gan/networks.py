@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import keras
 from keras import layers, ops
 
-from gantrack.gan.geometry import layer_count, scale_plan
+from gantrack.gan.geometry import layer_count, scale_plan, width_cap
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import DiscriminatorNetConfig, GeneratorNetConfig, ModelConfig
@@ -59,9 +59,10 @@ def build_generator(
     base_h, base_w, n_up = scale_plan(height, width)
     n_layers = layer_count(net.layers, height, width)
     # widths listed from the output side: the layer before the output has `filters`.
-    hidden = _widths(n_layers, net.filters, net.max_filters)
+    cap = width_cap(net.max_filters, height, width)
+    hidden = _widths(n_layers, net.filters, cap)
     project, hidden = hidden[-1], list(reversed(hidden[:-1]))
-    project = min(project * 2, net.max_filters) if n_layers > 1 else project
+    project = min(project * 2, cap) if n_layers > 1 else project
     x = inputs = keras.Input((cfg.latent_dim,), name="noise")
     one_hot = None
     if num_classes:
@@ -127,7 +128,8 @@ def build_discriminator(
 
     x = inputs = keras.Input(shape, name="image")
     n_layers = layer_count(net.layers, shape[0], shape[1])
-    for i, width_i in enumerate(_widths(n_layers, net.filters, net.max_filters)):
+    cap = width_cap(net.max_filters, shape[0], shape[1])
+    for i, width_i in enumerate(_widths(n_layers, net.filters, cap)):
         stride = 2 if i < n_down else 1
         x = weights(layers.Conv2D(width_i, cfg.kernel_size, strides=stride, padding="same",
                                   use_bias=not (net.batch_norm and i)))(x)  # fmt: skip
