@@ -79,7 +79,8 @@ def _transformed(images, names, p, seed):
     """images through the named transforms in AUGMENTS' order: every image when p is the
     number 1, else each image with probability p (a per-image draw)."""
     every = isinstance(p, int | float) and p >= 1.0
-    for name in (name for name in AUGMENTS if name in names):
-        changed = AUGMENTS[name](images, seed)
-        images = changed if every else ops.where(_per_image(images, seed) < p, changed, images)
+    for name, transform in AUGMENTS.items():
+        if name in names:
+            changed = transform(images, seed)
+            images = changed if every else ops.where(_per_image(images, seed) < p, changed, images)
     return images

@@ -72,8 +72,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.ema_decay = ema_decay
         self.augment = tuple(augment)
         self.augment_p = augment_p
-        if self.augment and augment_p is None:  # adaptive: a variable every replica's update
-            # is averaged into (ON_WRITE mirrored)
+        if self.augment and augment_p is None:  # adaptive; replicas' updates are averaged
             self.augment_p = keras.Variable(0.0, "float32", trainable=False, name="augment_p",
                                             aggregation="mean")  # fmt: skip
             self.augment_target, self.augment_images = augment_target, augment_images
