@@ -31,6 +31,7 @@ import copy
 import dataclasses
 import json
 import multiprocessing
+import signal
 import sys
 import tempfile
 import time
@@ -211,6 +212,9 @@ def main() -> None:
         config.from_dict(changed)
         named.append((name, "gantrack", changed))
 
+    # SIGTERM (kill, pkill) exits as Ctrl-C does, through exit handlers: multiprocessing's
+    # terminates the candidates (daemon processes), which would otherwise outlive this one.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     spawn = multiprocessing.get_context("spawn")
     runs = []
     for name, kind, params in named:

@@ -78,8 +78,11 @@ def test_mirrored_steps_on_two_cpu_devices_match_the_single_device_steps():
         assert abs(single[name] - mirrored[name]) < 1e-4
 
 
-def test_mirrored_n_critic_and_ema_match_the_single_device_run():
-    result = _run({"n_critic": 2, "ema_decay": 0.9, "loss": "hinge", "augment": []})
+def test_mirrored_n_critic_ema_and_lazy_r1_match_the_single_device_run():
+    # R1 is due on the first of the two critic steps (a conditional branch in the step)
+    changes = {"n_critic": 2, "ema_decay": 0.9, "loss": "hinge", "augment": [], "r1_gamma": 1.0,
+               "r1_every": 2}  # fmt: skip
+    result = _run(changes)
     assert result["replicas"] == [1, 2]
     assert result["max_abs_diff"] < 1e-5
 

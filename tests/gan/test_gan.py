@@ -122,3 +122,26 @@ def test_mixed_precision_falls_back_to_float32_with_one_warning_unless_auto(monk
     assert devices.precision_policy(True) == "mixed_bfloat16"
     assert devices.precision_policy(False) == "float32"
     devices.precision_policy.cache_clear()
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_lazy_r1_enters_every_r1_every_th_discriminator_update(images, conditional):
+    model = dataclasses.replace(tiny.MODEL, conditional=conditional)
+    batch = {"x": _batch(images), "y": np.arange(32, dtype="int32") % 3} if conditional else {
+        "x": _batch(images)}  # fmt: skip
+
+    def run(steps, **changes):
+        keras.utils.set_random_seed(0)
+        gan = training.build_gan(model, tiny.train_cfg(**changes), tiny.SHAPE, 0,
+                                 num_classes=3 if conditional else 0)  # fmt: skip
+        logs = [gan.train_on_batch(**batch, return_dict=True) for _ in range(steps)]
+        return logs, [w.numpy() for w in gan.discriminator.trainable_weights]
+
+    logs, _ = run(4, r1_gamma=10.0, r1_every=3)
+    r1 = [float(step["r1"]) for step in logs]
+    assert r1[0] > 0 and r1[3] > 0 and r1[1] == r1[2] == 0.0  # steps 0 and 3 only
+    # Without augmentation the same seed draws the same noise: only the penalty differs.
+    _, penalised = run(1, r1_gamma=10.0, augment=())
+    plain_logs, plain = run(1, augment=())
+    assert "r1" not in plain_logs[0]
+    assert any(not np.allclose(a, b) for a, b in zip(penalised, plain, strict=True))

@@ -107,3 +107,12 @@ def test_gradient_penalty_is_taken_at_the_interpolates():
     alpha = tf.constant(np.array([0.2, 0.5], np.float32).reshape(2, 1, 1, 1))
     expected = ((0.2 * 5 - 1) ** 2 + (0.5 * 10 - 1) ** 2) / 2
     assert _np(losses.gradient_penalty(critic, real, fake, alpha)) == pytest.approx(expected)
+
+
+def test_r1_penalty_is_the_mean_squared_gradient_norm_on_the_reals():
+    """D(x) = sum(x^2)/2 has gradient x: the penalty is the mean of ||x||^2 over the reals."""
+    critic = lambda x: 0.5 * tf.reduce_sum(x * x, axis=(1, 2, 3))[:, None]  # noqa: E731
+    real = tf.constant(np.array([[3.0, 4.0], [6.0, 8.0]], np.float32).reshape(2, 1, 2, 1))
+    assert _np(losses.r1_penalty(critic, real)) == pytest.approx((25 + 100) / 2)
+    w = tf.constant(np.full((1, 1, 2, 1), 1.5, np.float32))
+    assert _np(losses.r1_penalty(_linear_critic(w), real)) == pytest.approx(4.5)

@@ -113,6 +113,8 @@ class TrainConfig:
     lr_decay_to: float = knob(0.0, ge=0.0, lt=1.0)  # the rates' share left at the end
     n_critic: int = knob(1, ge=1)
     gp_weight: float = knob(10.0, ge=0.0)
+    r1_gamma: float = knob(0.0, ge=0.0)  # R1 penalty on the reals; 0: off
+    r1_every: int = knob(16, ge=1)  # lazy R1: discriminator steps between penalties
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
     augment: tuple[str, ...] = knob(("translation", "cutout"), choices=AUGMENTS)  # DiffAugment
     augment_p: float | str = knob("adaptive", gt=0.0, le=1.0, words=("adaptive",))
@@ -159,17 +161,13 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
-class FloatRange:
-    """Search bounds, low < high (both required)."""
-
+class FloatRange:  # search bounds, low < high (both required)
     low: float
     high: float
 
 
 @dataclass(frozen=True)
-class IntRange:
-    """Search bounds, low < high, both included (both required)."""
-
+class IntRange:  # search bounds, low < high, both included (both required)
     low: int
     high: int
 

@@ -100,6 +100,19 @@ def gradient_penalty(critic, real_images, fake_images, alpha):
     return ops.mean(ops.square(norms - 1.0))
 
 
+def r1_penalty(critic, real_images):
+    """E[||grad_x D(x)||_2^2] over real images x (Mescheder et al. 2018, R1): the
+    discriminator's gradient on the data, pushed towards 0 (zero-centred; any loss).
+
+    critic maps images to logits (B, 1); the caller weights the result by gamma / 2.
+    """
+    with tf.GradientTape() as tape:
+        tape.watch(real_images)
+        scores = _f32(critic(real_images))
+    grads = _f32(tape.gradient(scores, real_images))
+    return ops.mean(ops.sum(ops.square(grads), axis=(1, 2, 3)))
+
+
 @dataclass(frozen=True)
 class Loss:
     """A GAN loss variant: generator(fake_logits) and discriminator(real_logits, fake_logits,

@@ -33,6 +33,9 @@ class GAN(NoSymbolicBuild, keras.Model):
       images: the discriminator steps on each B-image (strided) slice, with fresh fakes each
       time, then the generator steps once on B fresh noise vectors.
     - gp_weight: weight of losses.gradient_penalty added to the discriminator loss (WGAN-GP).
+    - r1_gamma, r1_every: R1 (losses.r1_penalty on the reals, as the discriminator sees them)
+      added to the discriminator loss with weight r1_gamma / 2, lazily (Karras et al. 2020,
+      StyleGAN2): on every r1_every-th discriminator step only, weighted r1_every times as much.
     - ema_decay: keep `ema_generator`, an exponential moving average of the generator's
       weights (warm-up decay min(ema_decay, (1 + t) / (10 + t)) at generator step t).
     - augment, augment_p: DiffAugment (gantrack.gan.augment): the discriminator sees real and
@@ -55,6 +58,8 @@ class GAN(NoSymbolicBuild, keras.Model):
         *,
         n_critic: int = 1,
         gp_weight: float = 0.0,
+        r1_gamma: float = 0.0,
+        r1_every: int = 16,
         ema_decay: float | None = None,
         augment: tuple[str, ...] = (),
         augment_p: float | None = 1.0,
@@ -69,6 +74,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.num_classes = num_classes(generator)  # 0: unconditional
         self.n_critic = n_critic
         self.gp_weight = gp_weight
+        self.r1_gamma, self.r1_every = r1_gamma, r1_every
         self.ema_decay = ema_decay
         self.augment = tuple(augment)
         self.augment_p = augment_p
@@ -82,6 +88,7 @@ class GAN(NoSymbolicBuild, keras.Model):
             self.ema_generator.set_weights(generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
         names = ("g_loss", "d_loss", "d_real", "d_fake") + (("gp",) if gp_weight > 0 else ())
+        names += ("r1",) if r1_gamma > 0 else ()
         self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
         self.built = True  # both networks are; nothing for fit to build from the data
 
@@ -135,16 +142,27 @@ class GAN(NoSymbolicBuild, keras.Model):
             labels = ops.cast(noise_classes(noise, self.num_classes), "int32")
         return self.generator(noise, training=True), labels
 
-    def _d_loss(self, real_images, fake_images, real_logits, fake_logits):
+    def _d_loss(self, real, fake_images, real_logits, fake_logits):
+        """The discriminator's loss of real = (images, labels) and its penalties: (loss,
+        {name: (value, weight in its mean: 0 on steps that do not compute it)})."""
+        real_images, real_labels = real
         d_loss = self.d_loss_fn(real_logits, fake_logits)
-        gp = ops.zeros((), "float32")
+        penalties = {}
         if self.gp_weight > 0:
             alpha = keras.random.uniform(
                 (ops.shape(real_images)[0], 1, 1, 1), seed=self.seed_generator
             )
             gp = losses.gradient_penalty(self.discriminator, real_images, fake_images, alpha)
             d_loss = d_loss + self.gp_weight * gp
-        return d_loss, gp
+            penalties["gp"] = (gp, 1.0)
+        if self.r1_gamma > 0:
+            due = ops.equal(self.d_optimizer.iterations % self.r1_every, 0)
+            r1 = tf.cond(due, lambda: losses.r1_penalty(
+                lambda x: self._critic(x, real_labels), real_images
+            ), lambda: ops.zeros((), "float32"))  # fmt: skip
+            d_loss = d_loss + (0.5 * self.r1_gamma * self.r1_every) * r1
+            penalties["r1"] = (r1, ops.cast(due, "float32"))
+        return d_loss, penalties
 
     @staticmethod
     def _scaled(optimizer, loss):
@@ -176,23 +194,27 @@ class GAN(NoSymbolicBuild, keras.Model):
     def _critic_step(self, real_images, real_labels):
         with tf.GradientTape() as tape:
             fake_images, real_logits, fake_logits = self._forward(real_images, real_labels)
-            d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
+            d_loss, penalties = self._d_loss(
+                (real_images, real_labels), fake_images, real_logits, fake_logits
+            )
             scaled = self._scaled(self.d_optimizer, d_loss)
         self._apply(self.d_optimizer, tape, scaled, self.discriminator.trainable_variables)
-        return d_loss, gp, real_logits, fake_logits
+        return d_loss, penalties, real_logits, fake_logits
 
     def _joint_step(self, real_images, real_labels):
         """The tutorial's step: both networks updated from one forward pass."""
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
             fake_images, real_logits, fake_logits = self._forward(real_images, real_labels)
             g_loss = self.g_loss_fn(fake_logits)
-            d_loss, gp = self._d_loss(real_images, fake_images, real_logits, fake_logits)
+            d_loss, penalties = self._d_loss(
+                (real_images, real_labels), fake_images, real_logits, fake_logits
+            )
             g_scaled = self._scaled(self.g_optimizer, g_loss)
             d_scaled = self._scaled(self.d_optimizer, d_loss)
         self._apply(self.g_optimizer, g_tape, g_scaled, self.generator.trainable_variables)
         self._apply(self.d_optimizer, d_tape, d_scaled, self.discriminator.trainable_variables)
         self._update_ema()
-        return g_loss, [(d_loss, gp, real_logits, fake_logits)]
+        return g_loss, [(d_loss, penalties, real_logits, fake_logits)]
 
     def train_step(self, data):
         real_images, real_labels, _ = keras.utils.unpack_x_y_sample_weight(data)
@@ -207,12 +229,12 @@ class GAN(NoSymbolicBuild, keras.Model):
             critic = [self._critic_step(real_images[i::k], labels[i]) for i in range(k)]
             g_loss = self._generator_step(ops.shape(real_images[::k])[0])
         self.trackers["g_loss"].update_state(g_loss)
-        for d_loss, gp, real_logits, fake_logits in critic:
+        for d_loss, penalties, real_logits, fake_logits in critic:
             self.trackers["d_loss"].update_state(d_loss)
             self.trackers["d_real"].update_state(ops.mean(ops.sigmoid(_f32(real_logits))))
             self.trackers["d_fake"].update_state(ops.mean(ops.sigmoid(_f32(fake_logits))))
-            if self.gp_weight > 0:
-                self.trackers["gp"].update_state(gp)
+            for name, (value, weight) in penalties.items():
+                self.trackers[name].update_state(value, sample_weight=weight)
         logs = {name: tracker.result() for name, tracker in self.trackers.items()}
         if self.adaptive:
             logs["augment_p"] = self._adapt([logits for _, _, logits, _ in critic], real_images)

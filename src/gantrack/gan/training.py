@@ -83,6 +83,7 @@ def build_gan(
                       build_discriminator(model_cfg, shape, **nets), seed,
                       n_critic=train_cfg.n_critic, ema_decay=train_cfg.ema_decay,
                       gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
+                      r1_gamma=train_cfg.r1_gamma, r1_every=train_cfg.r1_every,
                       augment=train_cfg.augment, augment_p=_fixed_p(train_cfg.augment_p),
                       augment_target=train_cfg.augment_target,
                       augment_images=train_cfg.augment_images)  # fmt: skip
