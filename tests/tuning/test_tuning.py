@@ -397,6 +397,7 @@ def test_apply_writes_the_best_params_into_params_yaml_naming_data_and_study(pro
         ({"lr_g": {"low": 1e-4}}, r"tune\.space\.lr_g\.high: missing; tune\.space\.lr_g needs"),
         ({"d_layers": {"low": 0, "high": 3}}, r"d_layers\.low: 0 is out of range; must be >= 1"),
         ({"label_smoothing": {"low": 0.0, "high": 1.0}}, r"label_smoothing\.high: 1\.0 is out"),
+        ({"r1_gamma": {"low": 0.0, "high": 1.0}}, r"r1_gamma\.low: 0\.0 is out of range; log "),
         ({"batch_size": []}, r"tune\.space\.batch_size: no choices"),
         ({"batch_size": [64, 0]}, r"batch_size\[1\]: 0 is out of range; must be >= 1"),
         ({"g_layers": {"low": 1.5, "high": 3}}, r"g_layers\.low: must be int, got 1\.5"),
@@ -423,6 +424,19 @@ def test_generator_layers_searched_must_reach_the_image_size():
         config.from_dict({"tune": {"n_trials": None}})
     space = config.from_dict({"tune": {"space": {"batch_size": [64, 128]}}}).tune.space
     assert space.batch_size == (64, 128) and space.beta1_g is None
+
+
+def test_a_trial_trains_with_the_values_it_drew_for_every_searched_knob():
+    space = {"r1_gamma": {"low": 0.01, "high": 1.0}, "batch_size": [64, 128]}
+    cfg = config.from_dict({"tune": {"space": space, "epochs": 3}})
+    drawn = {"train.lr_g": 2e-4, "train.lr_d": 3e-4, "model.generator.layers": 3,
+             "model.discriminator.layers": 1, "train.r1_gamma": 0.05,
+             "train.batch_size": 128}  # fmt: skip
+    trial_cfg = objective.suggest(optuna.trial.FixedTrial(drawn), cfg)  # optuna's test trial
+    t, m = trial_cfg.train, trial_cfg.model
+    assert (t.lr_g, t.lr_d, t.r1_gamma, t.batch_size, t.epochs) == (2e-4, 3e-4, 0.05, 128, 3)
+    assert (m.generator.layers, m.discriminator.layers) == (3, 1)
+    assert trial_cfg.train.label_smoothing == cfg.train.label_smoothing  # not searched
 
 
 @pytest.mark.parametrize(

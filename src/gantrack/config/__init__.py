@@ -185,6 +185,7 @@ class SpaceConfig:
     beta1_d: FloatRange | None = searched("train.beta1_d")
     batch_size: tuple[int, ...] | None = searched("train.batch_size")  # choices
     label_smoothing: FloatRange | None = searched("train.label_smoothing")
+    r1_gamma: FloatRange | None = searched("train.r1_gamma", log=True)
 
 
 # tune.space name -> the knob each trial sets; the names searched log-uniformly.

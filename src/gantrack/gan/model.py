@@ -157,12 +157,21 @@ class GAN(NoSymbolicBuild, keras.Model):
             penalties["gp"] = (gp, 1.0)
         if self.r1_gamma > 0:
             due = ops.equal(self.d_optimizer.iterations % self.r1_every, 0)
-            r1 = tf.cond(due, lambda: losses.r1_penalty(
-                lambda x: self._critic(x, real_labels), real_images
-            ), lambda: ops.zeros((), "float32"))  # fmt: skip
+            r1 = self._r1(due, real_images, real_labels)
             d_loss = d_loss + (0.5 * self.r1_gamma * self.r1_every) * r1
             penalties["r1"] = (r1, ops.cast(due, "float32"))
         return d_loss, penalties
+
+    def _r1(self, due, real_images, real_labels):
+        """The R1 penalty where due, else 0. With several replicas it is computed every step
+        and zeroed where not due: synchronized BatchNorm cannot sync inside a conditional."""
+
+        def penalty():
+            return losses.r1_penalty(lambda x: self._critic(x, real_labels), real_images)
+
+        if tf.distribute.get_strategy().num_replicas_in_sync > 1:
+            return penalty() * ops.cast(due, "float32")
+        return tf.cond(due, penalty, lambda: ops.zeros((), "float32"))
 
     @staticmethod
     def _scaled(optimizer, loss):
