@@ -5,6 +5,7 @@ import logging
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tiny
 
@@ -144,4 +145,7 @@ def test_lazy_r1_enters_every_r1_every_th_discriminator_update(images, condition
     _, penalised = run(1, r1_gamma=10.0, augment=())
     plain_logs, plain = run(1, augment=())
     assert "r1" not in plain_logs[0]
+    history = pd.DataFrame([step | {"epoch": i + 1} for i, step in enumerate(logs)])
+    (ax_loss, _) = plots.loss_curves(history.astype(float)).axes
+    assert [line.get_label() for line in ax_loss.lines] == ["g_loss", "d_loss", "r1"]
     assert any(not np.allclose(a, b) for a, b in zip(penalised, plain, strict=True))
