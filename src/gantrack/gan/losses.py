@@ -92,12 +92,8 @@ def gradient_penalty(critic, real_images, fake_images, alpha):
     caller. The norm is taken over each image's pixels; 1e-12 keeps its gradient finite at 0.
     """
     x_hat = real_images + alpha * (fake_images - real_images)
-    with tf.GradientTape() as tape:
-        tape.watch(x_hat)
-        scores = _f32(critic(x_hat, training=True))
-    grads = _f32(tape.gradient(scores, x_hat))
-    norms = ops.sqrt(ops.sum(ops.square(grads), axis=(1, 2, 3)) + 1e-12)
-    return ops.mean(ops.square(norms - 1.0))
+    squared = _squared_gradient_norms(lambda x: critic(x, training=True), x_hat)
+    return ops.mean(ops.square(ops.sqrt(squared + 1e-12) - 1.0))
 
 
 def r1_penalty(critic, real_images):
@@ -106,11 +102,16 @@ def r1_penalty(critic, real_images):
 
     critic maps images to logits (B, 1); the caller weights the result by gamma / 2.
     """
+    return ops.mean(_squared_gradient_norms(critic, real_images))
+
+
+def _squared_gradient_norms(critic, images):
+    """||grad_x critic(x)||_2^2 of each image x (B,), float32, recorded by the caller's tapes."""
     with tf.GradientTape() as tape:
-        tape.watch(real_images)
-        scores = _f32(critic(real_images))
-    grads = _f32(tape.gradient(scores, real_images))
-    return ops.mean(ops.sum(ops.square(grads), axis=(1, 2, 3)))
+        tape.watch(images)
+        scores = _f32(critic(images))
+    grads = _f32(tape.gradient(scores, images))
+    return ops.sum(ops.square(grads), axis=(1, 2, 3))
 
 
 @dataclass(frozen=True)
