@@ -9,6 +9,7 @@ the sample count is logged).
 from __future__ import annotations
 
 import sys
+import weakref
 from typing import TYPE_CHECKING
 
 import keras
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # annotations only: config imports the registries
     from gantrack.config import ClassifierConfig
 
 FEATURES_LAYER = "features"
+# classifier -> its (features, logits) model, for as long as the classifier lives
+_HEADS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def build_classifier(cfg: ClassifierConfig, shape: tuple[int, int, int], n_classes: int):
@@ -72,7 +75,11 @@ def extract(model: keras.Model, images: np.ndarray, batch_size: int) -> tuple[np
 
     Returns (features (N, D) float64, probabilities (N, K) float64).
     """
-    heads = keras.Model(model.input, [model.get_layer(FEATURES_LAYER).output, model.output])
+    heads = _HEADS.get(model)
+    if heads is None:  # once per classifier: a new model per call retraces predict each time
+        heads = _HEADS[model] = keras.Model(
+            model.input, [model.get_layer(FEATURES_LAYER).output, model.output]
+        )
     # A bar only for long runs on a terminal (in a log file it is a stream of escape codes).
     progress = 1 if len(images) >= 20 * batch_size and sys.stdout.isatty() else 0
     feats, logits = heads.predict(to_float(images), batch_size=batch_size, verbose=progress)
