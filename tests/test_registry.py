@@ -30,6 +30,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 NAME = "gantrack-generator"
+DATA = ("sha", "w")  # the data's and the extractor's sha256: one footing throughout
 
 
 @pytest.fixture(scope="module")
@@ -56,29 +57,32 @@ def _champion(client: MlflowClient):
 def test_the_champion_alias_moves_only_to_a_comparably_better_fid(store):
     project, (a, b, c) = store
     client = MlflowClient()
-    assert registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha") == (1, True)
+    assert registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, *DATA) == (1, True)
     # Worse FID: registered, the alias stays.
-    assert registry.register_generator(b, NAME, "fid_classifier", 60.0, 300, "sha") == (2, False)
-    # Better, but on another sample count, extractor or dataset: not comparable, it stays. Each
-    # footing is a version of its own (3, 4, 5); none rewrites another's tags.
-    for footing in (("fid_classifier", 1000, "sha"), ("fid_inception", 300, "sha"),
-                    ("fid_classifier", 300, "other")):  # fmt: skip
+    assert registry.register_generator(b, NAME, "fid_classifier", 60.0, 300, *DATA) == (2, False)
+    # Better, but on another sample count, extractor, dataset, or a classifier with other
+    # weights (retrained with other params or seed): not comparable, it stays. Each footing is
+    # a version of its own (3 to 6); none rewrites another's tags.
+    for footing in (("fid_classifier", 1000, "sha", "w"), ("fid_inception", 300, *DATA),
+                    ("fid_classifier", 300, "other", "w"),
+                    ("fid_classifier", 300, "sha", "retrained")):  # fmt: skip
         assert registry.register_generator(c, NAME, footing[0], 10.0, *footing[1:])[1] is False
     assert int(_champion(client).version) == 1
+    assert client.get_model_version(NAME, "6").tags["gantrack.extractor_sha256"] == "retrained"
     assert client.get_model_version(NAME, "3").tags["gantrack.n_generated"] == "1000"
     # Better on an equal footing: it moves; a rerun of the same evaluation adds no version.
-    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (6, True)
-    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, "sha") == (6, True)
+    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, *DATA) == (7, True)
+    assert registry.register_generator(c, NAME, "fid_classifier", 40.0, 300, *DATA) == (7, True)
     champion = _champion(client)
     assert champion.run_id == c and champion.tags["gantrack.fid"] == "40.0"
-    assert len(client.search_model_versions(f"name = '{NAME}'")) == 6
+    assert len(client.search_model_versions(f"name = '{NAME}'")) == 7
     # A run deleted in the UI: a warning, nothing registered, the alias stays.
     client.delete_run(b)
     with mlflow.start_run() as empty:
         pass
     assert registry.register_generator(empty.info.run_id, NAME, "fid_classifier", 1.0, 300,
-                                       "sha") == (None, False)  # fmt: skip
-    assert int(_champion(client).version) == 6
+                                       *DATA) == (None, False)  # fmt: skip
+    assert int(_champion(client).version) == 7
 
 
 def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
@@ -88,7 +92,7 @@ def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:
 
 def test_gantrack_sample_from_the_registry_a_run_or_a_file(store, monkeypatch):
     project, (a, *_) = store
-    registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha")
+    registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, *DATA)
     champion = _champion(MlflowClient())
     proc = _gantrack_sample(project, "--model", f"models:/{NAME}@champion", "-n", "10",
                             "--out", "grid.png")  # fmt: skip
@@ -139,7 +143,7 @@ def _model_server(project: Path, model_uri: str, port: int):
 def test_mlflow_models_serve_answers_with_images(store):
     """The champion behind `mlflow models serve`: noise in, images in [-1, 1] out."""
     project, (a, *_) = store
-    registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, "sha")
+    registry.register_generator(a, NAME, "fid_classifier", 50.0, 300, *DATA)
     with _model_server(project, f"models:/{NAME}@champion", free_port()) as url:
         noise = np.random.default_rng(0).standard_normal((2, tiny.MODEL.latent_dim))
         request = urllib.request.Request(
@@ -191,7 +195,7 @@ def test_docs_images_photographs_the_run_in_the_mlflow_ui(store):
     run_id = _trained_run(["T-shirt", "Trouser", "Pullover", "Dress"])
     # The best FID of this module on the usual footing: the champion, whatever ran before.
     version, champion = registry.register_generator(run_id, NAME, "fid_classifier", 1.0, 300,
-                                                    "sha")  # fmt: skip
+                                                    *DATA)  # fmt: skip
     assert champion
     picture = images.grid(np.zeros((4, *tiny.SHAPE), np.uint8))
     (project / "plots").mkdir(exist_ok=True)

@@ -6,6 +6,9 @@ import json
 import pytest
 from project import mlflow_client, run, set_params
 
+from gantrack.evaluation import extractors
+from gantrack.io import keras_files
+
 # Real processes (`dvc repro`): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
 
@@ -70,9 +73,15 @@ def test_the_best_epochs_are_kept_the_best_is_chosen_and_versions_are_never_rewr
     assert v1.source.startswith("models:/m-") and v1.tags["gantrack.chosen_epoch"] == str(chosen)
     eval_fid = json.loads((project / "metrics/eval.json").read_text())["fid_classifier"]
     description = v1.description
-    for part in ("Data: digits (sha256 ", "Extractor: classifier", "Samples: 300 generated",
-                 f"FID (fid_classifier): {eval_fid:.6g}", f"Epoch: {chosen} of 4",
-                 f"{FID}="):  # fmt: skip
+    # The yardstick: the weights of the classifier that scored it, on the version and the run.
+    classifier = keras_files.load(project / "models/classifier/classifier.keras", "classifier")
+    weights = extractors.weights_sha256(classifier)
+    assert v1.tags["gantrack.extractor_sha256"] == weights
+    evaluated = json.loads((project / "data/generated/run.json").read_text())["run_id"]
+    assert client.get_run(evaluated).data.tags["gantrack.extractor_sha256"] == weights
+    for part in ("Data: digits (sha256 ", f"Extractor: classifier (weights sha256 {weights[:12]})",
+                 "Samples: 300 generated", f"FID (fid_classifier): {eval_fid:.6g}",
+                 f"Epoch: {chosen} of 4", f"{FID}="):  # fmt: skip
         assert part in description, description
 
     # Evaluated again on another sample count: a new version beside the first, which keeps its

@@ -39,7 +39,7 @@ def served(tmp_path_factory):
     gan = training.build_gan(tiny.MODEL, tiny.train_cfg(), tiny.SHAPE, 0, num_classes=4)
     with mlflow.start_run() as run:
         registry.log_generator(gan.sampler, class_names=CLASSES)
-    registry.register_generator(run.info.run_id, NAME, "fid_classifier", 50.0, 300, "sha")
+    registry.register_generator(run.info.run_id, NAME, "fid_classifier", 50.0, 300, "sha", "w")
     uri = f"models:/{NAME}@champion"
     env = {**user_env(), "MLFLOW_TRACKING_URI": store}
     with model_server(project, uri, free_port(), env) as url:

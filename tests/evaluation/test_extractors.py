@@ -161,3 +161,19 @@ def _graph_without_pool_3(tmp_path: Path) -> Path:
     path = tmp_path / "other.pb"
     path.write_bytes(graph.as_graph_def().SerializeToString())
     return path
+
+
+def test_a_classifiers_weights_name_it_however_it_was_saved(tmp_path):
+    """FIDs are comparable only on the same classifier: its weights' sha256 is the same for the
+    same network saved twice (archives that record when they were saved) and other for one
+    trained otherwise."""
+    e = EvaluateConfig(extractor="classifier")
+    digests = {}
+    for name, seed in (("a", 0), ("a_again", 0), ("b", 1)):
+        keras.utils.set_random_seed(seed)
+        model = classifier_lib.build_classifier(ClassifierConfig(filters=4), (8, 8, 1), 3)
+        path = tmp_path / name / "classifier.keras"
+        path.parent.mkdir()
+        model.save(path)
+        digests[name] = extractors.load_extractor(e, path)[1].sha256
+    assert digests["a"] == digests["a_again"] != digests["b"]

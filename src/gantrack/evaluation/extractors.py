@@ -1,5 +1,7 @@
 """Feature extractors by name: uint8 images (N, H, W, C) -> features (N, D) and, where the
-network has a class head, probabilities (N, K). Every metric name carries the extractor's name.
+network has a class head, probabilities (N, K). Every metric name carries the extractor's name;
+each extract function's `sha256` names its weights, so FIDs from two classifiers (trained with
+other params or seeds) are never taken for comparable.
 
 Adding an extractor is one entry in EXTRACTORS (a function building the extract function) plus
 its tests.
@@ -7,6 +9,7 @@ its tests.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +26,8 @@ if TYPE_CHECKING:  # annotations only: config imports the registries
 
 logger = logging.getLogger(__name__)
 
-# images uint8 (N, H, W, C), batch_size -> (features (N, D) float64, probabilities or None)
+# images uint8 (N, H, W, C), batch_size -> (features (N, D) float64, probabilities or None);
+# its attribute sha256 identifies the network's weights
 Extract = Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray | None]]
 
 
@@ -40,20 +44,43 @@ def _classifier(classifier_path: Path, e: EvaluateConfig) -> Extract:
         return classifier.extract(model, images, batch_size)
 
     extract.input_shape = tuple(model.input_shape[1:])  # the images it was trained on
+    extract.sha256 = weights_sha256(model)
     return extract
 
 
 def _inception(classifier_path: Path, e: EvaluateConfig) -> Extract:
     # No ImageNet head here, so no class probabilities and no Inception Score.
     model = inception.build_inception(inception.inception_weights(e.inception_weights))
-    return lambda images, batch_size: (inception.extract_inception(model, images, batch_size), None)
+
+    def extract(images, batch_size):
+        return inception.extract_inception(model, images, batch_size), None
+
+    extract.sha256 = weights_sha256(model)
+    return extract
 
 
 def _inception_fid(classifier_path: Path, e: EvaluateConfig) -> Extract:
     path = inception_fid.graph_path(e.inception_fid_graph)
     network = inception_fid.load(path)
-    logger.info("inception_fid: %s (sha256 %s)", path, inception_fid.sha256(path))
-    return lambda images, batch_size: (inception_fid.extract(network, images, batch_size), None)
+    digest = inception_fid.sha256(path)
+    logger.info("inception_fid: %s (sha256 %s)", path, digest)
+
+    def extract(images, batch_size):
+        return inception_fid.extract(network, images, batch_size), None
+
+    extract.sha256 = digest
+    return extract
+
+
+def weights_sha256(model) -> str:
+    """SHA-256 of a Keras model's weights (shapes, dtypes, values, in the model's order): the
+    same for the same network however it was saved, other for any retrained one."""
+    digest = hashlib.sha256()
+    for w in model.get_weights():
+        w = np.ascontiguousarray(w)
+        digest.update(f"{w.dtype.str}{w.shape}".encode())
+        digest.update(w.tobytes())
+    return digest.hexdigest()
 
 
 # name -> builder(classifier_path, evaluate params) -> Extract; raises UserError when the

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 
+import mlflow
+
 from gantrack import tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import extractors, scoring
@@ -43,10 +45,13 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     write_json(paths.eval_metrics, results)
     with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
         tracking.log_metrics_once(results)
+        # The extractor's weights: FIDs measured with other weights are not comparable.
+        mlflow.set_tag(registry.EXTRACTOR_TAG, extract.sha256)
     if cfg.tracking.registered_model:
         registry.register_generator(
             tracking.read_run_file(paths.train_run), cfg.tracking.registered_model, f"fid_{name}",
             results[f"fid_{name}"], results[f"n_generated_{name}"], meta["sha256"],
+            extract.sha256,
         )  # fmt: skip
     print(scoring.table(results))
     return results

@@ -3,9 +3,10 @@
 one registered model; the `champion` alias points at the version with the best FID among
 comparable ones.
 
-Comparable means the same FID (same feature extractor, same number of generated samples) on the
-same data: a version is tagged with all three, and the alias moves only when a new version beats
-the champion on an equal footing. Load the champion anywhere with
+Comparable means the same FID (same feature extractor with the same weights, same number of
+generated samples) on the same data: a version is tagged with all four, and the alias moves only
+when a new version beats the champion on an equal footing (a classifier retrained with other
+params or another seed is another yardstick). Load the champion anywhere with
 `gantrack sample --model models:/NAME@champion` (load_generator: only its .keras archive, no
 code from the store runs) or serve it with `mlflow models serve -m models:/NAME@champion`.
 """
@@ -29,12 +30,19 @@ from gantrack.tracking import selection
 logger = logging.getLogger(__name__)
 ALIAS = "champion"
 ARTIFACT = "generator"  # the run's logged generator (log_generator)
-FOOTING = ("gantrack.fid_metric", "gantrack.n_generated", "gantrack.dataset")
+EXTRACTOR_TAG = "gantrack.extractor_sha256"  # the extractor's weights (also on the run)
+FOOTING = ("gantrack.fid_metric", "gantrack.n_generated", "gantrack.dataset", EXTRACTOR_TAG)
 FID_TAG = "gantrack.fid"
 
 
 def register_generator(
-    run_id: str, model_name: str, metric: str, fid: float, n_generated: int, dataset: str
+    run_id: str,
+    model_name: str,
+    metric: str,
+    fid: float,
+    n_generated: int,
+    dataset: str,
+    extractor_sha256: str,
 ) -> tuple[int | None, bool]:
     """Register the generator of the training run run_id under model_name, evaluated on this
     footing to this FID (once: a rerun finds its version; another footing or FID is a new
@@ -43,7 +51,8 @@ def register_generator(
     warning when the run or its generator is gone from the store (deleted in the UI).
     """
     client = MlflowClient()
-    footing = dict(zip(FOOTING, (metric, str(n_generated), dataset), strict=True))
+    footing = dict(zip(FOOTING, (metric, str(n_generated), dataset, extractor_sha256),
+                       strict=True))  # fmt: skip
     try:
         version = _version_of(client, model_name, run_id, {**footing, FID_TAG: repr(float(fid))})
     except MlflowException as exc:

@@ -134,10 +134,10 @@ def record_choice(epoch: int, chosen_by: str, metric: str | None, fid: float | N
     tracking.log_metrics_once({"chosen_epoch": epoch})
 
 
-def describe(run, tags: dict[str, str], footing: tuple[str, str, str], fid_tag: str) -> str:
-    """A registered version's description: what was evaluated (data, extractor, sample count),
-    to what FID, and the training epoch the generator is from."""
-    metric, n_generated, sha256 = (tags[key] for key in footing)
+def describe(run, tags: dict[str, str], footing: tuple[str, ...], fid_tag: str) -> str:
+    """A registered version's description: what was evaluated (data, extractor and its weights,
+    sample count), to what FID, and the training epoch the generator is from."""
+    metric, n_generated, sha256, weights = (tags[key] for key in footing)
     dataset = run.data.tags.get("dataset", "unknown data")
     epoch, chosen_by = run.data.tags.get(CHOSEN_TAG), run.data.tags.get(CHOSEN_BY_TAG)
     epochs = run.data.params.get("train.epochs", "?")
@@ -152,5 +152,6 @@ def describe(run, tags: dict[str, str], footing: tuple[str, str, str], fid_tag: 
         why = "train.select last" if last else "no FID while training"
         chosen = f"Epoch: {epoch} of {epochs}, the last ({why})."
     return (f"Data: {dataset} (sha256 {sha256[:12]}). Extractor: "
-            f"{metric.removeprefix('fid_')}. Samples: {n_generated} generated. FID "
-            f"({metric}): {float(tags[fid_tag]):.6g}. {chosen}")  # fmt: skip
+            f"{metric.removeprefix('fid_')} (weights sha256 {weights[:12]}). Samples: "
+            f"{n_generated} generated. FID ({metric}): {float(tags[fid_tag]):.6g}. "
+            f"{chosen}")  # fmt: skip
