@@ -124,6 +124,12 @@ def test_dvc_repro_end_to_end(tiny_project):
     # An evaluate knob: only evaluate runs.
     set_params(project, {"evaluate": {"pr_k": 5}})
     assert ran_stages(run(project, "dvc", "repro", "evaluate").stdout) == {"evaluate"}
+    # Another GAN seed keeps the yardstick: classifier and reference are not to rerun.
+    before = (project / "params.yaml").read_text()
+    set_params(project, {"base": {"seed": 7}})
+    stale = json.loads(run(project, "dvc", "status", "--json").stdout)
+    assert "train" in stale and not {"classifier", "reference"} & set(stale), stale
+    (project / "params.yaml").write_text(before)
     # evaluate.pr_k differs from the logged value: a new run, linked to the first.
     runs = client.search_runs([experiment.experiment_id], order_by=["start_time DESC"])
     assert len(runs) == 2

@@ -91,6 +91,7 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
+    seed: int = knob(42, ge=0, le=MAX_SEED)  # its own: base.seed does not change the yardstick
     epochs: int = knob(2, ge=1)
     batch_size: int = knob(128, ge=1)
     learning_rate: float = knob(1e-3, gt=0.0)

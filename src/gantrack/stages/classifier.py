@@ -17,7 +17,7 @@ from gantrack.io.paths import PATHS, Paths
 logger = logging.getLogger(__name__)
 
 # The params this stage reads: dvc.yaml lists them (a test checks), the CLI rechecks them.
-PARAMS = ("base.seed", "classifier")
+PARAMS = ("classifier",)
 
 
 def run(cfg: Config, paths: Paths = PATHS) -> float | None:
@@ -33,7 +33,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> float | None:
         logger.info("the data has no labels (one class): no classifier; evaluation uses "
                     "Inception features (evaluate.extractor auto)")  # fmt: skip
         return None
-    keras.utils.set_random_seed(cfg.base.seed)
+    keras.utils.set_random_seed(cfg.classifier.seed)
     model, accuracy = classifier.train_classifier(
         cfg.classifier, train.images, train.labels, test.images, test.labels
     )
