@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import zipfile
@@ -12,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from gantrack.io import limits
+from gantrack.io.digests import arrays_sha256
 from gantrack.io.files import atomic_path
 from gantrack.runtime.errors import UserError, one_line
 
@@ -89,13 +89,7 @@ def _check_sizes(n: int, test_fraction: float, classes: int) -> None:
 
 def digest(*splits: Split) -> str:
     """sha256 hex of the shapes and bytes of images and labels of all splits, in order."""
-    h = hashlib.sha256()
-    for split in splits:
-        for array in (split.images, split.labels):
-            # The shape goes in too: the same bytes reshaped are a different dataset.
-            h.update(f"{array.dtype.str}{array.shape}".encode())
-            h.update(np.ascontiguousarray(array).tobytes())
-    return h.hexdigest()
+    return arrays_sha256(a for split in splits for a in (split.images, split.labels))
 
 
 def save_split(path: str | os.PathLike, split: Split) -> None:

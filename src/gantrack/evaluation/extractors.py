@@ -9,7 +9,6 @@ its tests.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 
 from gantrack.evaluation import classifier, inception, inception_fid
 from gantrack.io import keras_files
+from gantrack.io.digests import arrays_sha256
 from gantrack.runtime.errors import UserError
 
 if TYPE_CHECKING:  # annotations only: config imports the registries
@@ -75,12 +75,7 @@ def _inception_fid(classifier_path: Path, e: EvaluateConfig) -> Extract:
 def weights_sha256(model) -> str:
     """SHA-256 of a Keras model's weights (shapes, dtypes, values, in the model's order): the
     same for the same network however it was saved, other for any retrained one."""
-    digest = hashlib.sha256()
-    for w in model.get_weights():
-        w = np.ascontiguousarray(w)
-        digest.update(f"{w.dtype.str}{w.shape}".encode())
-        digest.update(w.tobytes())
-    return digest.hexdigest()
+    return arrays_sha256(model.get_weights())
 
 
 # name -> builder(classifier_path, evaluate params) -> Extract; raises UserError when the
