@@ -400,6 +400,7 @@ def test_apply_writes_the_best_params_into_params_yaml_naming_data_and_study(pro
         ({"r1_gamma": {"low": 0.0, "high": 1.0}}, r"r1_gamma\.low: 0\.0 is out of range; log "),
         ({"batch_size": []}, r"tune\.space\.batch_size: no choices"),
         ({"batch_size": [64, 0]}, r"batch_size\[1\]: 0 is out of range; must be >= 1"),
+        ({"d_filters": [32, 0]}, r"d_filters\[1\]: 0 is out of range; must be >= 1"),
         ({"g_layers": {"low": 1.5, "high": 3}}, r"g_layers\.low: must be int, got 1\.5"),
         ({k: None for k in SPACE}, r"tune\.space: nothing to search; give one of: lr_g, "),
     ],
@@ -427,15 +428,24 @@ def test_generator_layers_searched_must_reach_the_image_size():
 
 
 def test_a_trial_trains_with_the_values_it_drew_for_every_searched_knob():
-    space = {"r1_gamma": {"low": 0.01, "high": 1.0}, "batch_size": [64, 128]}
-    cfg = config.from_dict({"tune": {"space": space, "epochs": 3}})
+    space = {"r1_gamma": {"low": 0.01, "high": 1.0}, "batch_size": [64, 128],
+             "g_filters": [32, 64], "d_filters": [32, 48]}  # fmt: skip
+    cfg = config.from_dict({"train": {"r1_gamma": 0.1}, "tune": {"space": space, "epochs": 3}})
     drawn = {"train.lr_g": 2e-4, "train.lr_d": 3e-4, "model.generator.layers": 3,
              "model.discriminator.layers": 1, "train.r1_gamma": 0.05,
-             "train.batch_size": 128}  # fmt: skip
+             "train.batch_size": 128, "model.generator.filters": 64,
+             "model.discriminator.filters": 48}  # fmt: skip
     trial_cfg = objective.suggest(optuna.trial.FixedTrial(drawn), cfg)  # optuna's test trial
     t, m = trial_cfg.train, trial_cfg.model
     assert (t.lr_g, t.lr_d, t.r1_gamma, t.batch_size, t.epochs) == (2e-4, 3e-4, 0.05, 128, 3)
     assert (m.generator.layers, m.discriminator.layers) == (3, 1)
+    assert (m.generator.filters, m.discriminator.filters) == (64, 48)
+    params, _ = objective.baseline(cfg)  # the baseline trial: params.yaml's own widths
+    assert (params["model.generator.filters"], params["model.discriminator.filters"]) == (32, 32)
+    narrow = config.from_dict({"train": {"r1_gamma": 0.1},
+                               "tune": {"space": {**space, "d_filters": [48, 64]}}})  # fmt: skip
+    why = "model.discriminator.filters 32 lies outside tune.space.d_filters"
+    assert objective.baseline(narrow) == (None, why)
     assert trial_cfg.train.label_smoothing == cfg.train.label_smoothing  # not searched
 
 

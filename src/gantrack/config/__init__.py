@@ -187,6 +187,8 @@ class SpaceConfig:
     batch_size: tuple[int, ...] | None = searched("train.batch_size")  # choices
     label_smoothing: FloatRange | None = searched("train.label_smoothing")
     r1_gamma: FloatRange | None = searched("train.r1_gamma", log=True)
+    g_filters: tuple[int, ...] | None = searched("model.generator.filters")  # choices
+    d_filters: tuple[int, ...] | None = searched("model.discriminator.filters")  # choices
 
 
 # tune.space name -> the knob each trial sets; the names searched log-uniformly.
