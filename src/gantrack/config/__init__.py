@@ -15,7 +15,7 @@ from typing import Any
 from ruamel.yaml import YAMLError
 
 from gantrack.config import schema
-from gantrack.config.schema import knob, registry, searched
+from gantrack.config.schema import FloatRange, IntRange, knob, registry, searched
 from gantrack.data.datasets import NAMES, lookup
 from gantrack.data.folder import BAD_IMAGES
 from gantrack.gan.geometry import MAX_LAYERS, scale_plan
@@ -159,18 +159,6 @@ class TrackingConfig:
     experiment: str = knob("gantrack", pattern=NAME)
     registered_model: str | None = knob("gantrack-generator", pattern=MODEL_NAME)
     system_metrics: bool = False
-
-
-@dataclass(frozen=True)
-class FloatRange:  # search bounds, low < high (both required)
-    low: float
-    high: float
-
-
-@dataclass(frozen=True)
-class IntRange:  # search bounds, low < high, both included (both required)
-    low: int
-    high: int
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,18 @@ def _literal_keys(module: str, name: str) -> tuple[str, ...]:
         if isinstance(target, ast.Name) and target.id == name:
             return tuple(ast.literal_eval(key) for key in node.value.keys)
     raise LookupError(f"{module}.{name}: no dict literal with string keys")
+
+
+@dataclass(frozen=True)
+class FloatRange:  # search bounds, low < high (both required)
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class IntRange:  # search bounds, low < high, both included (both required)
+    low: int
+    high: int
 
 
 def searched(target: str, default: Any = None, *, log: bool = False) -> Any:
