@@ -3,7 +3,7 @@ PY := .venv/bin/python
 RESULTS := benchmarks/results
 
 .PHONY: setup test repro reference bench bench-speed bench-quality bench-memory bench-fid \
-        bench-tune-memory bench-profile
+        bench-tune-memory bench-profile bench-ema
 
 setup:
 	bash scripts/setup.sh
@@ -18,7 +18,7 @@ repro: setup
 reference: setup
 	.venv/bin/dvc repro reference
 
-bench: bench-speed bench-profile bench-quality bench-memory bench-fid bench-tune-memory
+bench: bench-speed bench-profile bench-quality bench-memory bench-fid bench-tune-memory bench-ema
 
 bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
@@ -46,3 +46,10 @@ bench-fid: setup
 bench-tune-memory: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_tune_memory.py --trials 10 \
 	  | tee $(RESULTS)/tune_memory.txt
+
+# The long preset's training (~27 min on 2 cores) once, with EMA copies at more decays beside it.
+LONG_PRESET = train.epochs=66 train.ema_decay=0.999 train.r1_gamma=0.1 train.batch_size=128 \
+	train.lr_g=0.0014 train.lr_d=0.00085
+bench-ema: reference
+	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_ema.py --decays 0.9995 0.9999 \
+	  --json $(RESULTS)/ema.json $(LONG_PRESET)
