@@ -38,6 +38,7 @@ from gantrack import config, data  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
 from gantrack.evaluation.scoring import load_reference  # noqa: E402
 from gantrack.gan import training  # noqa: E402
+from gantrack.gan.model import update_ema  # noqa: E402
 from gantrack.io import keras_files  # noqa: E402
 from gantrack.io.paths import PATHS  # noqa: E402
 
@@ -58,11 +59,8 @@ class Averages(keras.callbacks.Callback):
         self._update = tf.function(self._assign)
 
     def _assign(self):
-        steps = tf.cast(self.gan.g_optimizer.iterations, "float32")
         for decay, copy in self.copies.values():
-            d = tf.minimum(decay, (1.0 + steps) / (10.0 + steps))
-            for average, value in zip(copy.weights, self.gan.generator.weights, strict=True):
-                average.assign(d * average + (1.0 - d) * tf.cast(value, average.dtype))
+            update_ema(copy, self.gan.generator, decay, self.gan.g_optimizer.iterations)
 
     def on_train_batch_end(self, batch, logs=None):
         self._update()

@@ -269,12 +269,18 @@ class GAN(NoSymbolicBuild, keras.Model):
     def _update_ema(self):
         """After a generator step: ema <- d * ema + (1 - d) * weights, for all weights
         (BatchNorm statistics included), d warming up with the generator's step count."""
-        if self.ema_generator is None:
-            return
-        steps = ops.cast(self.g_optimizer.iterations, "float32")
-        decay = ops.minimum(self.ema_decay, (1.0 + steps) / (10.0 + steps))
-        for average, value in zip(self.ema_generator.weights, self.generator.weights, strict=True):
-            average.assign(decay * average + (1.0 - decay) * ops.cast(value, average.dtype))
+        if self.ema_generator is not None:
+            update_ema(self.ema_generator, self.generator, self.ema_decay,
+                       self.g_optimizer.iterations)  # fmt: skip
+
+
+def update_ema(average: keras.Model, model: keras.Model, decay: float, steps) -> None:
+    """average <- d * average + (1 - d) * model, weight by weight, with the warm-up decay
+    d = min(decay, (1 + steps) / (10 + steps)) after `steps` generator steps."""
+    steps = ops.cast(steps, "float32")
+    d = ops.minimum(decay, (1.0 + steps) / (10.0 + steps))
+    for mean, value in zip(average.weights, model.weights, strict=True):
+        mean.assign(d * mean + (1.0 - d) * ops.cast(value, mean.dtype))
 
 
 def _f32(x):
