@@ -1,18 +1,22 @@
 """EMA decays compared on one training run: the same weights averaged several ways.
 
-Usage: python benchmarks/bench_ema.py [--decays 0.999 0.9995 0.9999] [KEY=VALUE ...]
-       [--curve-every 6] [--samples 10000] [--json out.json] [--grids DIR]
+Usage: python benchmarks/bench_ema.py [--decays 0.999 0.9995:5 ...] [KEY=VALUE ...]
+       [--curve-every 6] [--samples 10000] [--standing BATCHES] [--json out.json]
+       [--grids DIR] [--save DIR]
 
 An EMA of the generator's weights does not change training, so one run can keep several:
 this trains gantrack once, as the pipeline does (training.train, params.yaml's model and
 train sections plus dotted overrides, e.g. `train.epochs=66 train.batch_size=128`), and keeps,
-beside the run's own generator, one EMA copy per --decays value, updated after every generator
-step exactly as `train.ema_decay` updates the pipeline's (warm-up min(d, (1 + t) / (10 + t)) at
-generator step t, BatchNorm statistics included). Every --curve-every epochs each copy scores
-1,000 samples (fid_classifier_n1000, fixed noise); after the last epoch each scores --samples
+beside the run's own generator, one EMA copy per --decays value DECAY[:WARMUP], updated after
+every generator step exactly as `train.ema_decay` and `train.ema_warmup` update the
+pipeline's (warm-up min(DECAY, (1 + t) / (WARMUP + t)) at generator step t, WARMUP 10 unless
+given, BatchNorm statistics included). Every --curve-every epochs each copy scores 1,000
+samples (fid_classifier_n1000, fixed noise); after the last epoch each scores --samples
 (fid_classifier, as `dvc repro` logs it: noise seed 1234, the project's classifier and
-reference statistics), with precision and recall. "raw" is the trained generator itself; with
-`train.ema_decay` set, "run" is the pipeline's own EMA generator, a check on the copies.
+reference statistics), with precision and recall, and with --standing also as NAME+standing
+after `train.standing_stats: BATCHES` (BatchNorm statistics re-estimated, as the train stage
+does). "raw" is the trained generator itself; with `train.ema_decay` set, "run" is the
+pipeline's own EMA generator, a check on the copies.
 
 Needs `dvc repro reference` in --project (default ".").
 """
@@ -38,7 +42,7 @@ from gantrack import config, data  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
 from gantrack.evaluation.scoring import load_reference  # noqa: E402
 from gantrack.gan import training  # noqa: E402
-from gantrack.gan.model import update_ema  # noqa: E402
+from gantrack.gan.model import standing_statistics, update_ema  # noqa: E402
 from gantrack.io import keras_files  # noqa: E402
 from gantrack.io.paths import PATHS  # noqa: E402
 
@@ -47,20 +51,21 @@ class Averages(keras.callbacks.Callback):
     """One EMA copy of the generator per decay, updated after every generator step; n1000
     FIDs of every copy each `every` epochs (and after the last) into self.curve."""
 
-    def __init__(self, gan, decays: list[float], measure, every: int, epochs: int):
+    def __init__(self, gan, decays: list[str], measure, every: int, epochs: int):
         super().__init__()
         self.gan, self.measure, self.every, self.epochs = gan, measure, every, epochs
         self.copies = {}
-        for decay in decays:
+        for spec in decays:
+            decay, _, warmup = spec.partition(":")
             copy = keras.models.clone_model(gan.generator)
             copy.set_weights(gan.generator.get_weights())
-            self.copies[f"ema_{decay}"] = (decay, copy)
+            self.copies[f"ema_{spec}"] = (float(decay), float(warmup or 10), copy)
         self.curve: list[dict] = []
         self._update = tf.function(self._assign)
 
     def _assign(self):
-        for decay, copy in self.copies.values():
-            update_ema(copy, self.gan.generator, decay, self.gan.g_optimizer.iterations)
+        for decay, warmup, copy in self.copies.values():
+            update_ema(copy, self.gan.generator, decay, self.gan.g_optimizer.iterations, warmup)
 
     def on_train_batch_end(self, batch, logs=None):
         self._update()
@@ -69,7 +74,7 @@ class Averages(keras.callbacks.Callback):
         found = {"raw": self.gan.generator}
         if self.gan.ema_generator is not None:
             found["run"] = self.gan.ema_generator
-        return found | {name: copy for name, (_, copy) in self.copies.items()}
+        return found | {name: copy for name, (*_, copy) in self.copies.items()}
 
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every and epoch + 1 != self.epochs:
@@ -84,13 +89,17 @@ class Averages(keras.callbacks.Callback):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
-    parser.add_argument("--decays", nargs="+", type=float, default=[0.999, 0.9995, 0.9999])
+    parser.add_argument("--decays", nargs="+", default=["0.999", "0.9995", "0.9999"],
+                        metavar="DECAY[:WARMUP]")  # fmt: skip
     parser.add_argument("--curve-every", type=int, default=6)
     parser.add_argument("--samples", type=int, default=10000)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--project", default=".", help="where `dvc repro reference` ran")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--grids", help="also save an 8x8 grid of each one's samples here")
+    parser.add_argument("--save", help="also save each final generator here (NAME.keras)")
+    parser.add_argument("--standing", type=int, default=0, metavar="BATCHES",
+                        help="also score each with standing BatchNorm statistics")  # fmt: skip
     args = parser.parse_args()
 
     raw = _override(YAML(typ="safe", pure=True).load(Path(args.params).read_text()),
@@ -125,6 +134,16 @@ def main() -> None:
         results["final"][name] = score(generator, classifier, reference, project, args.samples,
                                        grid_path)  # fmt: skip
         print(name, json.dumps(results["final"][name]), flush=True)
+        if args.save:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            generator.save(Path(args.save) / f"{name}.keras")
+    for name, generator in averages.generators().items() if args.standing else ():
+        generator = standing_statistics(generator, args.standing, cfg.train.batch_size,
+                                        cfg.base.seed)  # fmt: skip
+        grid_path = str(Path(args.grids) / f"{name}+standing.png") if args.grids else None
+        results["final"][f"{name}+standing"] = score(generator, classifier, reference, project,
+                                                     args.samples, grid_path)  # fmt: skip
+        print(f"{name}+standing", json.dumps(results["final"][f"{name}+standing"]), flush=True)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

@@ -8,6 +8,7 @@ and both models updated from the same forward pass (two tapes). Losses are passe
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -36,8 +37,10 @@ class GAN(NoSymbolicBuild, keras.Model):
     - r1_gamma, r1_every: R1 (losses.r1_penalty on the reals, as the discriminator sees them)
       added to the discriminator loss with weight r1_gamma / 2, lazily (Karras et al. 2020,
       StyleGAN2): on every r1_every-th discriminator step only, weighted r1_every times as much.
-    - ema_decay: keep `ema_generator`, an exponential moving average of the generator's
-      weights (warm-up decay min(ema_decay, (1 + t) / (10 + t)) at generator step t).
+    - ema_decay, ema_warmup: keep `ema_generator`, an exponential moving average of the
+      generator's weights (warm-up decay min(ema_decay, (1 + t) / (ema_warmup + t)) at
+      generator step t: an average over the last ~t / (ema_warmup - 1) steps until it reaches
+      ema_decay).
     - augment, augment_p: DiffAugment (gantrack.gan.augment): the discriminator sees real and
       fake images through these transforms, each applied with probability augment_p; None:
       adaptive (Karras et al. 2020, ADA), from 0, moved by augment_images' share of the images
@@ -61,6 +64,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         r1_gamma: float = 0.0,
         r1_every: int = 16,
         ema_decay: float | None = None,
+        ema_warmup: float = 10.0,
         augment: tuple[str, ...] = (),
         augment_p: float | None = 1.0,
         augment_target: float = 0.6,
@@ -75,7 +79,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.n_critic = n_critic
         self.gp_weight = gp_weight
         self.r1_gamma, self.r1_every = r1_gamma, r1_every
-        self.ema_decay = ema_decay
+        self.ema_decay, self.ema_warmup = ema_decay, ema_warmup
         self.augment = tuple(augment)
         self.augment_p = augment_p
         if self.augment and augment_p is None:  # adaptive; replicas' updates are averaged
@@ -271,16 +275,39 @@ class GAN(NoSymbolicBuild, keras.Model):
         (BatchNorm statistics included), d warming up with the generator's step count."""
         if self.ema_generator is not None:
             update_ema(self.ema_generator, self.generator, self.ema_decay,
-                       self.g_optimizer.iterations)  # fmt: skip
+                       self.g_optimizer.iterations, self.ema_warmup)  # fmt: skip
 
 
-def update_ema(average: keras.Model, model: keras.Model, decay: float, steps) -> None:
+def update_ema(average: keras.Model, model: keras.Model, decay: float, steps,
+               warmup: float = 10.0) -> None:  # fmt: skip
     """average <- d * average + (1 - d) * model, weight by weight, with the warm-up decay
-    d = min(decay, (1 + steps) / (10 + steps)) after `steps` generator steps."""
+    d = min(decay, (1 + steps) / (warmup + steps)) after `steps` generator steps."""
     steps = ops.cast(steps, "float32")
-    d = ops.minimum(decay, (1.0 + steps) / (10.0 + steps))
+    d = ops.minimum(decay, (1.0 + steps) / (warmup + steps))
     for mean, value in zip(average.weights, model.weights, strict=True):
         mean.assign(d * mean + (1.0 - d) * ops.cast(value, mean.dtype))
+
+
+def standing_statistics(generator: keras.Model, batches: int, batch_size: int,
+                        seed: int) -> keras.Model:  # fmt: skip
+    """A copy of generator whose BatchNorm moving means and variances are the average, over
+    `batches` batches of batch_size seeded noise run in training mode, of each batch's own
+    (BigGAN's standing statistics). An EMA generator's moving statistics are an average of
+    earlier weights' statistics; these are its own weights'. batches 0: generator itself."""
+    if not batches:
+        return generator
+    copy = keras.models.clone_model(generator)
+    copy.set_weights(generator.get_weights())
+    norms = [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    rng = np.random.default_rng(seed)
+    for k in range(batches):
+        for layer in norms:
+            layer.momentum = k / (k + 1)  # the running mean of the batches' statistics
+        copy(rng.standard_normal((batch_size, copy.input_shape[-1]), np.float32), training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return copy
 
 
 def _f32(x):

@@ -81,12 +81,7 @@ def build_gan(
                     "synchronized_bn": strategy.num_replicas_in_sync > 1}  # fmt: skip
             gan = GAN(build_generator(model_cfg, shape, **nets),
                       build_discriminator(model_cfg, shape, **nets), seed,
-                      n_critic=train_cfg.n_critic, ema_decay=train_cfg.ema_decay,
-                      gp_weight=train_cfg.gp_weight if loss.gradient_penalty else 0.0,
-                      r1_gamma=train_cfg.r1_gamma, r1_every=train_cfg.r1_every,
-                      augment=train_cfg.augment, augment_p=_fixed_p(train_cfg.augment_p),
-                      augment_target=train_cfg.augment_target,
-                      augment_images=train_cfg.augment_images)  # fmt: skip
+                      **_gan_options(train_cfg, loss))  # fmt: skip
             steps = n_images and train_cfg.epochs * steps_per_epoch(train_cfg, n_images)
             optimizers = adam_pair(train_cfg, policy == "mixed_float16", steps)
             gan.compile(
@@ -104,6 +99,22 @@ def build_gan(
     finally:
         keras.mixed_precision.set_global_policy(previous)
     return gan
+
+
+def _gan_options(train_cfg: TrainConfig, loss) -> dict:
+    """GAN's keyword arguments from the train params."""
+    return {
+        "n_critic": train_cfg.n_critic,
+        "ema_decay": train_cfg.ema_decay,
+        "ema_warmup": train_cfg.ema_warmup,
+        "gp_weight": train_cfg.gp_weight if loss.gradient_penalty else 0.0,
+        "r1_gamma": train_cfg.r1_gamma,
+        "r1_every": train_cfg.r1_every,
+        "augment": train_cfg.augment,
+        "augment_p": _fixed_p(train_cfg.augment_p),
+        "augment_target": train_cfg.augment_target,
+        "augment_images": train_cfg.augment_images,
+    }
 
 
 def _fixed_p(augment_p: float | str) -> float | None:
