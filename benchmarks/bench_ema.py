@@ -13,10 +13,10 @@ pipeline's (warm-up min(DECAY, (1 + t) / (WARMUP + t)) at generator step t, WARM
 given, BatchNorm statistics included). Every --curve-every epochs each copy scores 1,000
 samples (fid_classifier_n1000, fixed noise); after the last epoch each scores --samples
 (fid_classifier, as `dvc repro` logs it: noise seed 1234, the project's classifier and
-reference statistics), with precision and recall, and with --standing also as NAME+standing
-after `train.standing_stats: BATCHES` (BatchNorm statistics re-estimated, as the train stage
-does). "raw" is the trained generator itself; with `train.ema_decay` set, "run" is the
-pipeline's own EMA generator, a check on the copies.
+reference statistics), with precision and recall; with --standing also as NAME+standing, its
+BatchNorm statistics re-estimated on BATCHES batches (standing_statistics). "raw" is the
+trained generator itself; with `train.ema_decay` set, "run" is the pipeline's own EMA
+generator, a check on the copies.
 
 Needs `dvc repro reference` in --project (default ".").
 """
@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 from ruamel.yaml import YAML
 
@@ -42,7 +43,7 @@ from gantrack import config, data  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
 from gantrack.evaluation.scoring import load_reference  # noqa: E402
 from gantrack.gan import training  # noqa: E402
-from gantrack.gan.model import standing_statistics, update_ema  # noqa: E402
+from gantrack.gan.model import update_ema  # noqa: E402
 from gantrack.io import keras_files  # noqa: E402
 from gantrack.io.paths import PATHS  # noqa: E402
 
@@ -84,6 +85,28 @@ class Averages(keras.callbacks.Callback):
             point[name] = round(self.measure(generator), 3)
         self.curve.append(point)
         print(json.dumps(point), flush=True)
+
+
+def standing_statistics(generator: keras.Model, batches: int, batch_size: int,
+                        seed: int) -> keras.Model:  # fmt: skip
+    """A copy of generator whose BatchNorm moving means and variances are the average, over
+    `batches` batches of batch_size seeded noise run in training mode, of each batch's own
+    (BigGAN's standing statistics). An EMA generator's moving statistics are an average of
+    earlier weights' statistics; these are its own weights'. batches 0: generator itself."""
+    if not batches:
+        return generator
+    copy = keras.models.clone_model(generator)
+    copy.set_weights(generator.get_weights())
+    norms = [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta = [layer.momentum for layer in norms]
+    rng = np.random.default_rng(seed)
+    for k in range(batches):
+        for layer in norms:
+            layer.momentum = k / (k + 1)  # the running mean of the batches' statistics
+        copy(rng.standard_normal((batch_size, copy.input_shape[-1]), np.float32), training=True)
+    for layer, momentum in zip(norms, momenta, strict=True):
+        layer.momentum = momentum
+    return copy
 
 
 def main() -> None:

@@ -63,10 +63,6 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ({"train": {"ema_decay": 1.0}}, r"train\.ema_decay: 1\.0 is out of range; must be < 1"),
         ({"train": {"ema_decay": 0}}, r"train\.ema_decay: 0\.0 is out of range; must be > 0"),
         ({"train": {"ema_warmup": 1}}, r"train\.ema_warmup: 1\.0 is out of range; must be > 1"),
-        (
-            {"train": {"standing_stats": -1}},
-            r"train\.standing_stats: -1 is out of range; must be >= 0",
-        ),
         ({"train": {"n_critic": 0}}, r"train\.n_critic: 0 is out of range; must be >= 1"),
         ({"train": {"mixed_precision": "yes"}}, r"train\.mixed_precision: unknown value 'yes'"),
         ({"model": {"discriminator": {"spectral_norm": 1}}}, r"spectral_norm: must be bool"),

@@ -3,15 +3,11 @@ repro` of a tiny project and its sqlite MLflow store."""
 
 import json
 
-import mlflow
-import numpy as np
 import pytest
 from project import mlflow_client, run, set_params
 
 from gantrack.evaluation import extractors
-from gantrack.gan.model import standing_statistics
 from gantrack.io import keras_files
-from gantrack.tracking import registry
 
 # Real processes (`dvc repro`): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -42,7 +38,7 @@ def _fids(client, run_id) -> dict[int, float]:
 def test_the_best_epochs_are_kept_the_best_is_chosen_and_versions_are_never_rewritten(
     tiny_project,
 ):
-    project = tiny_project({"train": {"epochs": 4, "keep_best": 2, "standing_stats": 3}})
+    project = tiny_project({"train": {"epochs": 4, "keep_best": 2}})
     run(project, "dvc", "repro")
     client = mlflow_client(project)
     trained = _training_run(client, project)
@@ -71,18 +67,6 @@ def test_the_best_epochs_are_kept_the_best_is_chosen_and_versions_are_never_rewr
     assert len(final) == 1 and outputs[final[0]] == chosen
     assert sorted(s for i, s in outputs.items() if i not in final) == [1, 2, 3, 4]
     assert not (project / "checkpoints").exists()  # the kept files go with the finished run
-    # The run ends with the chosen epoch's generator, its BatchNorm statistics re-estimated.
-    mlflow.set_tracking_uri(client.tracking_uri)
-    try:
-        chosen_model = registry.load_generator(f"models:/{models[chosen].model_id}")
-    finally:
-        mlflow.set_tracking_uri(None)
-    expected = standing_statistics(chosen_model, batches=3, batch_size=64, seed=42).get_weights()
-    final = keras_files.load(project / "models/generator.keras", "generator").get_weights()
-    for a, b in zip(final, expected, strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    chosen_weights = chosen_model.get_weights()
-    assert not all(np.array_equal(a, b) for a, b in zip(final, chosen_weights, strict=True))
 
     # Registered from the LoggedModel, described.
     (v1,) = client.search_model_versions(f"name = '{NAME}'")

@@ -10,7 +10,6 @@ import pytest
 import tiny
 
 from gantrack.gan import devices, plots, training
-from gantrack.gan.model import standing_statistics
 
 
 @pytest.fixture
@@ -62,34 +61,6 @@ def test_ema_follows_the_warmed_up_average_of_the_generator_weights(images, warm
     assert gan.sampler is gan.ema_generator
     plain = tiny.gan(ema_decay=None)
     assert plain.ema_generator is None and plain.sampler is plain.generator  # null: off
-
-
-def test_standing_statistics_are_the_mean_of_fresh_batches_statistics(images):
-    gan = tiny.gan(policy="float32")
-    gan.train_on_batch(_batch(images))  # moving statistics of weights since changed
-    generator = gan.generator
-    before = [w.copy() for w in generator.get_weights()]
-    standing = standing_statistics(generator, batches=3, batch_size=16, seed=5)
-    for a, b in zip(generator.get_weights(), before, strict=True):  # the original untouched
-        np.testing.assert_array_equal(a, b)
-    norms = [x for x in generator.layers if isinstance(x, keras.layers.BatchNormalization)]
-    assert norms
-    # The same noise through the same weights; in training mode BatchNorm uses the batch's own.
-    probe = keras.Model(generator.input, [layer.input for layer in norms])
-    rng, stats = np.random.default_rng(5), []
-    for _ in range(3):
-        inputs = probe(rng.standard_normal((16, 8), np.float32), training=True)
-        axes = [tuple(range(x.ndim - 1)) for x in inputs]
-        stats.append([(np.mean(x, a), np.var(x, a)) for x, a in zip(inputs, axes, strict=True)])
-    for i, norm in enumerate(norms):
-        layer = standing.get_layer(norm.name)
-        mean, variance = (np.mean([batch[i][k] for batch in stats], axis=0) for k in (0, 1))
-        np.testing.assert_allclose(layer.moving_mean.numpy(), mean, rtol=1e-4, atol=1e-6)
-        np.testing.assert_allclose(layer.moving_variance.numpy(), variance, rtol=1e-4, atol=1e-6)
-        assert layer.momentum == norm.momentum
-    noise = np.random.default_rng(0).standard_normal((4, 8), np.float32)
-    assert not np.allclose(standing(noise).numpy(), generator(noise).numpy())
-    assert standing_statistics(generator, batches=0, batch_size=16, seed=5) is generator
 
 
 def test_ema_weights_are_checkpointed_and_resumed(images, tmp_path):

@@ -118,7 +118,6 @@ class TrainConfig:
     r1_every: int = knob(16, ge=1)  # lazy R1: discriminator steps between penalties
     ema_decay: float | None = knob(None, gt=0.0, lt=1.0)
     ema_warmup: float = knob(10.0, gt=1.0)  # EMA decay min(ema_decay, (1+t)/(ema_warmup+t))
-    standing_stats: int = knob(0, ge=0)  # batches re-estimating the final generator's BN stats
     augment: tuple[str, ...] = knob(("translation", "cutout"), choices=AUGMENTS)  # DiffAugment
     augment_p: float | str = knob("adaptive", gt=0.0, le=1.0, words=("adaptive",))
     augment_target: float = knob(0.6, gt=0.0, lt=1.0)  # adaptive: E[sign(D(real))] held here

@@ -8,7 +8,6 @@ and both models updated from the same forward pass (two tapes). Losses are passe
 from __future__ import annotations
 
 import keras
-import numpy as np
 import tensorflow as tf
 from keras import ops
 
@@ -286,28 +285,6 @@ def update_ema(average: keras.Model, model: keras.Model, decay: float, steps,
     d = ops.minimum(decay, (1.0 + steps) / (warmup + steps))
     for mean, value in zip(average.weights, model.weights, strict=True):
         mean.assign(d * mean + (1.0 - d) * ops.cast(value, mean.dtype))
-
-
-def standing_statistics(generator: keras.Model, batches: int, batch_size: int,
-                        seed: int) -> keras.Model:  # fmt: skip
-    """A copy of generator whose BatchNorm moving means and variances are the average, over
-    `batches` batches of batch_size seeded noise run in training mode, of each batch's own
-    (BigGAN's standing statistics). An EMA generator's moving statistics are an average of
-    earlier weights' statistics; these are its own weights'. batches 0: generator itself."""
-    if not batches:
-        return generator
-    copy = keras.models.clone_model(generator)
-    copy.set_weights(generator.get_weights())
-    norms = [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta = [layer.momentum for layer in norms]
-    rng = np.random.default_rng(seed)
-    for k in range(batches):
-        for layer in norms:
-            layer.momentum = k / (k + 1)  # the running mean of the batches' statistics
-        copy(rng.standard_normal((batch_size, copy.input_shape[-1]), np.float32), training=True)
-    for layer, momentum in zip(norms, momenta, strict=True):
-        layer.momentum = momentum
-    return copy
 
 
 def _f32(x):

@@ -22,7 +22,6 @@ from gantrack import data, tracking
 from gantrack.config import Config, flat_params
 from gantrack.evaluation import scoring
 from gantrack.gan import best, checkpoints, devices, inputs, plots, training
-from gantrack.gan.model import standing_statistics
 from gantrack.io import keras_files
 from gantrack.io.files import atomic_path, read_json
 from gantrack.io.paths import PATHS, Paths, require
@@ -153,8 +152,6 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid) -
                 "lower train.lr_g / train.lr_d or change train.loss"
             )
         generator, chosen = _chosen_generator(cfg, fid, gan, result.history)
-        generator = standing_statistics(generator, cfg.train.standing_stats,
-                                        cfg.train.batch_size, cfg.base.seed)  # fmt: skip
         with atomic_path(paths.generator) as tmp:
             generator.save(tmp)
         with atomic_path(paths.losses_csv) as tmp:
