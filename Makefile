@@ -3,7 +3,7 @@ PY := .venv/bin/python
 RESULTS := benchmarks/results
 
 .PHONY: setup test repro reference bench bench-speed bench-quality bench-memory bench-fid \
-        bench-tune-memory bench-profile bench-ema
+        bench-tune-memory bench-profile bench-ema bench-ema-warmup
 
 setup:
 	bash scripts/setup.sh
@@ -18,7 +18,8 @@ repro: setup
 reference: setup
 	.venv/bin/dvc repro reference
 
-bench: bench-speed bench-profile bench-quality bench-memory bench-fid bench-tune-memory bench-ema
+bench: bench-speed bench-profile bench-quality bench-memory bench-fid bench-tune-memory bench-ema \
+	bench-ema-warmup
 
 bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
@@ -53,3 +54,7 @@ LONG_PRESET = train.epochs=66 train.ema_decay=0.999 train.r1_gamma=0.1 train.bat
 bench-ema: reference
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_ema.py --decays 0.9995 0.9999 \
 	  --json $(RESULTS)/ema.json $(LONG_PRESET)
+# The same with the preset's EMA 0.9999: copies at other warm-ups, all with standing statistics.
+bench-ema-warmup: reference
+	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_ema.py --decays 0.9999:5 0.9999:7 0.9999:15 \
+	  --standing 100 --json $(RESULTS)/ema_warmup.json $(LONG_PRESET) train.ema_decay=0.9999
