@@ -47,6 +47,14 @@ from gantrack.gan.model import update_ema  # noqa: E402
 from gantrack.io import keras_files  # noqa: E402
 from gantrack.io.paths import PATHS  # noqa: E402
 
+DEFAULT_WARMUP = config.TrainConfig().ema_warmup
+
+
+def _copy(generator: keras.Model) -> keras.Model:
+    copy = keras.models.clone_model(generator)
+    copy.set_weights(generator.get_weights())
+    return copy
+
 
 class Averages(keras.callbacks.Callback):
     """One EMA copy of the generator per decay, updated after every generator step; n1000
@@ -58,9 +66,8 @@ class Averages(keras.callbacks.Callback):
         self.copies = {}
         for spec in decays:
             decay, _, warmup = spec.partition(":")
-            copy = keras.models.clone_model(gan.generator)
-            copy.set_weights(gan.generator.get_weights())
-            self.copies[f"ema_{spec}"] = (float(decay), float(warmup or 10), copy)
+            self.copies[f"ema_{spec}"] = (float(decay), float(warmup or DEFAULT_WARMUP),
+                                          _copy(gan.generator))  # fmt: skip
         self.curve: list[dict] = []
         self._update = tf.function(self._assign)
 
@@ -95,8 +102,7 @@ def standing_statistics(generator: keras.Model, batches: int, batch_size: int,
     earlier weights' statistics; these are its own weights'. batches 0: generator itself."""
     if not batches:
         return generator
-    copy = keras.models.clone_model(generator)
-    copy.set_weights(generator.get_weights())
+    copy = _copy(generator)
     norms = [layer for layer in copy.layers if isinstance(layer, keras.layers.BatchNormalization)]
     momenta = [layer.momentum for layer in norms]
     rng = np.random.default_rng(seed)
@@ -152,21 +158,20 @@ def main() -> None:
     results = {"overrides": args.overrides, "seed": cfg.base.seed, "epochs": cfg.train.epochs,
                "seconds": round(seconds, 1), "samples": args.samples, "final": {},
                "curve_metric": "fid_classifier_n1000", "curve": averages.curve}  # fmt: skip
-    for name, generator in averages.generators().items():
+    generators = averages.generators()
+    if args.save:
+        Path(args.save).mkdir(parents=True, exist_ok=True)
+        for name, generator in generators.items():
+            generator.save(Path(args.save) / f"{name}.keras")
+    if args.standing:
+        generators |= {f"{name}+standing": standing_statistics(
+            generator, args.standing, cfg.train.batch_size, cfg.base.seed)
+            for name, generator in generators.items()}  # fmt: skip
+    for name, generator in generators.items():
         grid_path = str(Path(args.grids) / f"{name}.png") if args.grids else None
         results["final"][name] = score(generator, classifier, reference, project, args.samples,
                                        grid_path)  # fmt: skip
         print(name, json.dumps(results["final"][name]), flush=True)
-        if args.save:
-            Path(args.save).mkdir(parents=True, exist_ok=True)
-            generator.save(Path(args.save) / f"{name}.keras")
-    for name, generator in averages.generators().items() if args.standing else ():
-        generator = standing_statistics(generator, args.standing, cfg.train.batch_size,
-                                        cfg.base.seed)  # fmt: skip
-        grid_path = str(Path(args.grids) / f"{name}+standing.png") if args.grids else None
-        results["final"][f"{name}+standing"] = score(generator, classifier, reference, project,
-                                                     args.samples, grid_path)  # fmt: skip
-        print(f"{name}+standing", json.dumps(results["final"][f"{name}+standing"]), flush=True)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
