@@ -40,7 +40,7 @@ def test_each_epoch_of_the_one_iterator_is_one_reshuffled_pass(n_critic):
     # dropped for n_critic > 1), in a new order each epoch
     images = np.arange(100, dtype=np.uint8).reshape(100, 1, 1, 1)
     cfg = tiny.train_cfg(batch_size=16, n_critic=n_critic)
-    dataset, steps = training._batches(tiny.gan(), images, None, cfg, seed=0)
+    dataset, steps = training.batches(tiny.gan(), images, None, cfg, seed=0)
     assert steps == inputs.steps_per_epoch(cfg, len(images))
     batches = iter(dataset)
     epochs = []

@@ -29,7 +29,7 @@ from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 from gantrack import config
 from gantrack.gan.geometry import layer_count
 from gantrack.runtime.errors import UserError
-from gantrack.tuning import objective, report
+from gantrack.tuning import budget, objective, report
 from gantrack.tuning import study as tuning
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
@@ -326,6 +326,47 @@ def test_hyperband_prunes_a_trial_worse_than_its_bracket(project):
     assert [c.data.tags["state"] for c in children] == ["complete", "pruned"]
 
 
+def test_equal_time_trials_train_what_their_speed_fits_and_report_at_budget_seconds(project):
+    cfg = _cfg(study_name="seconds", n_trials=2, seconds=2, fid_every_seconds=1)
+    study = tuning.tune(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    _, children = _runs(project, "seconds")
+    client = _mlflow(project)
+    for trial, child in zip(study.trials, children, strict=True):
+        # the epochs come from the trial's own timed speed, and its run says both
+        share = budget.plan(2, 1, child.data.metrics["epoch_seconds"])
+        assert trial.user_attrs["epochs"] == share.epochs == int(child.data.params["train.epochs"])
+        losses = client.get_metric_history(child.info.run_id, "g_loss")
+        assert [m.step for m in losses] == list(range(1, share.epochs + 1))
+        fids = {m.step: m.value for m in
+                client.get_metric_history(child.info.run_id, "fid_classifier_n200")}  # fmt: skip
+        assert sorted(fids) == sorted(share.reports)  # FIDs only where a mark falls
+        # the pruner sees each FID at the budget seconds it stands for, the same for all trials
+        assert list(trial.intermediate_values) == [1, 2]
+        for epoch, marks in share.reports.items():
+            assert all(trial.intermediate_values[m] == pytest.approx(fids[epoch]) for m in marks)
+        assert trial.value == pytest.approx(fids[share.epochs])
+    best = study.best_trial.user_attrs["epochs"]
+    assert f"the best trial trained {best} epochs" in (project / "tuning" / "report.md").read_text()
+    # a study's pruner counts in one unit: epochs trials do not join a study of seconds
+    with pytest.raises(UserError, match="holds trials of budget seconds"):
+        tuning.tune(_cfg(study_name="seconds", n_trials=1))
+
+
+def test_hyperband_counts_budget_seconds_with_tune_seconds(project):
+    # tune.seconds 2, fid_every_seconds 1: one bracket, its first rung after 1 s of the budget
+    cfg = _cfg(study_name="hyperband-seconds", n_trials=2, seconds=2, fid_every_seconds=1,
+               pruner="hyperband")  # fmt: skip
+    study = tuning.open_study(cfg.tune)
+    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
+    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}
+    for lrs in (good, stuck):
+        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
+    study = tuning.tune(cfg)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert list(study.trials[1].intermediate_values) == [1]
+
+
 def test_trials_leave_no_traced_graph_behind(project):
     """Every traced optimizer step registers a tf.custom_gradient holding its graph in
     TensorFlow's global registry; tune drops those after each trial."""
@@ -454,6 +495,7 @@ def test_a_trial_trains_with_the_values_it_drew_for_every_searched_knob():
     [
         ({"space": {"lr_g": {"low": 1, "high": 0.1}}}, [], "tune.space.lr_g: low 1.0 must be <"),
         ({}, [], "data/prepared/train.npz is missing; run `dvc repro reference`"),
+        ({"seconds": 0}, [], "tune.seconds: 0 is out of range; must be >= 1"),
         ({"storage": "postgresql+psycopg2://me:secret@127.0.0.1:{port}/db"}, ["--create-only"],
          "tune.storage: cannot open postgresql+psycopg2://me:***@127.0.0.1:"),
         ({"storage": "sqlite:////nonexistent/dir/optuna.db"}, ["--create-only"],

@@ -193,11 +193,14 @@ class TuneConfig:
     timeout: int | None = knob(None, ge=1)  # seconds, per invocation
     epochs: int = knob(2, ge=1)
     fid_every: int = knob(1, ge=1)
+    seconds: int | None = knob(None, ge=1)  # equal-time trials: training seconds each, not epochs
+    fid_every_seconds: int = knob(60, ge=1)  # with seconds: budget seconds between FIDs
     fid_samples: int = knob(1000, ge=2)
     seed: int = knob(0, ge=0, le=MAX_SEED)
     pruner: str = knob("median", choices=PRUNERS)
     prune_startup_trials: int = knob(5, ge=0)
     prune_warmup_epochs: int = knob(0, ge=0)
+    prune_warmup_seconds: int = knob(0, ge=0)  # with seconds: the median pruner's warm-up
     heartbeat_seconds: int = knob(60, ge=1)
     artifact_dir: str | None = knob(None, nonempty=True)  # None: <root>/tuning/artifacts
     space: SpaceConfig = field(default_factory=SpaceConfig)

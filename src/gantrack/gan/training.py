@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -138,7 +138,7 @@ def _sample_grid(gan: GAN, cfg: TrainConfig, seed: int, directories):
                                 cfg.epochs, cfg.grid_rows)  # fmt: skip
 
 
-def _batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int):
+def batches(gan: GAN, images, labels, cfg: TrainConfig, seed: int):
     """What fit trains on, and its steps per epoch (None: the dataset's end ends the epoch):
     the images, with their labels for a class-conditional gan, each epoch one reshuffled pass.
     One iterator serves every epoch of a repeated dataset: Keras makes a new iterator for every
@@ -199,7 +199,7 @@ def fit(
         checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs, save),
     ]
     if start < cfg.epochs:
-        dataset, steps = _batches(gan, images, labels, cfg, seed)
+        dataset, steps = batches(gan, images, labels, cfg, seed)
         gan.fit(
             dataset,
             epochs=cfg.epochs,
@@ -237,7 +237,7 @@ class FidWatch:
 
     classifier: keras.Model
     reference: tuple
-    every: int
+    every: int | Collection[int]  # epochs between FIDs, or the epochs to measure at
     n: int
     seed: int
     batch_size: int

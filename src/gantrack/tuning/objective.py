@@ -1,6 +1,7 @@
 """One trial: draw the searched knobs, train as the train stage does (gantrack.gan), report an
 FID every tune.fid_every epochs to the pruner, and return the final FID; each trial in its own
-nested MLflow run tagged with how it ended."""
+nested MLflow run tagged with how it ended. With tune.seconds, trials train for equal time
+instead of equal epochs (gantrack.tuning.budget)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from gantrack.io import images, keras_files
 from gantrack.io.files import read_json
 from gantrack.io.paths import PATHS, Paths, require
 from gantrack.runtime.errors import UserError
-from gantrack.tuning.report import BASELINE_ATTR
+from gantrack.tuning import budget
+from gantrack.tuning.report import BASELINE_ATTR, EPOCHS_ATTR
 
 logger = logging.getLogger(__name__)
 RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow child run
@@ -162,19 +164,27 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
         mlflow.end_run("FAILED" if state == "failed" else "FINISHED")
 
 
-class _Pruning:
-    """PeriodicFID's on_value: report each FID; when the pruner says so, stop `fit` cleanly
-    (an exception inside Keras' loop would skip its cleanup) and remember the epoch."""
+def budget_unit(t: TuneConfig) -> str:
+    """What a trial's budget is counted in: `epochs`, or `seconds` with tune.seconds (a study
+    holds trials of one, as its pruner's steps count in it)."""
+    return "seconds" if t.seconds else "epochs"
 
-    def __init__(self, trial: optuna.Trial):
-        self.trial, self.model, self.epoch = trial, None, None
+
+class _Pruning:
+    """PeriodicFID's on_value: report each FID (at its epoch, or at the budget seconds it stands
+    for: `steps`); when the pruner says so, stop `fit` cleanly (an exception inside Keras' loop
+    would skip its cleanup) and remember the epoch."""
+
+    def __init__(self, trial: optuna.Trial, steps: dict[int, tuple[int, ...]] | None = None):
+        self.trial, self.steps, self.model, self.epoch = trial, steps, None, None
 
     def watch(self, gan) -> None:
         """training.Hooks' on_start: the model whose training a prune stops."""
         self.model = gan
 
     def __call__(self, epoch: int, fid: float) -> None:
-        self.trial.report(fid, epoch)
+        for step in self.steps[epoch] if self.steps else (epoch,):
+            self.trial.report(fid, step)
         if self.trial.should_prune():
             self.epoch = epoch
             self.model.stop_training = True
@@ -183,10 +193,14 @@ class _Pruning:
 def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts: Any) -> float:
     """Train as the train stage does (training.train), then FID at tune.fid_samples samples."""
     tune, gen = cfg.tune, cfg.generate
+    at, steps = tune.fid_every, None
+    if tune.seconds:
+        cfg, share = _equal_time(trial, cfg, inputs)
+        at, steps = frozenset(share.reports), share.reports
     classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
-    pruning = _Pruning(trial)
-    fid = training.FidWatch(classifier, inputs.reference, tune.fid_every, tune.fid_samples,
-                            gen.seed, gen.batch_size, on_value=pruning)  # fmt: skip
+    pruning = _Pruning(trial, steps)
+    fid = training.FidWatch(classifier, inputs.reference, at, tune.fid_samples, gen.seed,
+                            gen.batch_size, on_value=pruning)  # fmt: skip
     hooks = training.Hooks(on_start=pruning.watch, after_checkpoint=tracking.CheckpointSync())
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
         trained = training.train(
@@ -206,14 +220,27 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts
         raise TrialDiverged(f"losses not finite at epoch {trained.result.diverged_at}")
     if pruning.epoch:
         raise optuna.TrialPruned(f"pruned at epoch {pruning.epoch}")
-    name = metric_name(tune)
-    value = trained.fid.get(tune.epochs)
+    name, epochs = metric_name(tune), cfg.train.epochs
+    value = trained.fid.get(epochs)
     if value is None:  # tune.epochs is not a multiple of tune.fid_every
         value = generator_fid.generator_fid(trained.gan.sampler, classifier, inputs.reference,
                                             tune.fid_samples, gen.seed, gen.batch_size)  # fmt: skip
-        mlflow.log_metric(name, value, step=tune.epochs)
+        mlflow.log_metric(name, value, step=epochs)
     mlflow.log_metric(f"final_{name}", value)
     return value
+
+
+def _equal_time(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> tuple[Config, Any]:
+    """The trial's config for tune.seconds of training (budget.plan from its timed speed), and
+    that plan; the epochs and speed go to the trial and its MLflow run."""
+    seconds = budget.epoch_seconds(cfg, inputs.images, inputs.labels, inputs.n_classes)
+    share = budget.plan(cfg.tune.seconds, cfg.tune.fid_every_seconds, seconds)
+    trial.set_user_attr(EPOCHS_ATTR, share.epochs)
+    mlflow.log_params({"train.epochs": share.epochs})
+    mlflow.log_metric("epoch_seconds", seconds)
+    logger.info("trial %d: %.1f s per epoch, %d epochs in tune.seconds %d", trial.number,
+                seconds, share.epochs, cfg.tune.seconds)  # fmt: skip
+    return budget.fitted(cfg, share), share
 
 
 def _upload_grid(trial: optuna.Trial, store: Any, grid: Path, named: Path) -> None:

@@ -1,5 +1,8 @@
 """tune.pruner -> the Optuna pruner for the tune section: the registry `config` validates
-`tune.pruner` against (Optuna is imported only when a pruner is built)."""
+`tune.pruner` against (Optuna is imported only when a pruner is built).
+
+A trial reports its FIDs at the epoch, or with tune.seconds at the second of its budget each
+stands for (tuning.budget), so the pruners' steps and resources count in that unit."""
 
 from __future__ import annotations
 
@@ -13,17 +16,19 @@ if TYPE_CHECKING:  # annotations only
 def _median(t: TuneConfig) -> Any:
     import optuna
 
-    return optuna.pruners.MedianPruner(
-        n_startup_trials=t.prune_startup_trials, n_warmup_steps=t.prune_warmup_epochs
-    )
+    warmup = t.prune_warmup_seconds if t.seconds else t.prune_warmup_epochs
+    return optuna.pruners.MedianPruner(n_startup_trials=t.prune_startup_trials,
+                                       n_warmup_steps=warmup)  # fmt: skip
 
 
 def _hyperband(t: TuneConfig) -> Any:
     import optuna
 
-    return optuna.pruners.HyperbandPruner(
-        min_resource=min(t.fid_every, t.epochs), max_resource=t.epochs
-    )
+    if t.seconds:
+        every, budget = t.fid_every_seconds, t.seconds
+    else:
+        every, budget = t.fid_every, t.epochs
+    return optuna.pruners.HyperbandPruner(min_resource=min(every, budget), max_resource=budget)
 
 
 def _none(t: TuneConfig) -> Any:

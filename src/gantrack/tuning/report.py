@@ -14,6 +14,7 @@ MIN_IMPORTANCE_TRIALS = 5  # fewer complete trials give importances that are mos
 BASELINE_ATTR = "gantrack.baseline"  # trial user attribute (set when it is enqueued)
 NO_BASELINE_ATTR = "gantrack.no_baseline"  # study user attribute: why there is none
 DATA_ATTR = "gantrack.data"  # study user attribute: the data the trials trained on
+EPOCHS_ATTR = "epochs"  # trial user attribute with tune.seconds: the epochs its budget gave
 
 
 def baseline_trial(study: optuna.Study) -> FrozenTrial | None:
@@ -71,7 +72,11 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
     if not n_complete:
         return "\n".join([*lines, "", "No complete trial yet: no best params, no importances.", ""])
     base_line, best_line = comparison(study, metric)
-    lines += [f"- Baseline: {base_line}", f"- Best: {best_line}", "", "## Best params", ""]
+    lines += [f"- Baseline: {base_line}", f"- Best: {best_line}"]
+    if (epochs := study.best_trial.user_attrs.get(EPOCHS_ATTR)) is not None:
+        lines.append(f"- Equal time: the best trial trained {epochs} epochs, what its speed "
+                     "fitted in tune.seconds")  # fmt: skip
+    lines += ["", "## Best params", ""]
     lines += [f"- {key}: {value!r}" for key, value in study.best_params.items()]
     ranked, why = importances(study, n_complete)
     lines += ["", "## Parameter importances", ""]

@@ -43,6 +43,7 @@ from gantrack.tuning.objective import (
     STATE_TAG,
     TrialDiverged,
     baseline,
+    budget_unit,
     check_inputs,
     load_inputs,
     metric_name,
@@ -79,7 +80,8 @@ def tune(
     store = None if create_only else artifact_store(t)
     study = open_study(t, baseline=baseline(cfg))
     if inputs:
-        _check_identity(study, {"objective": metric_name(t), "dataset": inputs.dataset})
+        _check_identity(study, {"objective": metric_name(t), "dataset": inputs.dataset,
+                                "budget": budget_unit(t)})  # fmt: skip
     if DATA_ATTR not in study.user_attrs:
         study.set_user_attr(DATA_ATTR, results.describe_data(cfg.data))
     if study.metric_names is None:  # a study made before its objective was named
@@ -137,8 +139,9 @@ def _running(study: optuna.Study) -> bool:
 
 
 def _check_identity(study: optuna.Study, identity: dict[str, str]) -> None:
-    """A study compares trials of one objective on one dataset: record what this one is on its
-    first run; refuse to add trials of another objective (or sample count) or dataset."""
+    """A study compares trials of one objective on one dataset, at one kind of budget (epochs or
+    seconds: its pruner's steps): record what this one is on its first run; refuse to add
+    trials of another objective (or sample count), dataset or budget."""
     for key, value in identity.items():
         attr = f"gantrack.{key}"
         found = study.user_attrs.get(attr)
