@@ -26,8 +26,10 @@ from project import (
 from ruamel.yaml import YAML
 from servers import PG_PASSWORD, free_port, mlflow_server, postgres_server
 
-from gantrack import config
+from gantrack import config, data
 from gantrack.gan.geometry import layer_count
+from gantrack.gan.inputs import steps_per_epoch
+from gantrack.io.paths import PATHS
 from gantrack.runtime.errors import UserError
 from gantrack.tuning import budget, objective, report
 from gantrack.tuning import study as tuning
@@ -333,9 +335,12 @@ def test_equal_time_trials_train_what_their_speed_fits_and_report_at_budget_seco
     _, children = _runs(project, "seconds")
     client = _mlflow(project)
     for trial, child in zip(study.trials, children, strict=True):
-        # the epochs come from the trial's own timed speed, and its run says both
-        share = budget.plan(2, 1, child.data.metrics["epoch_seconds"])
-        assert trial.user_attrs["epochs"] == share.epochs == int(child.data.params["train.epochs"])
+        # the steps come from the trial's own timed speed, and its run says both
+        per_epoch = steps_per_epoch(cfg.train, len(data.load_split(PATHS.train).images))
+        share = budget.plan(2, 1, child.data.metrics["step_seconds"], per_epoch)
+        epochs = round(share.steps / per_epoch, 2)
+        assert int(child.data.params["budget.steps"]) == share.steps
+        assert trial.user_attrs["epochs"] == epochs == float(child.data.params["budget.epochs"])
         losses = client.get_metric_history(child.info.run_id, "g_loss")
         assert [m.step for m in losses] == list(range(1, share.epochs + 1))
         fids = {m.step: m.value for m in

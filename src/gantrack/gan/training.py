@@ -59,10 +59,12 @@ def build_gan(
     policy: str | None = None,
     strategy: tf.distribute.Strategy | None = None,
     n_images: int | None = None,
+    steps: int | None = None,
 ) -> GAN:
     """A compiled GAN with fresh weights (seeded by the caller) and Adam per network;
     class-conditional on num_classes classes when that is > 0 (see conditioning_classes);
-    n_images (training images) lets train.lr_decay count train.epochs' steps.
+    n_images (training images) lets train.lr_decay count train.epochs' steps, or `steps` gives
+    the steps it decays over (a trial's time budget).
 
     Built in `strategy`'s scope (default: train.strategy) under the dtype `policy` (default:
     what devices.precision_policy picks for train.mixed_precision); the global policy is
@@ -82,7 +84,7 @@ def build_gan(
             gan = GAN(build_generator(model_cfg, shape, **nets),
                       build_discriminator(model_cfg, shape, **nets), seed,
                       **_gan_options(train_cfg, loss))  # fmt: skip
-            steps = n_images and train_cfg.epochs * steps_per_epoch(train_cfg, n_images)
+            steps = steps or n_images and train_cfg.epochs * steps_per_epoch(train_cfg, n_images)
             optimizers = adam_pair(train_cfg, policy == "mixed_float16", steps)
             gan.compile(
                 g_optimizer=optimizers[0],
@@ -264,15 +266,15 @@ class Trained:
 
 
 def build(model_cfg: ModelConfig, train_cfg: TrainConfig, images_shape, n_classes: int,
-          seed: int) -> GAN:  # fmt: skip
+          seed: int, steps: int | None = None) -> GAN:  # fmt: skip
     """A GAN seeded by seed for training images of images_shape (N, H, W, C),
     class-conditional where the model params and the data's class count allow it
-    (conditioning_classes)."""
+    (conditioning_classes); its rates decay over train.epochs, or `steps` (see build_gan)."""
     keras.utils.set_random_seed(seed)
     classes = conditioning_classes(model_cfg, n_classes, train_cfg.loss)
     n_images, *shape = images_shape
     return build_gan(model_cfg, train_cfg, tuple(shape), seed, num_classes=classes,
-                     n_images=n_images)  # fmt: skip
+                     n_images=n_images, steps=steps)  # fmt: skip
 
 
 def train(

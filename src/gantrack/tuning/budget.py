@@ -1,17 +1,18 @@
-"""Equal-time trials (tune.seconds): each trial trains as many epochs as its own GAN takes
+"""Equal-time trials (tune.seconds): each trial trains as many steps as its own GAN takes
 tune.seconds to train on this machine, and reports its FIDs at the seconds of that budget they
 stand for, so that trials of different widths, depths or batch sizes meet the pruner, and the
 objective, at equal time rather than at equal epochs.
 
 A trial's speed is timed before it trains, on a throwaway GAN built exactly as the trial's:
 its first steps (tracing, the input's first fill) untimed, then TIMED_STEPS steps (two lazy R1
-periods at train.r1_every's default). Its learning-rate schedule then spans the epochs it gets,
-as in the train stage. Epochs are whole, so a trial's training lasts the budget to within half
-an epoch (and at least one epoch).
+periods at train.r1_every's default). It then trains that many steps, its last epoch cut short
+where the budget ends, and its learning-rate schedule spans exactly those steps, as the train
+stage's spans its epochs.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, replace
 
@@ -20,7 +21,6 @@ import numpy as np
 
 from gantrack.config import Config
 from gantrack.gan import training
-from gantrack.gan.inputs import steps_per_epoch
 
 WARM_STEPS = 3
 TIMED_STEPS = 32
@@ -28,33 +28,32 @@ TIMED_STEPS = 32
 
 @dataclass(frozen=True)
 class Budget:
-    """A trial's share of tune.seconds: its epochs, and at which epoch each FID the pruner gets
-    is measured, {epoch: (budget seconds it is reported at, ...)}."""
+    """A trial's share of tune.seconds: its training steps, the epochs they start (the last
+    one cut short), and at which epoch's end each FID the pruner gets is measured,
+    {epoch: (budget seconds it is reported at, ...)}."""
 
+    steps: int
     epochs: int
-    epoch_seconds: float
+    step_seconds: float
     reports: dict[int, tuple[int, ...]]
 
 
-def plan(seconds: int, every: int, epoch_seconds: float) -> Budget:
-    """The epochs that fill `seconds` at `epoch_seconds` each (nearest whole number, >= 1), and
-    an FID at the epoch nearest every `every` seconds of them and at the end. Marks that fall on
-    one epoch (epochs longer than `every`) share its FID."""
-
-    def epoch_at(mark: int) -> int:
-        return max(1, round(mark / epoch_seconds))
-
-    epochs = epoch_at(seconds)
-    marks = [*range(every, seconds, every), seconds]
+def plan(seconds: int, every: int, step_seconds: float, steps_per_epoch: int) -> Budget:
+    """The steps that fill `seconds` at `step_seconds` each (at least one), and an FID at the
+    epoch end nearest in time to every `every` seconds of them and at the end (the last step).
+    Marks that fall nearest one epoch's end (epochs longer than `every`) share its FID."""
+    steps = max(1, round(seconds / step_seconds))
+    epochs = math.ceil(steps / steps_per_epoch)
+    ends = [min(epoch * steps_per_epoch, steps) * step_seconds for epoch in range(1, epochs + 1)]
     reports: dict[int, tuple[int, ...]] = {}
-    for mark in marks:
-        epoch = min(epochs, epoch_at(mark))
+    for mark in [*range(every, seconds, every), seconds]:
+        epoch = 1 + min(range(epochs), key=lambda i: abs(ends[i] - mark))
         reports[epoch] = (*reports.get(epoch, ()), mark)
-    return Budget(epochs, epoch_seconds, reports)
+    return Budget(steps, epochs, step_seconds, reports)
 
 
-def epoch_seconds(cfg: Config, images: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """Seconds an epoch of cfg's GAN takes to train on these images here (see the module)."""
+def step_seconds(cfg: Config, images: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
+    """Seconds a training step of cfg's GAN takes on these images here (see the module)."""
     gan = training.build(cfg.model, cfg.train, images.shape, n_classes, cfg.base.seed)
     dataset, _ = training.batches(gan, images, labels, cfg.train, cfg.base.seed)
     per_call = cfg.train.steps_per_execution
@@ -63,14 +62,30 @@ def epoch_seconds(cfg: Config, images: np.ndarray, labels: np.ndarray, n_classes
     gan.fit(dataset.repeat(), epochs=1, steps_per_epoch=(warm + timed) * per_call,
             callbacks=[timer], shuffle=False, verbose=0)  # fmt: skip
     keras.backend.clear_session(free_memory=True)
-    return timer.seconds_per_step() * steps_per_epoch(cfg.train, len(images))
+    return timer.seconds_per_step()
 
 
 def fitted(cfg: Config, budget: Budget) -> Config:
-    """cfg training budget.epochs, checkpointed and sampled every epoch (where FIDs are
-    measured, the tracker logs, as in the epochs' budget)."""
+    """cfg training budget.epochs (the last cut short by StopAfter), checkpointed and sampled
+    every epoch (where FIDs are measured, the tracker logs, as with the epochs' budget)."""
     train = replace(cfg.train, epochs=budget.epochs, checkpoint_every=1, sample_every=1)
     return replace(cfg, train=train)
+
+
+class StopAfter(keras.callbacks.Callback):
+    """End training once `steps` steps are done (epochs of `steps_per_epoch`): the epoch in
+    progress ends there, with its grid, FID and checkpoint."""
+
+    def __init__(self, steps: int, steps_per_epoch: int):
+        super().__init__()
+        self.steps, self.steps_per_epoch, self.epoch = steps, steps_per_epoch, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):  # batch: the execution's last step
+        if self.epoch * self.steps_per_epoch + batch + 1 >= self.steps:
+            self.model.stop_training = True
 
 
 class _StepTimer(keras.callbacks.Callback):

@@ -22,6 +22,7 @@ from gantrack.config import LOG_SCALE, SEARCH_TARGETS, Config, IntRange, TuneCon
 from gantrack.evaluation import generator_fid, scoring
 from gantrack.gan import training
 from gantrack.gan.geometry import layer_count
+from gantrack.gan.inputs import steps_per_epoch
 from gantrack.io import images, keras_files
 from gantrack.io.files import read_json
 from gantrack.io.paths import PATHS, Paths, require
@@ -193,20 +194,24 @@ class _Pruning:
 def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts: Any) -> float:
     """Train as the train stage does (training.train), then FID at tune.fid_samples samples."""
     tune, gen = cfg.tune, cfg.generate
-    at, steps = tune.fid_every, None
+    at, reports, gan, stop = tune.fid_every, None, None, ()
     if tune.seconds:
         cfg, share = _equal_time(trial, cfg, inputs)
-        at, steps = frozenset(share.reports), share.reports
+        at, reports = frozenset(share.reports), share.reports
+        gan = training.build(cfg.model, cfg.train, inputs.images.shape, inputs.n_classes,
+                             cfg.base.seed, steps=share.steps)  # fmt: skip
+        stop = (budget.StopAfter(share.steps, steps_per_epoch(cfg.train, len(inputs.images))),)
     classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
-    pruning = _Pruning(trial, steps)
+    pruning = _Pruning(trial, reports)
     fid = training.FidWatch(classifier, inputs.reference, at, tune.fid_samples, gen.seed,
                             gen.batch_size, on_value=pruning)  # fmt: skip
-    hooks = training.Hooks(on_start=pruning.watch, after_checkpoint=tracking.CheckpointSync())
+    hooks = training.Hooks(on_start=pruning.watch, after_checkpoint=tracking.CheckpointSync(),
+                           callbacks=stop)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
         trained = training.train(
             cfg.model, cfg.train, inputs.images, inputs.labels, inputs.n_classes,
             seed=cfg.base.seed, checkpoint_dir=Path(tmp) / "checkpoints",
-            grids_dir=Path(tmp) / "samples", fid=fid, hooks=hooks,
+            grids_dir=Path(tmp) / "samples", fid=fid, hooks=hooks, gan=gan,
         )  # fmt: skip
         grids = images.grid_files(Path(tmp) / "samples")
         if grids:  # the last grid, also of pruned trials
@@ -232,14 +237,16 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts
 
 def _equal_time(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> tuple[Config, Any]:
     """The trial's config for tune.seconds of training (budget.plan from its timed speed), and
-    that plan; the epochs and speed go to the trial and its MLflow run."""
-    seconds = budget.epoch_seconds(cfg, inputs.images, inputs.labels, inputs.n_classes)
-    share = budget.plan(cfg.tune.seconds, cfg.tune.fid_every_seconds, seconds)
-    trial.set_user_attr(EPOCHS_ATTR, share.epochs)
-    mlflow.log_params({"train.epochs": share.epochs})
-    mlflow.log_metric("epoch_seconds", seconds)
-    logger.info("trial %d: %.1f s per epoch, %d epochs in tune.seconds %d", trial.number,
-                seconds, share.epochs, cfg.tune.seconds)  # fmt: skip
+    that plan; its steps, epochs and speed go to the trial and its MLflow run."""
+    per_epoch = steps_per_epoch(cfg.train, len(inputs.images))
+    seconds = budget.step_seconds(cfg, inputs.images, inputs.labels, inputs.n_classes)
+    share = budget.plan(cfg.tune.seconds, cfg.tune.fid_every_seconds, seconds, per_epoch)
+    epochs = round(share.steps / per_epoch, 2)
+    trial.set_user_attr(EPOCHS_ATTR, epochs)
+    mlflow.log_params({"budget.steps": share.steps, "budget.epochs": epochs})
+    mlflow.log_metric("step_seconds", seconds)
+    logger.info("trial %d: %.1f ms per step, %d steps (%.2f epochs) in tune.seconds %d",
+                trial.number, 1000 * seconds, share.steps, epochs, cfg.tune.seconds)  # fmt: skip
     return budget.fitted(cfg, share), share
 
 
