@@ -57,26 +57,24 @@ def test_a_trial_trains_exactly_its_steps_and_its_rates_reach_their_end_at_the_l
 
 
 @pytest.mark.parametrize("steps_per_execution", [1, 4])
-def test_a_wider_gan_is_timed_slower_per_step(steps_per_execution):
-    """The timing a trial's steps come from: measured on the trial's own GAN (not a constant),
-    so a network many times wider gets fewer steps in the same seconds, also when steps run
-    several per call."""
+def test_a_wider_gan_is_timed_slower_per_step_side_by_side(steps_per_execution):
+    """The timing a trial's steps come from: measured on the trial's own GAN and the
+    reference's, in turns (not a constant), so a network many times wider gets fewer steps in
+    the same seconds, also when steps run several per call."""
     images = tiny.random_images(256)
     labels = images[:, 0, 0, 0] % 2
-    base = config.Config()
     train = dataclasses.replace(tiny.train_cfg(steps_per_execution=steps_per_execution),
                                 lr_decay="linear")  # fmt: skip
 
-    def seconds(filters: int) -> float:
+    def cfg(filters: int) -> config.Config:
         nets = {"filters": filters, "max_filters": filters}
         model = dataclasses.replace(
             tiny.MODEL,
             generator=dataclasses.replace(tiny.MODEL.generator, **nets),
             discriminator=dataclasses.replace(tiny.MODEL.discriminator, **nets),
         )
-        cfg = dataclasses.replace(base, model=model, train=train)
-        return budget.step_seconds(cfg, images, labels, n_classes=2)
+        return dataclasses.replace(config.Config(), model=model, train=train)
 
-    narrow, wide = seconds(4), seconds(256)
+    narrow, wide = budget.step_seconds([cfg(4), cfg(256)], images, labels, n_classes=2)
     assert 0 < narrow < wide
     assert wide / narrow > 2  # ~100x the multiply-adds per step

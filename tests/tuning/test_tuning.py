@@ -334,10 +334,15 @@ def test_equal_time_trials_train_what_their_speed_fits_and_report_at_budget_seco
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
     _, children = _runs(project, "seconds")
     client = _mlflow(project)
+    # the study's clock: the reference's step time, from its first timing (trial 0's)
+    clock = study.user_attrs[objective.CLOCK_ATTR]
+    assert clock == children[0].data.metrics["reference_step_seconds"]
     for trial, child in zip(study.trials, children, strict=True):
-        # the steps come from the trial's own timed speed, and its run says both
+        # the steps come from the trial's speed against the reference's, and its run says both
         per_epoch = steps_per_epoch(cfg.train, len(data.load_split(PATHS.train).images))
-        share = budget.plan(2, 1, child.data.metrics["step_seconds"], per_epoch)
+        metrics = child.data.metrics
+        step = clock * metrics["step_seconds"] / metrics["reference_step_seconds"]
+        share = budget.plan(2, 1, step, per_epoch)
         epochs = round(share.steps / per_epoch, 2)
         assert int(child.data.params["budget.steps"]) == share.steps
         assert trial.user_attrs["epochs"] == epochs == float(child.data.params["budget.epochs"])

@@ -3,10 +3,14 @@ tune.seconds to train on this machine, and reports its FIDs at the seconds of th
 stand for, so that trials of different widths, depths or batch sizes meet the pruner, and the
 objective, at equal time rather than at equal epochs.
 
-A trial's speed is timed before it trains, on a throwaway GAN built exactly as the trial's:
-its first steps (tracing, the input's first fill) untimed, then TIMED_STEPS steps (two lazy R1
-periods at train.r1_every's default). It then trains that many steps, its last epoch cut short
-where the budget ends, and its learning-rate schedule spans exactly those steps, as the train
+A machine's speed drifts by several percent within minutes, more than the gaps a search looks
+for, so a trial is not timed alone: before it trains, a throwaway copy of its GAN and one of
+the reference's (params.yaml's own config) are timed side by side, in turns (ROUNDS of
+TIMED_STEPS steps each, one lazy R1 period at train.r1_every's default, after WARM_STEPS
+untimed ones; the same config against itself measured 0.99-1.01 on 2 shared cores), and the
+trial's step costs the study's clock (the reference's first timing, kept on the study) times
+that ratio. It then trains the steps that fill the budget at that cost, its last epoch cut
+short where they end and its learning-rate schedule spanning exactly those steps, as the train
 stage's spans its epochs.
 """
 
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import keras
@@ -23,7 +28,8 @@ from gantrack.config import Config
 from gantrack.gan import training
 
 WARM_STEPS = 3
-TIMED_STEPS = 32
+TIMED_STEPS = 16
+ROUNDS = 8
 
 
 @dataclass(frozen=True)
@@ -52,17 +58,26 @@ def plan(seconds: int, every: int, step_seconds: float, steps_per_epoch: int) ->
     return Budget(steps, epochs, step_seconds, reports)
 
 
-def step_seconds(cfg: Config, images: np.ndarray, labels: np.ndarray, n_classes: int) -> float:
-    """Seconds a training step of cfg's GAN takes on these images here (see the module)."""
-    gan = training.build(cfg.model, cfg.train, images.shape, n_classes, cfg.base.seed)
-    dataset, _ = training.batches(gan, images, labels, cfg.train, cfg.base.seed)
-    per_call = cfg.train.steps_per_execution
-    warm, timed = (max(1, -(-steps // per_call)) for steps in (WARM_STEPS, TIMED_STEPS))
-    timer = _StepTimer(skip=warm)
-    gan.fit(dataset.repeat(), epochs=1, steps_per_epoch=(warm + timed) * per_call,
-            callbacks=[timer], shuffle=False, verbose=0)  # fmt: skip
+def step_seconds(cfgs: Sequence[Config], images: np.ndarray, labels: np.ndarray,
+                 n_classes: int) -> list[float]:  # fmt: skip
+    """Seconds a training step of each config's GAN takes on these images here, timed in turns
+    (see the module)."""
+    gans = [training.build(c.model, c.train, images.shape, n_classes, c.base.seed) for c in cfgs]
+    datasets = [training.batches(gan, images, labels, c.train, c.base.seed)[0].repeat()
+                for gan, c in zip(gans, cfgs, strict=True)]  # fmt: skip
+    timed = [[0.0, 0] for _ in cfgs]  # seconds, steps
+    for _ in range(ROUNDS):
+        for gan, dataset, cfg, total in zip(gans, datasets, cfgs, timed, strict=True):
+            per_call = cfg.train.steps_per_execution
+            warm, steps = (max(1, -(-n // per_call)) for n in (WARM_STEPS, TIMED_STEPS))
+            timer = _StepTimer(skip=warm)
+            gan.fit(dataset, epochs=1, steps_per_epoch=(warm + steps) * per_call,
+                    callbacks=[timer], shuffle=False, verbose=0)  # fmt: skip
+            seconds, done = timer.timed()
+            total[0] += seconds
+            total[1] += done
     keras.backend.clear_session(free_memory=True)
-    return timer.seconds_per_step()
+    return [seconds / steps for seconds, steps in timed]
 
 
 def fitted(cfg: Config, budget: Budget) -> Config:
@@ -89,7 +104,7 @@ class StopAfter(keras.callbacks.Callback):
 
 
 class _StepTimer(keras.callbacks.Callback):
-    """Seconds per step from the end of the first `skip` executions of steps to the last's."""
+    """When each execution of steps ended, to time those after the first `skip`."""
 
     def __init__(self, skip: int):
         super().__init__()
@@ -98,6 +113,7 @@ class _StepTimer(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.ends.append((batch, time.perf_counter()))  # batch: the execution's last step
 
-    def seconds_per_step(self) -> float:
+    def timed(self) -> tuple[float, int]:
+        """(seconds, steps) after the first `skip` executions."""
         (first, start), (last, end) = self.ends[self.skip - 1], self.ends[-1]
-        return (end - start) / (last - first)
+        return end - start, last - first

@@ -33,6 +33,7 @@ from gantrack.tuning.report import BASELINE_ATTR, EPOCHS_ATTR
 logger = logging.getLogger(__name__)
 RUN_ATTR = "mlflow_run_id"  # trial user attribute: the trial's MLflow child run
 STATE_TAG = "state"  # child run tag: complete | pruned | failed
+CLOCK_ATTR = "gantrack.reference_step_seconds"  # study user attribute (tune.seconds)
 
 
 class TrialDiverged(Exception):
@@ -154,7 +155,7 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
                      "optuna.worker": worker, "optuna.baseline": is_baseline})  # fmt: skip
     state = "failed"
     try:
-        value = _train_and_score(trial, trial_cfg, inputs, artifacts)
+        value = _train_and_score(trial, trial_cfg, inputs, artifacts, reference=cfg)
         state = "complete"
         return value
     except optuna.TrialPruned:
@@ -191,12 +192,14 @@ class _Pruning:
             self.model.stop_training = True
 
 
-def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts: Any) -> float:
-    """Train as the train stage does (training.train), then FID at tune.fid_samples samples."""
+def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts: Any,
+                     reference: Config) -> float:  # fmt: skip
+    """Train as the train stage does (training.train), then FID at tune.fid_samples samples;
+    with tune.seconds, for the steps the budget gives at its speed against `reference`'s."""
     tune, gen = cfg.tune, cfg.generate
     at, reports, gan, stop = tune.fid_every, None, None, ()
     if tune.seconds:
-        cfg, share = _equal_time(trial, cfg, inputs)
+        cfg, share = _equal_time(trial, cfg, reference, inputs)
         at, reports = frozenset(share.reports), share.reports
         gan = training.build(cfg.model, cfg.train, inputs.images.shape, inputs.n_classes,
                              cfg.base.seed, steps=share.steps)  # fmt: skip
@@ -235,18 +238,27 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts
     return value
 
 
-def _equal_time(trial: optuna.Trial, cfg: Config, inputs: Inputs) -> tuple[Config, Any]:
-    """The trial's config for tune.seconds of training (budget.plan from its timed speed), and
-    that plan; its steps, epochs and speed go to the trial and its MLflow run."""
+def _equal_time(trial: optuna.Trial, cfg: Config, reference: Config,
+                inputs: Inputs) -> tuple[Config, Any]:  # fmt: skip
+    """The trial's config for tune.seconds of training, and its budget.plan: its step timed
+    against the reference's and priced on the study's clock (see budget); what it got goes
+    to the trial and its MLflow run."""
+    mine, theirs = budget.step_seconds([cfg, reference], inputs.images, inputs.labels,
+                                       inputs.n_classes)  # fmt: skip
+    clock = trial.study.user_attrs.get(CLOCK_ATTR)
+    if clock is None:  # the study's first timing
+        clock = theirs
+        trial.study.set_user_attr(CLOCK_ATTR, clock)
     per_epoch = steps_per_epoch(cfg.train, len(inputs.images))
-    seconds = budget.step_seconds(cfg, inputs.images, inputs.labels, inputs.n_classes)
-    share = budget.plan(cfg.tune.seconds, cfg.tune.fid_every_seconds, seconds, per_epoch)
+    share = budget.plan(cfg.tune.seconds, cfg.tune.fid_every_seconds, clock * mine / theirs,
+                        per_epoch)  # fmt: skip
     epochs = round(share.steps / per_epoch, 2)
     trial.set_user_attr(EPOCHS_ATTR, epochs)
     mlflow.log_params({"budget.steps": share.steps, "budget.epochs": epochs})
-    mlflow.log_metric("step_seconds", seconds)
-    logger.info("trial %d: %.1f ms per step, %d steps (%.2f epochs) in tune.seconds %d",
-                trial.number, 1000 * seconds, share.steps, epochs, cfg.tune.seconds)  # fmt: skip
+    mlflow.log_metrics({"step_seconds": mine, "reference_step_seconds": theirs})
+    logger.info("trial %d: %.2fx the reference's step time, %d steps (%.2f epochs) in "
+                "tune.seconds %d", trial.number, mine / theirs, share.steps, epochs,
+                cfg.tune.seconds)  # fmt: skip
     return budget.fitted(cfg, share), share
 
 
