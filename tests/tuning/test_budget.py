@@ -12,24 +12,18 @@ from gantrack.gan import training
 from gantrack.tuning import budget
 
 
-def test_the_steps_fill_the_seconds_and_each_mark_is_reported_at_the_nearest_epoch_end():
-    share = budget.plan(600, 120, step_seconds=0.05, steps_per_epoch=1000)  # epochs of 50 s
+def test_the_steps_fill_the_seconds_and_each_mark_falls_on_the_step_its_second_ends():
+    share = budget.plan(600, 120, step_seconds=0.05, steps_per_epoch=1000)
     assert (share.steps, share.epochs, share.step_seconds) == (12000, 12, 0.05)
-    assert share.reports == {2: (120,), 5: (240,), 7: (360,), 10: (480,), 12: (600,)}
-    # the budget ends inside an epoch: that epoch is cut short and ends on the last report,
-    # also when the budget is not a multiple of the FID interval
-    share = budget.plan(100, 30, step_seconds=0.1, steps_per_epoch=300)  # ends 30, 60, 90, 100 s
-    assert (share.steps, share.epochs) == (1000, 4)
-    assert share.reports == {1: (30,), 2: (60,), 3: (90,), 4: (100,)}
-
-
-def test_epochs_longer_than_the_fid_interval_report_one_fid_at_every_mark_nearest_them():
-    share = budget.plan(100, 20, step_seconds=1.0, steps_per_epoch=45)  # ends 45, 90, 100 s
-    assert (share.steps, share.epochs) == (100, 3)
-    assert share.reports == {1: (20, 40, 60), 2: (80,), 3: (100,)}
-    # a budget shorter than one epoch trains part of one, reported at every mark
-    assert budget.plan(30, 10, step_seconds=0.5, steps_per_epoch=1000) == budget.Budget(
-        60, 1, 0.5, {1: (10, 20, 30)})  # fmt: skip
+    assert share.marks == {120: 2400, 240: 4800, 360: 7200, 480: 9600, 600: 12000}
+    # a budget that ends inside an epoch cuts it short; the last mark is its last step, also
+    # when the budget is no multiple of the FID interval
+    share = budget.plan(100, 30, step_seconds=0.3, steps_per_epoch=100)
+    assert (share.steps, share.epochs) == (333, 4)
+    assert share.marks == {30: 100, 60: 200, 90: 300, 100: 333}
+    # a budget shorter than one step still trains one
+    assert budget.plan(1, 1, step_seconds=5.0, steps_per_epoch=10) == budget.Budget(
+        1, 1, 5.0, {1: 1})  # fmt: skip
 
 
 def test_a_trial_config_trains_its_epochs_checkpointing_and_sampling_each():
@@ -40,16 +34,22 @@ def test_a_trial_config_trains_its_epochs_checkpointing_and_sampling_each():
     assert fitted.train.lr_g == cfg.train.lr_g and fitted.model == cfg.model
 
 
-def test_a_trial_trains_exactly_its_steps_and_its_rates_reach_their_end_at_the_last(tmp_path):
+def test_a_trial_trains_exactly_its_steps_and_measures_at_each_mark_inside_its_epochs(tmp_path):
     """7 steps of 3 per epoch: 3 epochs, the last cut after one step, where the linear decay
-    of both rates (over those 7 steps, not over 3 whole epochs) reaches 0."""
+    of both rates (over those 7 steps, not over 3 whole epochs) reaches 0; the marks fall on
+    steps 2, 4 and 6, two of them inside an epoch, and on the last."""
     images = tiny.random_images(96)  # batch 32: 3 steps per epoch
     train = dataclasses.replace(tiny.train_cfg(lr_decay="linear"), epochs=3)
-    gan = training.build(tiny.MODEL, train, images.shape, 1, seed=0, steps=7)
+    share = budget.plan(7, 2, step_seconds=1.0, steps_per_epoch=3)
+    assert (share.steps, share.epochs) == (7, 3)
+    gan = training.build(tiny.MODEL, train, images.shape, 1, seed=0, steps=share.steps)
+    seen = []
+    steps = budget.Steps(share, 3, lambda second, model: seen.append(
+        (second, int(model.g_optimizer.iterations))))  # fmt: skip
     trained = training.train(tiny.MODEL, train, images, np.zeros(96, int), 1, seed=0,
                              checkpoint_dir=tmp_path / "ckpt", grids_dir=tmp_path / "grids",
-                             hooks=training.Hooks(callbacks=(budget.StopAfter(7, 3),)),
-                             gan=gan)  # fmt: skip
+                             hooks=training.Hooks(callbacks=(steps,)), gan=gan)  # fmt: skip
+    assert seen == [(2, 2), (4, 4), (6, 6), (7, 7)]
     assert list(trained.result.history["epoch"]) == [1, 2, 3]
     assert int(gan.g_optimizer.iterations) == int(gan.d_optimizer.iterations) == 7
     assert float(gan.g_optimizer.learning_rate) == float(gan.d_optimizer.learning_rate) == 0.0

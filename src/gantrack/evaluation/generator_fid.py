@@ -4,7 +4,7 @@ few epochs during training (a Keras callback writing it into the epoch's logs)."
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 
 import keras
 
@@ -26,8 +26,7 @@ def generator_fid(generator, classifier, reference: tuple, n: int, seed: int,
 
 
 class PeriodicFID(keras.callbacks.Callback):
-    """Every `every` epochs (or at the epochs `every` lists), FID of `n` generator samples
-    (fixed seed) against reference stats.
+    """Every `every` epochs, FID of `n` generator samples (fixed seed) against reference stats.
 
     The value goes into the epoch's logs as `fid_<extractor>_n<n>` (so callbacks after this one,
     such as a tracker's, see it with the losses): its sample count is in its name, so it is never
@@ -35,8 +34,8 @@ class PeriodicFID(keras.callbacks.Callback):
     reports and prunes through it); `values` keeps {epoch: fid}.
     """
 
-    def __init__(self, every: int | Collection[int], classifier: keras.Model, reference: tuple,
-                 n: int, seed: int, batch_size: int, extractor: str = "classifier",
+    def __init__(self, every: int, classifier: keras.Model, reference: tuple, n: int, seed: int,
+                 batch_size: int, extractor: str = "classifier",
                  on_value: Callable[[int, float], None] | None = None):  # fmt: skip
         super().__init__()
         self.every, self.classifier, self.reference = every, classifier, reference
@@ -46,8 +45,7 @@ class PeriodicFID(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         done = epoch + 1
-        due = done in self.every if isinstance(self.every, Collection) else not done % self.every
-        if not due or not finite(logs):
+        if done % self.every or not finite(logs):
             return
         fid = generator_fid(self.model.sampler, self.classifier, self.reference, self.n,
                             self.seed, self.batch_size)  # fmt: skip

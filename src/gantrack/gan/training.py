@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -239,7 +239,7 @@ class FidWatch:
 
     classifier: keras.Model
     reference: tuple
-    every: int | Collection[int]  # epochs between FIDs, or the epochs to measure at
+    every: int
     n: int
     seed: int
     batch_size: int

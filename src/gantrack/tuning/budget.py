@@ -11,14 +11,15 @@ untimed ones; the same config against itself measured 0.99-1.01 on 2 shared core
 trial's step costs the study's clock (the reference's first timing, kept on the study) times
 that ratio. It then trains the steps that fill the budget at that cost, its last epoch cut
 short where they end and its learning-rate schedule spanning exactly those steps, as the train
-stage's spans its epochs.
+stage's spans its epochs; its FIDs are measured at the steps the budget's marks fall on, also
+inside an epoch, so that every trial meets the pruner after the same seconds.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import keras
@@ -26,6 +27,7 @@ import numpy as np
 
 from gantrack.config import Config
 from gantrack.gan import training
+from gantrack.gan.callbacks import finite
 
 WARM_STEPS = 3
 TIMED_STEPS = 16
@@ -35,27 +37,23 @@ ROUNDS = 8
 @dataclass(frozen=True)
 class Budget:
     """A trial's share of tune.seconds: its training steps, the epochs they start (the last
-    one cut short), and at which epoch's end each FID the pruner gets is measured,
-    {epoch: (budget seconds it is reported at, ...)}."""
+    one cut short), and the step each FID the pruner gets is measured at, {budget second:
+    step}."""
 
     steps: int
     epochs: int
     step_seconds: float
-    reports: dict[int, tuple[int, ...]]
+    marks: dict[int, int]
 
 
 def plan(seconds: int, every: int, step_seconds: float, steps_per_epoch: int) -> Budget:
-    """The steps that fill `seconds` at `step_seconds` each (at least one), and an FID at the
-    epoch end nearest in time to every `every` seconds of them and at the end (the last step).
-    Marks that fall nearest one epoch's end (epochs longer than `every`) share its FID."""
+    """The steps that fill `seconds` at `step_seconds` each (at least one), and the step that
+    every `every` seconds of them, and their end, fall on."""
     steps = max(1, round(seconds / step_seconds))
-    epochs = math.ceil(steps / steps_per_epoch)
-    ends = [min(epoch * steps_per_epoch, steps) * step_seconds for epoch in range(1, epochs + 1)]
-    reports: dict[int, tuple[int, ...]] = {}
-    for mark in [*range(every, seconds, every), seconds]:
-        epoch = 1 + min(range(epochs), key=lambda i: abs(ends[i] - mark))
-        reports[epoch] = (*reports.get(epoch, ()), mark)
-    return Budget(steps, epochs, step_seconds, reports)
+    marks = {mark: min(steps, max(1, round(mark / step_seconds))) for mark in
+             range(every, seconds, every)}  # fmt: skip
+    return Budget(steps, math.ceil(steps / steps_per_epoch), step_seconds,
+                  {**marks, seconds: steps})  # fmt: skip
 
 
 def step_seconds(cfgs: Sequence[Config], images: np.ndarray, labels: np.ndarray,
@@ -81,26 +79,40 @@ def step_seconds(cfgs: Sequence[Config], images: np.ndarray, labels: np.ndarray,
 
 
 def fitted(cfg: Config, budget: Budget) -> Config:
-    """cfg training budget.epochs (the last cut short by StopAfter), checkpointed and sampled
-    every epoch (where FIDs are measured, the tracker logs, as with the epochs' budget)."""
+    """cfg training budget.epochs (the last cut short by Steps), checkpointed and sampled every
+    epoch (the tracker logs each, as with the epochs' budget)."""
     train = replace(cfg.train, epochs=budget.epochs, checkpoint_every=1, sample_every=1)
     return replace(cfg, train=train)
 
 
-class StopAfter(keras.callbacks.Callback):
-    """End training once `steps` steps are done (epochs of `steps_per_epoch`): the epoch in
-    progress ends there, with its grid, FID and checkpoint."""
+class Steps(keras.callbacks.Callback):
+    """A budget's steps (epochs of `steps_per_epoch`): at each mark's step `at_mark(second,
+    gan)` (the FID the pruner gets), unless training is stopping or the losses are not finite
+    (the divergence guard ends the epoch); after the last step the epoch in progress ends,
+    with its grid and checkpoint (with train.steps_per_execution > 1, at the end of the
+    execution that holds it)."""
 
-    def __init__(self, steps: int, steps_per_epoch: int):
+    def __init__(self, budget: Budget, steps_per_epoch: int,
+                 at_mark: Callable[[int, keras.Model], None]):  # fmt: skip
         super().__init__()
-        self.steps, self.steps_per_epoch, self.epoch = steps, steps_per_epoch, 0
+        self.budget, self.steps_per_epoch, self.at_mark = budget, steps_per_epoch, at_mark
+        self.pending = sorted(budget.marks.items(), key=lambda item: item[1])
+        self.epoch = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):  # batch: the execution's last step
-        if self.epoch * self.steps_per_epoch + batch + 1 >= self.steps:
+        done = self.epoch * self.steps_per_epoch + batch + 1
+        if self._due(done) and finite(logs):
+            while self._due(done) and not self.model.stop_training:
+                second, _ = self.pending.pop(0)
+                self.at_mark(second, self.model)
+        if done >= self.budget.steps:
             self.model.stop_training = True
+
+    def _due(self, done: int) -> bool:
+        return bool(self.pending) and self.pending[0][1] <= done
 
 
 class _StepTimer(keras.callbacks.Callback):

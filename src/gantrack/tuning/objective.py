@@ -173,22 +173,21 @@ def budget_unit(t: TuneConfig) -> str:
 
 
 class _Pruning:
-    """PeriodicFID's on_value: report each FID (at its epoch, or at the budget seconds it stands
-    for: `steps`); when the pruner says so, stop `fit` cleanly (an exception inside Keras' loop
-    would skip its cleanup) and remember the epoch."""
+    """on_value of a trial's FIDs: report each at its step (the epoch, or the budget second);
+    when the pruner says so, stop `fit` cleanly (an exception inside Keras' loop would skip its
+    cleanup) and remember the step."""
 
-    def __init__(self, trial: optuna.Trial, steps: dict[int, tuple[int, ...]] | None = None):
-        self.trial, self.steps, self.model, self.epoch = trial, steps, None, None
+    def __init__(self, trial: optuna.Trial):
+        self.trial, self.model, self.step = trial, None, None
 
     def watch(self, gan) -> None:
         """training.Hooks' on_start: the model whose training a prune stops."""
         self.model = gan
 
-    def __call__(self, epoch: int, fid: float) -> None:
-        for step in self.steps[epoch] if self.steps else (epoch,):
-            self.trial.report(fid, step)
+    def __call__(self, step: int, fid: float) -> None:
+        self.trial.report(fid, step)
         if self.trial.should_prune():
-            self.epoch = epoch
+            self.step = step
             self.model.stop_training = True
 
 
@@ -197,19 +196,19 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts
     """Train as the train stage does (training.train), then FID at tune.fid_samples samples;
     with tune.seconds, for the steps the budget gives at its speed against `reference`'s."""
     tune, gen = cfg.tune, cfg.generate
-    at, reports, gan, stop = tune.fid_every, None, None, ()
+    share = None
     if tune.seconds:
         cfg, share = _equal_time(trial, cfg, reference, inputs)
-        at, reports = frozenset(share.reports), share.reports
-        gan = training.build(cfg.model, cfg.train, inputs.images.shape, inputs.n_classes,
-                             cfg.base.seed, steps=share.steps)  # fmt: skip
-        stop = (budget.StopAfter(share.steps, steps_per_epoch(cfg.train, len(inputs.images))),)
     classifier = keras_files.load(inputs.classifier, str(inputs.classifier))
-    pruning = _Pruning(trial, reports)
-    fid = training.FidWatch(classifier, inputs.reference, at, tune.fid_samples, gen.seed,
-                            gen.batch_size, on_value=pruning)  # fmt: skip
+    pruning = _Pruning(trial)
+    fid, gan, steps, values = None, None, (), {}
+    if share:
+        gan, steps, values = _by_second(cfg, share, inputs, classifier, pruning)
+    else:
+        fid = training.FidWatch(classifier, inputs.reference, tune.fid_every, tune.fid_samples,
+                                gen.seed, gen.batch_size, on_value=pruning)  # fmt: skip
     hooks = training.Hooks(on_start=pruning.watch, after_checkpoint=tracking.CheckpointSync(),
-                           callbacks=stop)  # fmt: skip
+                           callbacks=steps)  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="gantrack-trial-") as tmp:
         trained = training.train(
             cfg.model, cfg.train, inputs.images, inputs.labels, inputs.n_classes,
@@ -226,16 +225,36 @@ def _train_and_score(trial: optuna.Trial, cfg: Config, inputs: Inputs, artifacts
                 )
     if trained.result.diverged_at:
         raise TrialDiverged(f"losses not finite at epoch {trained.result.diverged_at}")
-    if pruning.epoch:
-        raise optuna.TrialPruned(f"pruned at epoch {pruning.epoch}")
+    if pruning.step:
+        raise optuna.TrialPruned(f"pruned at {budget_unit(tune)[:-1]} {pruning.step}")
     name, epochs = metric_name(tune), cfg.train.epochs
-    value = trained.fid.get(epochs)
+    value = values.get(tune.seconds) if share else trained.fid.get(epochs)
     if value is None:  # tune.epochs is not a multiple of tune.fid_every
         value = generator_fid.generator_fid(trained.gan.sampler, classifier, inputs.reference,
                                             tune.fid_samples, gen.seed, gen.batch_size)  # fmt: skip
         mlflow.log_metric(name, value, step=epochs)
     mlflow.log_metric(f"final_{name}", value)
     return value
+
+
+def _by_second(cfg: Config, share: budget.Budget, inputs: Inputs, classifier: keras.Model,
+               pruning: _Pruning) -> tuple[Any, tuple, dict[int, float]]:  # fmt: skip
+    """With tune.seconds: the trial's GAN (its rates decaying over the budget's steps), the
+    callback that ends training after them and measures the FID at each mark's step (logged
+    as <objective>_by_second, step: the budget second; reported there), and those FIDs."""
+    gan = training.build(cfg.model, cfg.train, inputs.images.shape, inputs.n_classes,
+                         cfg.base.seed, steps=share.steps)  # fmt: skip
+    name, values = f"{metric_name(cfg.tune)}_by_second", {}
+
+    def at_mark(second: int, model) -> None:
+        values[second] = generator_fid.generator_fid(
+            model.sampler, classifier, inputs.reference, cfg.tune.fid_samples,
+            cfg.generate.seed, cfg.generate.batch_size)  # fmt: skip
+        mlflow.log_metric(name, values[second], step=second)
+        pruning(second, values[second])
+
+    per_epoch = steps_per_epoch(cfg.train, len(inputs.images))
+    return gan, (budget.Steps(share, per_epoch, at_mark),), values
 
 
 def _equal_time(trial: optuna.Trial, cfg: Config, reference: Config,
