@@ -258,7 +258,7 @@ def _by_second(cfg: Config, share: budget.Budget, inputs: Inputs, classifier: ke
 
 
 def _equal_time(trial: optuna.Trial, cfg: Config, reference: Config,
-                inputs: Inputs) -> tuple[Config, Any]:  # fmt: skip
+                inputs: Inputs) -> tuple[Config, budget.Budget]:  # fmt: skip
     """The trial's config for tune.seconds of training, and its budget.plan: its step timed
     against the reference's and priced on the study's clock (see budget); what it got goes
     to the trial and its MLflow run."""
