@@ -293,15 +293,21 @@ def test_a_study_whose_run_was_deleted_in_the_ui_gets_a_new_run_linking_it(proje
     assert len(new) == 1 and "is deleted" in caplog.text
 
 
+def _good_then_stuck(cfg: config.Config) -> optuna.Study:
+    """cfg's study with two trials enqueued, the first learning and the second stuck (rates
+    so low it barely moves: a worse FID at every step), run."""
+    study = tuning.open_study(cfg.tune)
+    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
+    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}
+    for lrs in (good, stuck):
+        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
+    return tuning.tune(cfg)
+
+
 def test_pruned_trials_stop_training_early(project):
     cfg = _cfg(study_name="pruned", n_trials=2, epochs=3, pruner="median",
                prune_startup_trials=1)  # fmt: skip
-    study = tuning.open_study(cfg.tune)
-    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
-    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}  # barely moves: worse FID than `good`
-    for lrs in (good, stuck):
-        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
-    study = tuning.tune(cfg)
+    study = _good_then_stuck(cfg)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     pruned = study.trials[1]
     assert list(pruned.intermediate_values) == [1]
@@ -314,13 +320,8 @@ def test_pruned_trials_stop_training_early(project):
 def test_hyperband_prunes_a_trial_worse_than_its_bracket(project):
     # tune.epochs 2, tune.fid_every 1: one bracket (reduction factor 3), its first rung at epoch 1
     cfg = _cfg(study_name="hyperband", n_trials=2, epochs=2, pruner="hyperband")
-    study = tuning.open_study(cfg.tune)
-    assert isinstance(study.pruner, optuna.pruners.HyperbandPruner)
-    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
-    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}
-    for lrs in (good, stuck):
-        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
-    study = tuning.tune(cfg)
+    assert isinstance(tuning.open_study(cfg.tune).pruner, optuna.pruners.HyperbandPruner)
+    study = _good_then_stuck(cfg)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     assert list(study.trials[0].intermediate_values) == [1, 2]
     assert list(study.trials[1].intermediate_values) == [1]
@@ -365,12 +366,7 @@ def test_hyperband_counts_budget_seconds_with_tune_seconds(project):
     # tune.seconds 2, fid_every_seconds 1: one bracket, its first rung after 1 s of the budget
     cfg = _cfg(study_name="hyperband-seconds", n_trials=2, seconds=2, fid_every_seconds=1,
                pruner="hyperband")  # fmt: skip
-    study = tuning.open_study(cfg.tune)
-    good = {"train.lr_g": 2e-3, "train.lr_d": 2e-3}
-    stuck = {"train.lr_g": 1e-4, "train.lr_d": 1e-4}
-    for lrs in (good, stuck):
-        study.enqueue_trial({**lrs, "model.generator.layers": 2, "model.discriminator.layers": 2})
-    study = tuning.tune(cfg)
+    study = _good_then_stuck(cfg)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     assert list(study.trials[1].intermediate_values) == [1]
 
