@@ -22,6 +22,12 @@ the samples' class histogram (1: all classes equally often). With --curve-sample
 1000; 0: off) each candidate also scores N samples at the end of every turn, outside its
 training time: its FID curve over seconds, images and epochs (fid_classifier_n<N>, not
 comparable with the final 10,000-sample FID).
+
+With --equal-time every gantrack candidate's learning rates decay over the steps --seconds
+buy it on this machine rather than over its train.epochs (as `gantrack tune` with
+tune.seconds does): before any of them trains, a throwaway copy of each is timed side by side
+with the others (tuning.budget.step_seconds), so that a narrower or faster variant does not
+spend the end of the budget at its final rate, nor a slower one stop before its rates fall.
 """
 
 from __future__ import annotations
@@ -56,6 +62,7 @@ from gantrack.gan.sampling import sample  # noqa: E402
 from gantrack.io import keras_files
 from gantrack.io.images import grid, save_png  # noqa: E402
 from gantrack.io.paths import PATHS  # noqa: E402
+from gantrack.tuning import budget  # noqa: E402
 
 
 class Reference:
@@ -63,7 +70,7 @@ class Reference:
 
     policy = "float32"
 
-    def __init__(self, split: data.Split, cfg: config.Config):
+    def __init__(self, split: data.Split, cfg: config.Config, steps: int | None = None):
         self.gan = ReferenceDCGAN(seed=0)
         self.batches = iter(self.gan.dataset(split.images).repeat())
         self.generator = self.gan.generator
@@ -81,12 +88,12 @@ class Gantrack:
     """gantrack trained the way the pipeline trains it: training.train, one `fit` (no
     checkpoints, grids or FID)."""
 
-    def __init__(self, split: data.Split, cfg: config.Config):
+    def __init__(self, split: data.Split, cfg: config.Config, steps: int | None = None):
         self.split, self.cfg = split, cfg
         self.policy = devices.precision_policy(cfg.train.mixed_precision)
         self.n_classes = int(split.labels.max()) + 1
         self.gan = training.build(cfg.model, cfg.train, split.images.shape, self.n_classes,
-                                  cfg.base.seed)  # fmt: skip
+                                  cfg.base.seed, steps=steps)  # fmt: skip
         self.generator = self.gan.sampler
         self.step_images = cfg.train.batch_size * cfg.train.n_critic
 
@@ -141,13 +148,14 @@ class Turns:
 
 
 def candidate(conn, kind: str, raw: dict, project: str, samples: int, grid_path: str | None,
-              curve_samples: int = 0):  # fmt: skip
-    """A child process: build one candidate, train it in turns (see Turns), measuring its FID
-    on curve_samples samples after each turn (0: not), score it, send the scores."""
+              curve_samples: int = 0, steps: int | None = None):  # fmt: skip
+    """A child process: build one candidate (gantrack's rates decaying over `steps`, None: its
+    train.epochs), train it in turns (see Turns), measuring its FID on curve_samples samples
+    after each turn (0: not), score it, send the scores."""
     tf.get_logger().setLevel("ERROR")
     cfg = config.from_dict(raw)
     train = data.load_split(Path(project) / PATHS.train)  # what `prepare` wrote there
-    runner = (Reference if kind == "reference" else Gantrack)(train, cfg)
+    runner = (Reference if kind == "reference" else Gantrack)(train, cfg, steps)
     reference = load_reference(Path(project) / PATHS.reference, extractor="classifier")[:2]
     classifier = keras_files.load(Path(project) / PATHS.classifier, str(PATHS.classifier))
 
@@ -198,7 +206,15 @@ def main() -> None:
         help="another gantrack configuration: params.yaml plus dotted overrides",
     )  # fmt: skip
     parser.add_argument("--no-reference", action="store_true", help="leave the tutorial out")
-    parser.add_argument("--baseline", default="reference", help="FID ratios are to this run")
+    parser.add_argument(
+        "--baseline",
+        help="FID ratios are to this run (default: reference, or gantrack with --no-reference)",
+    )
+    parser.add_argument(
+        "--equal-time",
+        action="store_true",
+        help="gantrack's rates decay over the steps --seconds buy each candidate",
+    )
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--grids", help="also save an 8x8 grid of each one's samples here")
     args = parser.parse_args()
@@ -211,6 +227,10 @@ def main() -> None:
         changed = _override(raw, overrides)
         config.from_dict(changed)
         named.append((name, "gantrack", changed))
+    baseline = args.baseline or ("gantrack" if args.no_reference else "reference")
+    if baseline not in [name for name, *_ in named]:
+        parser.error(f"--baseline {baseline}: no such candidate")
+    steps = equal_time_steps(named, args.seconds, args.project) if args.equal_time else {}
 
     # SIGTERM (kill, pkill) exits as Ctrl-C does, through exit handlers: multiprocessing's
     # terminates the candidates (daemon processes), which would otherwise outlive this one.
@@ -222,7 +242,7 @@ def main() -> None:
         grid_path = str(Path(args.grids) / f"{name}.png") if args.grids else None
         process = spawn.Process(target=candidate, name=name, daemon=True, args=(
             child, kind, params, args.project, args.samples, grid_path,
-            args.curve_samples))  # fmt: skip
+            args.curve_samples, steps.get(name, (None, None))[0]))  # fmt: skip
         process.start()
         child.close()  # a candidate that dies is then an EOFError here, not a hang
         runs.append({"name": name, "conn": conn, "process": process, "seconds": 0.0,
@@ -255,17 +275,34 @@ def main() -> None:
             "images_seen": run["images_seen"],
             "epochs": round(run["images_seen"] / n_images, 2),
         }
+        if run["name"] in steps:
+            results["runs"][run["name"]]["schedule"] = dict(zip(
+                ("steps", "timed_step_seconds"), steps[run["name"]], strict=True))  # fmt: skip
         if args.curve_samples:
             results["runs"][run["name"]]["curve"] = [
                 point | {"epochs": round(point["images_seen"] / n_images, 2)}
                 for point in run["curve"]
             ]
-    base = results["runs"][args.baseline]["fid_classifier"]
+    base = results["runs"][baseline]["fid_classifier"]
     for run in results["runs"].values():
-        run[f"fid_ratio_to_{args.baseline}"] = round(run["fid_classifier"] / base, 3)
+        run[f"fid_ratio_to_{baseline}"] = round(run["fid_classifier"] / base, 3)
     print(json.dumps(results, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")
+
+
+def equal_time_steps(named: list, seconds: float, project: str) -> dict[str, tuple[int, float]]:
+    """{name: (steps, step seconds)} of each gantrack candidate: its step timed side by side
+    with the others' on the project's training split, and the steps `seconds` buy at that."""
+    gantracks = [(name, config.from_dict(raw)) for name, kind, raw in named if kind == "gantrack"]
+    split = data.load_split(Path(project) / PATHS.train)
+    times = budget.step_seconds([cfg for _, cfg in gantracks], split.images, split.labels,
+                                int(split.labels.max()) + 1)  # fmt: skip
+    steps = {name: (max(1, round(seconds / t)), round(t, 5))
+             for (name, _), t in zip(gantracks, times, strict=True)}  # fmt: skip
+    print(" | ".join(f"{name} {t * 1000:.1f} ms/step: {n} steps" for name, (n, t) in
+                     steps.items()), flush=True)  # fmt: skip
+    return steps
 
 
 def class_entropy(probs: np.ndarray) -> float:
