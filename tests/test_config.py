@@ -77,6 +77,10 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
             },
             "model.conditional: not with train.loss wgan_gp",
         ),  # fmt: skip
+        (
+            {"model": {"discriminator": {"batch_norm": False}}, "train": {"loss": "wgan_gp"}},
+            r"train\.augment_p: adaptive steers by D\(real\) > 0, which a wgan_gp critic does not",
+        ),
         ({"model": {"conditional": "yes"}}, r"model\.conditional: unknown value 'yes'; allowed"),
         ({"train": {"lr_decay": "step"}}, r"train\.lr_decay: unknown value 'step'; allowed: co"),
         ({"train": {"lr_decay_to": 1}}, r"train\.lr_decay_to: 1\.0 is out of range; must be < 1"),

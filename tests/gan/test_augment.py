@@ -132,6 +132,28 @@ def test_adaptive_p_falls_while_the_discriminator_stays_below_the_target(tmp_pat
     assert result.history["augment_p"].tolist() == pytest.approx([0.7])  # 3 steps of 32
 
 
+@pytest.mark.parametrize("loss, p_after", [("least_squares", 0.2), ("non_saturating", 0.8),
+                                           ("hinge", 0.8)])  # fmt: skip
+def test_adaptive_p_steers_by_the_losss_real_fake_boundary(tmp_path, loss, p_after):
+    # A discriminator held at 0.3 for every image: real by the logit losses' boundary (0), fake
+    # by least squares' (0.5, between its targets 0 and 1), so p rises or falls by 0.1 a step
+    cfg = tiny.train_cfg(epochs=1, loss=loss, lr_d=1e-9, augment=("cutout",), augment_p="adaptive",
+                         augment_images=320, mixed_precision=False)  # fmt: skip
+    keras.utils.set_random_seed(0)
+    gan = training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, 0)
+    logit = gan.discriminator.get_layer("logit")
+    kernel, bias = logit.get_weights()
+    logit.set_weights([np.zeros_like(kernel), np.full_like(bias, 0.3)])
+    gan.augment_p.assign(0.5)
+    result = training.fit(gan, tiny.random_images(96), cfg, seed=0,
+                          checkpoint_dir=tmp_path / "c", grids_dir=tmp_path / "g")  # fmt: skip
+    assert result.history["augment_p"].tolist() == pytest.approx([p_after])  # 3 steps of 32
+    # a critic's scores have no such boundary: adaptive is refused with wgan_gp
+    with pytest.raises(ValueError, match="needs a loss with a real/fake boundary"):
+        training.build_gan(tiny.MODEL, tiny.train_cfg(loss="wgan_gp", augment_p="adaptive"),
+                           tiny.SHAPE, 0)  # fmt: skip
+
+
 def test_a_fixed_p_keeps_no_state_and_logs_no_augment_p(tmp_path):
     cfg = tiny.train_cfg(epochs=1, augment=("cutout",), augment_p=0.5)
     gan = training.build_gan(tiny.MODEL, cfg, tiny.SHAPE, 0)

@@ -273,11 +273,15 @@ def _check_data(cfg: Config) -> None:
 
 def _check_layers(cfg: Config) -> None:
     """Layer counts must reach the image size; the gradient penalty is per sample, which
-    BatchNorm in the critic breaks, and at interpolates of two classes, which have no label."""
+    BatchNorm in the critic breaks, and at interpolates of two classes, which have no label; a
+    critic has no real/fake boundary for adaptive augmentation to steer by."""
     for key, on in (("discriminator.batch_norm", cfg.model.discriminator.batch_norm),
                     ("conditional", cfg.model.conditional is True)):  # fmt: skip
         if on and cfg.train.loss == "wgan_gp":
             raise UserError(f"model.{key}: not with train.loss wgan_gp")
+    if cfg.train.loss == "wgan_gp" and cfg.train.augment and cfg.train.augment_p == "adaptive":
+        raise UserError("train.augment_p: adaptive steers by D(real) > 0, which a wgan_gp "
+                        "critic does not mean; give a probability (e.g. 0.2)")  # fmt: skip
     _check_generator_layers("model.generator.layers", cfg.model.generator.layers, cfg.data.shape)
 
 

@@ -117,17 +117,24 @@ def _squared_gradient_norms(critic, images):
 @dataclass(frozen=True)
 class Loss:
     """A GAN loss variant: generator(fake_logits) and discriminator(real_logits, fake_logits,
-    label_smoothing); gradient_penalty: the discriminator also takes the WGAN-GP penalty."""
+    label_smoothing); gradient_penalty: the discriminator also takes the WGAN-GP penalty;
+    boundary: the discriminator output between what it calls real (above) and fake, which
+    adaptive augmentation steers by (None: none, a critic's scores count only as differences)."""
 
     generator: Callable
     discriminator: Callable
     gradient_penalty: bool = False
+    boundary: float | None = 0.0
 
 
 LOSSES: dict[str, Loss] = {
     "non_saturating": Loss(non_saturating_generator_loss, non_saturating_discriminator_loss),
     "minimax": Loss(minimax_generator_loss, minimax_discriminator_loss),
-    "least_squares": Loss(least_squares_generator_loss, least_squares_discriminator_loss),
+    "least_squares": Loss(
+        least_squares_generator_loss, least_squares_discriminator_loss, boundary=0.5
+    ),
     "hinge": Loss(hinge_generator_loss, hinge_discriminator_loss),
-    "wgan_gp": Loss(wgan_gp_generator_loss, wgan_gp_discriminator_loss, gradient_penalty=True),
+    "wgan_gp": Loss(
+        wgan_gp_generator_loss, wgan_gp_discriminator_loss, gradient_penalty=True, boundary=None
+    ),
 }

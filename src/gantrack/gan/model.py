@@ -43,8 +43,9 @@ class GAN(NoSymbolicBuild, keras.Model):
     - augment, augment_p: DiffAugment (gantrack.gan.augment): the discriminator sees real and
       fake images through these transforms, each applied with probability augment_p; None:
       adaptive (Karras et al. 2020, ADA), from 0, moved by augment_images' share of the images
-      of each step towards holding augment_target = E[sign(D(real))] (the discriminator's
-      overfitting signal); the `augment_p` variable (checkpointed) and log hold its value.
+      of each step towards holding augment_target = E[sign(D(real) - augment_boundary)] (the
+      discriminator's overfitting signal, augment_boundary the loss's: losses.Loss.boundary);
+      the `augment_p` variable (checkpointed) and log hold its value.
     Under tf.distribute, `fit` runs the step per replica: losses are scaled by 1/replicas (the
     optimizers sum gradients over replicas) and each replica takes its own slice of one noise
     draw of the global batch, so a step matches the single-device step.
@@ -68,6 +69,7 @@ class GAN(NoSymbolicBuild, keras.Model):
         augment_p: float | None = 1.0,
         augment_target: float = 0.6,
         augment_images: int = 5000,
+        augment_boundary: float | None = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -82,9 +84,12 @@ class GAN(NoSymbolicBuild, keras.Model):
         self.augment = tuple(augment)
         self.augment_p = augment_p
         if self.augment and augment_p is None:  # adaptive; replicas' updates are averaged
+            if augment_boundary is None:
+                raise ValueError("adaptive augment_p needs a loss with a real/fake boundary")
             self.augment_p = keras.Variable(0.0, "float32", trainable=False, name="augment_p",
                                             aggregation="mean")  # fmt: skip
             self.augment_target, self.augment_images = augment_target, augment_images
+            self.augment_boundary = augment_boundary
         self.ema_generator = None
         if ema_decay is not None:
             self.ema_generator = keras.models.clone_model(generator)
@@ -260,7 +265,8 @@ class GAN(NoSymbolicBuild, keras.Model):
         """ADA's update of augment_p after a step: up while the discriminator calls more than
         augment_target of the reals real (on average over E[sign(logit)]), down otherwise, by
         the step's global images / augment_images; returns the new value."""
-        signal = ops.mean(ops.stack([ops.mean(ops.sign(_f32(x))) for x in real_logits]))
+        signal = ops.mean(ops.stack([ops.mean(ops.sign(_f32(x) - self.augment_boundary))
+                                     for x in real_logits]))  # fmt: skip
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:  # the global batch's signal: every replica takes the same step
             signal = tf.distribute.get_replica_context().all_reduce("mean", signal)

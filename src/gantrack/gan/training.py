@@ -116,6 +116,7 @@ def _gan_options(train_cfg: TrainConfig, loss) -> dict:
         "augment_p": _fixed_p(train_cfg.augment_p),
         "augment_target": train_cfg.augment_target,
         "augment_images": train_cfg.augment_images,
+        "augment_boundary": loss.boundary,
     }
 
 

@@ -1,5 +1,5 @@
 """The files the stages exchange, relative to the project root: one source for the paths that
-dvc.yaml declares (tests/test_paths.py checks that they agree)."""
+dvc.yaml declares (tests/test_layout.py checks that they agree)."""
 
 from __future__ import annotations
 
