@@ -263,8 +263,8 @@ class GAN(NoSymbolicBuild, keras.Model):
 
     def _adapt(self, real_logits, real_images):
         """ADA's update of augment_p after a step: up while the discriminator calls more than
-        augment_target of the reals real (on average over E[sign(logit)]), down otherwise, by
-        the step's global images / augment_images; returns the new value."""
+        augment_target of the reals real (on average over E[sign(logit - augment_boundary)]),
+        down otherwise, by the step's global images / augment_images; returns the new value."""
         signal = ops.mean(ops.stack([ops.mean(ops.sign(_f32(x) - self.augment_boundary))
                                      for x in real_logits]))  # fmt: skip
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
