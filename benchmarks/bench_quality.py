@@ -298,7 +298,7 @@ def equal_time_steps(named: list, seconds: float, project: str) -> dict[str, tup
     split = data.load_split(Path(project) / PATHS.train)
     times = budget.step_seconds([cfg for _, cfg in gantracks], split.images, split.labels,
                                 int(split.labels.max()) + 1)  # fmt: skip
-    steps = {name: (max(1, round(seconds / t)), round(t, 5))
+    steps = {name: (budget.steps_in(seconds, t), round(t, 5))
              for (name, _), t in zip(gantracks, times, strict=True)}  # fmt: skip
     print(" | ".join(f"{name} {t * 1000:.1f} ms/step: {n} steps" for name, (n, t) in
                      steps.items()), flush=True)  # fmt: skip

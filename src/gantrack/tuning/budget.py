@@ -49,11 +49,16 @@ class Budget:
 def plan(seconds: int, every: int, step_seconds: float, steps_per_epoch: int) -> Budget:
     """The steps that fill `seconds` at `step_seconds` each (at least one), and the step that
     every `every` seconds of them, and their end, fall on."""
-    steps = max(1, round(seconds / step_seconds))
-    marks = {mark: min(steps, max(1, round(mark / step_seconds))) for mark in
+    steps = steps_in(seconds, step_seconds)
+    marks = {mark: min(steps, steps_in(mark, step_seconds)) for mark in
              range(every, seconds, every)}  # fmt: skip
     return Budget(steps, math.ceil(steps / steps_per_epoch), step_seconds,
                   {**marks, seconds: steps})  # fmt: skip
+
+
+def steps_in(seconds: float, step_seconds: float) -> int:
+    """The steps that fill `seconds` at `step_seconds` each: at least one."""
+    return max(1, round(seconds / step_seconds))
 
 
 def step_seconds(cfgs: Sequence[Config], images: np.ndarray, labels: np.ndarray,
