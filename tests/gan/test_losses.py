@@ -4,7 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from gantrack.config import TrainConfig
 from gantrack.gan import losses
+from gantrack.gan.loss_traits import TRAITS
 
 
 def _np(x):
@@ -73,7 +75,32 @@ def test_every_registered_loss_is_a_scalar_float32_that_rewards_the_right_side(n
     huge = np.array([[1e4], [-1e4]], np.float32)
     assert math.isfinite(_np(loss.generator(huge)))
     assert math.isfinite(_np(loss.discriminator(huge, huge)))
-    assert loss.gradient_penalty == (name == "wgan_gp")
+
+
+def test_every_loss_has_its_traits_and_params_accept_exactly_those():
+    assert tuple(losses.LOSSES) == tuple(TRAITS)
+    assert TrainConfig.__dataclass_fields__["loss"].metadata["choices"] == tuple(TRAITS)
+
+
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_the_boundary_is_where_the_discriminator_treats_real_and_fake_alike(name):
+    """Adaptive augmentation calls an image real when D(x) > boundary: the discriminator's loss
+    mirror there, costing a real at boundary + t what it costs a fake at boundary - t, so
+    D(real=b+t, fake=b-s) == D(real=b+s, fake=b-t) (t past hinge's margin, where a shifted b
+    would mirror too). A critic's loss mirrors at every b (its scores count only as
+    differences): it has no boundary."""
+    d = losses.LOSSES[name].discriminator
+
+    def mirrors(b):
+        one = d(np.float32([[b + 1.5]]), np.float32([[b - 0.2]]))
+        other = d(np.float32([[b + 0.2]]), np.float32([[b - 1.5]]))
+        return _np(one) == pytest.approx(_np(other), abs=1e-6)
+
+    boundary = TRAITS[name].boundary
+    if boundary is None:
+        assert all(mirrors(b) for b in (-1.0, 0.0, 0.5, 3.0)) and TRAITS[name].gradient_penalty
+    else:
+        assert mirrors(boundary) and not mirrors(boundary + 0.3) and not mirrors(boundary - 0.3)
 
 
 def test_wgan_gp_generator_loss_is_minus_the_mean_critic_score():

@@ -3,8 +3,8 @@
 Each variant has `<variant>_generator_loss(fake_logits)` and
 `<variant>_discriminator_loss(real_logits, fake_logits, label_smoothing=0.0)`. Inputs are raw
 discriminator outputs (B, 1) (logits, no sigmoid); results are scalar means over the batch, in
-float32. Adding a loss is one entry in LOSSES plus its tests (tests/gan/test_losses.py runs
-every entry through the same checks).
+float32. Adding a loss is one entry in LOSSES, one in loss_traits.TRAITS, plus its tests
+(tests/gan/test_losses.py runs every entry through the same checks).
 """
 
 from __future__ import annotations
@@ -117,24 +117,17 @@ def _squared_gradient_norms(critic, images):
 @dataclass(frozen=True)
 class Loss:
     """A GAN loss variant: generator(fake_logits) and discriminator(real_logits, fake_logits,
-    label_smoothing); gradient_penalty: the discriminator also takes the WGAN-GP penalty;
-    boundary: the discriminator output between what it calls real (above) and fake, which
-    adaptive augmentation steers by (None: none, a critic's scores count only as differences)."""
+    label_smoothing). What it asks of the rest of the GAN (the gradient penalty, the real/fake
+    boundary) is its entry in loss_traits.TRAITS, which config reads without TensorFlow."""
 
     generator: Callable
     discriminator: Callable
-    gradient_penalty: bool = False
-    boundary: float | None = 0.0
 
 
 LOSSES: dict[str, Loss] = {
     "non_saturating": Loss(non_saturating_generator_loss, non_saturating_discriminator_loss),
     "minimax": Loss(minimax_generator_loss, minimax_discriminator_loss),
-    "least_squares": Loss(
-        least_squares_generator_loss, least_squares_discriminator_loss, boundary=0.5
-    ),
+    "least_squares": Loss(least_squares_generator_loss, least_squares_discriminator_loss),
     "hinge": Loss(hinge_generator_loss, hinge_discriminator_loss),
-    "wgan_gp": Loss(
-        wgan_gp_generator_loss, wgan_gp_discriminator_loss, gradient_penalty=True, boundary=None
-    ),
+    "wgan_gp": Loss(wgan_gp_generator_loss, wgan_gp_discriminator_loss),
 }

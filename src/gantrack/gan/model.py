@@ -44,7 +44,7 @@ class GAN(NoSymbolicBuild, keras.Model):
       fake images through these transforms, each applied with probability augment_p; None:
       adaptive (Karras et al. 2020, ADA), from 0, moved by augment_images' share of the images
       of each step towards holding augment_target = E[sign(D(real) - augment_boundary)] (the
-      discriminator's overfitting signal, augment_boundary the loss's: losses.Loss.boundary);
+      discriminator's overfitting signal, augment_boundary the loss's: loss_traits.Traits.boundary);
       the `augment_p` variable (checkpointed) and log hold its value.
     Under tf.distribute, `fit` runs the step per replica: losses are scaled by 1/replicas (the
     optimizers sum gradients over replicas) and each replica takes its own slice of one noise

@@ -17,6 +17,7 @@ import tensorflow as tf
 from gantrack.gan import callbacks, checkpoints, devices
 from gantrack.gan.best import EpochModels
 from gantrack.gan.inputs import images_per_step, make_dataset, steps_per_epoch, whole_steps_only
+from gantrack.gan.loss_traits import TRAITS
 from gantrack.gan.losses import LOSSES
 from gantrack.gan.model import GAN
 from gantrack.gan.networks import build_discriminator, build_generator
@@ -37,7 +38,7 @@ def conditioning_classes(model_cfg: ModelConfig, n_classes: int, loss: str) -> i
     it cannot (one class, or more classes than noise entries to encode them in)."""
     mode = model_cfg.conditional
     if mode == "auto":
-        fits = 2 <= n_classes <= model_cfg.latent_dim and not LOSSES[loss].gradient_penalty
+        fits = 2 <= n_classes <= model_cfg.latent_dim and not TRAITS[loss].gradient_penalty
         mode = bool(fits)
     if not mode:
         return 0
@@ -83,7 +84,7 @@ def build_gan(
                     "synchronized_bn": strategy.num_replicas_in_sync > 1}  # fmt: skip
             gan = GAN(build_generator(model_cfg, shape, **nets),
                       build_discriminator(model_cfg, shape, **nets), seed,
-                      **_gan_options(train_cfg, loss))  # fmt: skip
+                      **_gan_options(train_cfg))  # fmt: skip
             steps = steps or n_images and train_cfg.epochs * steps_per_epoch(train_cfg, n_images)
             optimizers = adam_pair(train_cfg, policy == "mixed_float16", steps)
             gan.compile(
@@ -103,20 +104,21 @@ def build_gan(
     return gan
 
 
-def _gan_options(train_cfg: TrainConfig, loss) -> dict:
-    """GAN's keyword arguments from the train params."""
+def _gan_options(train_cfg: TrainConfig) -> dict:
+    """GAN's keyword arguments from the train params and the loss's traits."""
+    traits = TRAITS[train_cfg.loss]
     return {
         "n_critic": train_cfg.n_critic,
         "ema_decay": train_cfg.ema_decay,
         "ema_warmup": train_cfg.ema_warmup,
-        "gp_weight": train_cfg.gp_weight if loss.gradient_penalty else 0.0,
+        "gp_weight": train_cfg.gp_weight if traits.gradient_penalty else 0.0,
         "r1_gamma": train_cfg.r1_gamma,
         "r1_every": train_cfg.r1_every,
         "augment": train_cfg.augment,
         "augment_p": _fixed_p(train_cfg.augment_p),
         "augment_target": train_cfg.augment_target,
         "augment_images": train_cfg.augment_images,
-        "augment_boundary": loss.boundary,
+        "augment_boundary": traits.boundary,
     }
 
 
