@@ -1,4 +1,5 @@
-"""Time `gantrack.metrics.frechet_distance` against the textbook scipy.linalg.sqrtm formula.
+"""Time `gantrack.evaluation.metrics.frechet_distance` against the textbook
+scipy.linalg.sqrtm formula.
 
 Usage: python benchmarks/bench_fid.py --dim 2048 --repeats 3
 

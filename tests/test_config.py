@@ -81,7 +81,8 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ),  # fmt: skip
         (
             {"model": {"discriminator": {"batch_norm": False}}, "train": {"loss": "wgan_gp"}},
-            r"train\.augment_p: adaptive steers by D\(real\) > 0, which a wgan_gp critic does not",
+            r"train\.augment_p: adaptive steers by the loss's real/fake boundary, which a wgan_gp "
+            r"critic does not have; give a probability \(e\.g\. 0\.2\)$",
         ),
         ({"model": {"conditional": "yes"}}, r"model\.conditional: unknown value 'yes'; allowed"),
         ({"train": {"lr_decay": "step"}}, r"train\.lr_decay: unknown value 'step'; allowed: co"),

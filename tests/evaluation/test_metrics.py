@@ -1,4 +1,5 @@
-"""Tests for gantrack.metrics: FID vs a SciPy sqrtm reference and closed forms; KID, IS, P/R."""
+"""Tests for gantrack.evaluation.metrics: FID vs a SciPy sqrtm reference and closed forms;
+KID, IS, P/R."""
 
 from __future__ import annotations
 

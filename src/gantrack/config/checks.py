@@ -14,8 +14,8 @@ from gantrack.runtime.errors import UserError
 
 
 def run(cfg: Config) -> None:
-    """Every check, in order: data, networks and loss, search, samples."""
-    for check in (_check_data, _check_layers, _check_tune, _check_samples):
+    """Every check, in order: data, loss, networks, search, samples."""
+    for check in (_check_data, _check_loss, _check_layers, _check_tune, _check_samples):
         check(cfg)
 
 
@@ -32,11 +32,11 @@ def _check_data(cfg: Config) -> None:
                             f"{h}x{w}x{c}; set it to null")  # fmt: skip
 
 
-def _check_layers(cfg: Config) -> None:
-    """Layer counts must reach the image size; a loss with the gradient penalty (a critic) takes
-    it per sample, which BatchNorm in the critic breaks, and between two images of two classes,
-    which have no label; a critic has no real/fake boundary for adaptive augmentation to steer
-    by."""
+def _check_loss(cfg: Config) -> None:
+    """What the loss's traits rule out: a loss with the gradient penalty (a critic) takes it per
+    sample, which BatchNorm in the critic breaks, and between two images of two classes, which
+    have no label; a loss with no real/fake boundary gives adaptive augmentation nothing to
+    steer by."""
     loss, traits = cfg.train.loss, LOSS_TRAITS[cfg.train.loss]
     for key, on in (("discriminator.batch_norm", cfg.model.discriminator.batch_norm),
                     ("conditional", cfg.model.conditional is True)):  # fmt: skip
@@ -44,8 +44,13 @@ def _check_layers(cfg: Config) -> None:
             raise UserError(f"model.{key}: not with train.loss {loss} (a critic with the "
                             "gradient penalty)")  # fmt: skip
     if traits.boundary is None and cfg.train.augment and cfg.train.augment_p == "adaptive":
-        raise UserError(f"train.augment_p: adaptive steers by D(real) > 0, which a {loss} "
-                        "critic does not mean; give a probability (e.g. 0.2)")  # fmt: skip
+        raise UserError(f"train.augment_p: adaptive steers by the loss's real/fake boundary, "
+                        f"which a {loss} critic does not have; give a probability (e.g. "
+                        "0.2)")  # fmt: skip
+
+
+def _check_layers(cfg: Config) -> None:
+    """The generator's layers must reach the image size."""
     _check_generator_layers("model.generator.layers", cfg.model.generator.layers, cfg.data.shape)
 
 
@@ -74,7 +79,8 @@ def _check_tune(cfg: Config) -> None:
 
 
 def _check_samples(cfg: Config) -> None:
-    """Precision/recall take each sample's pr_k-th nearest other sample: more than pr_k."""
+    """The metrics' sample counts: precision/recall take each sample's pr_k-th nearest other
+    sample, so more than pr_k."""
     if (k := cfg.evaluate.pr_k) >= (n := cfg.generate.n_samples):
         raise UserError(f"evaluate.pr_k: {k} needs more than {k} samples (generate.n_samples "
                         f"is {n}); allowed: 1 to {n - 1}")  # fmt: skip

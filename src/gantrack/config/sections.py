@@ -114,7 +114,7 @@ class TrainConfig:
     ema_warmup: float = knob(10.0, gt=1.0)  # EMA decay min(ema_decay, (1+t)/(ema_warmup+t))
     augment: tuple[str, ...] = knob(("translation", "cutout"), choices=AUGMENTS)  # DiffAugment
     augment_p: float | str = knob("adaptive", gt=0.0, le=1.0, words=("adaptive",))
-    augment_target: float = knob(0.6, gt=0.0, lt=1.0)  # adaptive: E[sign(D(real))] held here
+    augment_target: float = knob(0.6, gt=0.0, lt=1.0)  # adaptive: E[sign(D(real) - boundary)]
     augment_images: int = knob(5000, ge=1)  # adaptive: images over which p can move by 1
     mixed_precision: bool | str = knob("auto", choices=("auto", True, False))
     strategy: str = knob("default", choices=STRATEGIES)

@@ -21,7 +21,6 @@ from gantrack.io.files import atomic_path
 
 logger = logging.getLogger(__name__)
 DIRECTORY = "epochs"  # inside the checkpoint folder
-SELECT = ("best", "last")
 
 
 def scores(history: pd.DataFrame, metric: str | None) -> dict[int, float]:

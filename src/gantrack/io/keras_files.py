@@ -19,7 +19,6 @@ from typing import Any
 from gantrack.io import limits
 from gantrack.runtime.errors import UserError, one_line
 
-MEMBERS = {"config.json", "metadata.json", "model.weights.h5"}
 MAX_CONFIG_BYTES = 16 * 2**20  # a generator's config is ~10 KB
 MAX_DEPTH = 64  # nesting of config objects
 TOP_CLASSES = {"Functional", "Sequential"}
