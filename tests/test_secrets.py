@@ -16,7 +16,7 @@ from project import assert_no_file_holds, assert_nowhere, spellings, user_env
 from servers import free_port, mlflow_server
 
 from gantrack import config
-from gantrack.runtime import redact
+from gantrack.runtime import redact, streams
 
 # Breaks URL parsing unencoded: a space, '#', '@', '/', '%'. At least 12 characters (MLflow's
 # rule for the admin password).
@@ -60,6 +60,9 @@ def registry(monkeypatch):
          "AccountName=a;AccountKey=***;EndpointSuffix=x"),
         ("{'password': 'se\\'cret', 'user': 'u'}", "{'password': '***', 'user': 'u'}"),
         ('{"client_secret": "abc", "n": 1}', '{"client_secret": "***", "n": 1}'),
+        ("http://h:5/?auth_key=akVALUE5678/api/2.0/x", "http://h:5/?auth_key=***"),
+        ("GET /x?subscription-key=skVALUE9012&a=1", "GET /x?subscription-key=***&a=1"),
+        ("http://ghp_abc123XYZ@127.0.0.1:5021/api", "http://***@127.0.0.1:5021/api"),
     ],
 )  # fmt: skip
 def test_each_shape_is_masked_by_pattern(registry, text, masked):
@@ -77,6 +80,7 @@ def test_each_shape_is_masked_by_pattern(registry, text, masked):
         "prepared digits: 1437 train, 360 test images, 8x8x1, 10 classes",
         "23/23 - 6s - 267ms/step - d_fake: 0.4459 - d_loss: 0.8839 - g_loss: 0.9019",
         "train.lr_g=0.0002 tune.storage=None",
+        "monkey=3 keyword=x oauth_state=1",
     ],
 )
 def test_ordinary_text_is_left_alone(registry, text):
@@ -114,6 +118,8 @@ def test_the_environment_gives_its_secrets(registry):
         "MY_SERVICE_URL": "https://h/api?api_key=k-1234567",
         "DATABASE_DSN": "host=db password=dsn-pass-1",
         "PGPASSWORD": "pg-pass-1",
+        "MLFLOW_TRACKING_USERNAME": "alice",
+        "MLFLOW_TRACKING_PASSWORD": "Pw:d@/x%y",  # basic auth sends base64("alice:Pw:d@/x%y")
         "TOKENIZERS_PARALLELISM": "false",  # trivial values: everywhere in ordinary text
         "SOME_KEY_COUNT": "3",
         "PWD": "/work/project",  # the shell's working directory, not a password
@@ -123,6 +129,7 @@ def test_the_environment_gives_its_secrets(registry):
                                 "k-1234567", "dsn-pass-1", "pg-pass-1"}  # fmt: skip
     assert not redact._secrets & {"false", "3", "/work/project", "/root"}
     assert redact.mask(f"a {TOKEN} b {PASSWORD}") == "a *** b ***"
+    assert redact.mask("auth=*** YWxpY2U6UHc6ZEAveCV5") == "auth=*** ***"
 
 
 def test_the_loaded_params_give_their_secrets(registry):
@@ -154,7 +161,7 @@ class _Terminal(io.StringIO):
 def test_masking_stream_masks_whole_lines_and_forwards_the_rest(registry):
     redact.add_secret(TOKEN)
     out = _Terminal()
-    stream = redact.MaskingStream(out)
+    stream = streams.MaskingStream(out)
     stream.write("token " + TOKEN[:5])  # a line in pieces waits for its end
     assert out.getvalue() == ""
     stream.write(TOKEN[5:] + " end\n")
@@ -168,7 +175,7 @@ def test_masking_stream_masks_whole_lines_and_forwards_the_rest(registry):
 def test_masking_stream_masks_its_binary_buffer(registry):
     redact.add_secret(TOKEN)
     raw = io.BytesIO()
-    stream = redact.MaskingStream(io.TextIOWrapper(raw, encoding="utf-8"))
+    stream = streams.MaskingStream(io.TextIOWrapper(raw, encoding="utf-8"))
     stream.write("text first, ")
     stream.buffer.write(f"then bytes {TOKEN}\n".encode())
     stream.flush()
@@ -179,7 +186,7 @@ def test_warnings_are_masked(registry, capsys):
     redact.add_secret(TOKEN)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.showwarning = redact._showwarning
+        warnings.showwarning = streams._showwarning
         warnings.warn(f"could not reach ?token={TOKEN}", UserWarning, stacklevel=1)
     err = capsys.readouterr().err
     assert "?token=***" in err and TOKEN not in err
@@ -189,8 +196,8 @@ def test_install_masks_prints_logging_warnings_and_tracebacks_of_the_process():
     """A fresh process: after install(), what libraries print, log and warn is masked."""
     code = f"""
 import logging, sys, warnings
-from gantrack.runtime import redact
-redact.install()
+from gantrack.runtime import streams
+streams.install()
 logging.basicConfig()
 print("View run at: http://admin:{quote(PASSWORD, safe="")}@127.0.0.1:5000/#/e/1")
 sys.stdout.buffer.write(b"bytes {TOKEN}\\n")

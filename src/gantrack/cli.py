@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from gantrack import config
 from gantrack.config import schema
-from gantrack.runtime import compat, redact, stop
+from gantrack.runtime import compat, redact, stop, streams
 from gantrack.runtime.errors import UserError, one_line
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
@@ -193,7 +193,7 @@ def _version() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    redact.install()  # first: every line printed from here on is masked, libraries' too
+    streams.install()  # first: every line printed from here on is masked, libraries' too
     args = _parser().parse_args(argv)
     if not args.verbose:
         # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors
@@ -202,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         compat.quiet_tensorflow_import()
     handler = logging.StreamHandler()
-    handler.setFormatter(redact.MaskingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(streams.MaskingFormatter(log_format))
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, handlers=[handler])
     if not args.verbose:
         # Chatter a user cannot act on: per-checkpoint notes, the store's table creation,

@@ -11,26 +11,22 @@ error lines, and what MLflow, Optuna, SQLAlchemy or TensorFlow print inside the 
    however a library spells it. Values under MIN_SECRET_LENGTH, small numbers and words such
    as true/none are not registered (they would mask ordinary text).
 2. URL credentials by pattern: `scheme://user:password@` (up to the word's last '@'; with a
-   space when a host follows), and `scheme://TOKEN@` when the user part is token-long.
+   space when a host follows), and `scheme://TOKEN@` when the user part is 8+ characters.
 3. Secret-named values: query parameters (?token=, &sig=, access_token, X-Amz-Signature, ...,
    also percent-encoded inside another URL), DSN and connection-string pairs (password=...,
    AccountKey=...), quoted pairs of a dict or JSON ('password': '...').
 
-`install()`, the CLI's first call, routes sys.stdout, sys.stderr and warnings through `mask`.
-What native code or child processes write straight to file descriptors 1 and 2 is not seen.
+runtime/streams.py routes every stream of the process (stdout, stderr, warnings, log records)
+through `mask`.
 """
 
 from __future__ import annotations
 
-import atexit
-import contextlib
+import base64
 import dataclasses
-import logging
 import os
 import re
-import sys
 import threading
-import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -48,10 +44,11 @@ _SECRET_ENV = re.compile(
 )
 
 # A name that says its value is secret (query parameters, DSN and connection-string pairs).
+# ...; also a name with `key` or `auth` as a word (auth_key, subscription-key; not monkey, oauth)
 _NAME = (
     r"(?:[\w.-]*?(?:passw(?:or)?d|passphrase|secret|token|credential|signature|api[_-]?key"
     r"|access[_-]?key|account[_-]?key|private[_-]?key|shared[_-]?access[_-]?key)[\w.-]*"
-    r"|pwd|sig|key|apikey|auth)"
+    r"|(?:[\w.-]*[_.-])?(?:key|auth|authorization)(?![a-z0-9])[\w.-]*|pwd|sig|apikey)"
 )
 _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
 _USER = r"[^:/?#@\s]*"
@@ -63,8 +60,8 @@ _USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#]|$))\S*
 _USERINFO_SPACED = re.compile(
     rf"(?P<head>{_SCHEME}{_USER}:)(?!\d+(?:[/\s]|$))[^/\n@]*?\s[^/\n]*?@{_HOST_FOLLOWS}"
 )
-# scheme://TOKEN@host: a user part this long is a token, not a user name
-_USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{16,}}@{_HOST_FOLLOWS}")
+# scheme://TOKEN@host: a user part this long (no password) is a token (git@ stays, postgres@ not)
+_USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{8,}}@{_HOST_FOLLOWS}")
 # in _secrets_in_text: where a URL starts; a host after '@'; a port where a password would be
 _SCHEME_START = re.compile(_SCHEME)
 _HOST_AFTER_AT = re.compile(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)")
@@ -163,6 +160,9 @@ def add_environment(environ: Mapping[str, str]) -> None:
         if value and _SECRET_ENV.search(name):
             add_secret(value)
         add_secrets_in(value)
+        if name.endswith("_PASSWORD") and value:  # basic auth's base64 of user:password
+            user = environ.get(f"{name.removesuffix('PASSWORD')}USERNAME", "")
+            add_secret(base64.b64encode(f"{user}:{value}".encode()).decode())
 
 
 def _worth_masking(value: str) -> bool:
@@ -214,115 +214,3 @@ def _char_spellings(char: str) -> str:
             forms.append(r"\\u" + "".join(_hex(b) for b in ord(char).to_bytes(2, "big")))
         forms.append(re.escape(char.encode("unicode_escape").decode()))  # Python's repr
     return "(?:" + "|".join(forms) + ")"
-
-
-def _lines(pending):
-    """(the whole lines, the rest) of pending text or bytes; '\r' ends a progress bar's line."""
-    newline, carriage = ("\n", "\r") if isinstance(pending, str) else (b"\n", b"\r")
-    end = max(pending.rfind(newline), pending.rfind(carriage)) + 1
-    return pending[:end], pending[end:]
-
-
-class MaskingStream:
-    """A text stream that writes masked text to another one. Whole lines go through at once;
-    the rest of a line waits for its end or a flush, so a secret written in one piece is never
-    cut. Everything else (isatty, fileno, encoding, ...) is the wrapped stream's: terminals,
-    progress bars and Keras' verbose output behave as before."""
-
-    def __init__(self, stream):
-        self._stream, self._pending, self._lock = stream, "", threading.RLock()
-
-    def write(self, text: str) -> int:
-        if not isinstance(text, str):
-            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        with self._lock:
-            done, self._pending = _lines(self._pending + text)
-            if done:
-                self._stream.write(mask(done))
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        with self._lock:
-            if self._pending:
-                pending, self._pending = self._pending, ""
-                self._stream.write(mask(pending))
-            self._stream.flush()
-
-    def close(self) -> None:
-        self.flush()
-        self._stream.close()
-
-    @property
-    def buffer(self):
-        return _MaskingBuffer(self, self._stream.buffer)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-class _MaskingBuffer:
-    """A text stream's binary buffer that masks what is written to it, line by line."""
-
-    def __init__(self, text: MaskingStream, buffer):
-        self._text, self._buffer, self._pending = text, buffer, b""
-
-    def _write_masked(self, data: bytes) -> None:
-        encoding = getattr(self._text, "encoding", None) or "utf-8"
-        text = mask(data.decode(encoding, "surrogateescape"))
-        self._buffer.write(text.encode(encoding, "surrogateescape"))
-
-    def write(self, data) -> int:
-        data = bytes(data)
-        self._text.flush()  # text written before stays before
-        done, self._pending = _lines(self._pending + data)
-        if done:
-            self._write_masked(done)
-        return len(data)
-
-    def flush(self) -> None:
-        if self._pending:
-            pending, self._pending = self._pending, b""
-            self._write_masked(pending)
-        self._buffer.flush()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._buffer, name)
-
-
-def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
-    """warnings.showwarning with the message masked."""
-    stream = file if file is not None else sys.stderr
-    text = warnings.formatwarning(message, category, filename, lineno, line)
-    with contextlib.suppress(OSError, AttributeError):  # as warnings does: no stream, or gone
-        stream.write(mask(text))
-
-
-def install() -> None:
-    """Mask all this process prints: register the environment's secrets, wrap sys.stdout and
-    sys.stderr in MaskingStream, show warnings masked. Call it before MLflow, Optuna or
-    TensorFlow are imported: the logging handlers they make then write masked. Idempotent."""
-    add_environment(os.environ)
-    for name in ("stdout", "stderr"):
-        stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, MaskingStream):
-            setattr(sys, name, MaskingStream(stream))
-    warnings.showwarning = _showwarning
-    atexit.register(_flush_streams)
-
-
-def _flush_streams() -> None:
-    for stream in (sys.stdout, sys.stderr):
-        if isinstance(stream, MaskingStream):
-            with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
-                stream.flush()
-
-
-class MaskingFormatter(logging.Formatter):
-    """A logging formatter that masks secrets in every formatted record."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return mask(super().format(record))

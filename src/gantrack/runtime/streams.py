@@ -1,0 +1,130 @@
+"""Every stream of a gantrack process masked by `redact.mask`: sys.stdout, sys.stderr (also
+their binary buffers), warnings and log records. `install()`, the CLI's first call, routes
+them through it; what native code or child processes write straight to file descriptors 1
+and 2 is not seen."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import logging
+import os
+import sys
+import threading
+import warnings
+from collections.abc import Iterable
+from typing import Any
+
+from gantrack.runtime.redact import add_environment, mask
+
+
+def _lines(pending):
+    """(the whole lines, the rest) of pending text or bytes; '\r' ends a progress bar's line."""
+    newline, carriage = ("\n", "\r") if isinstance(pending, str) else (b"\n", b"\r")
+    end = max(pending.rfind(newline), pending.rfind(carriage)) + 1
+    return pending[:end], pending[end:]
+
+
+class MaskingStream:
+    """A text stream that writes masked text to another one. Whole lines go through at once;
+    the rest of a line waits for its end or a flush, so a secret written in one piece is never
+    cut. Everything else (isatty, fileno, encoding, ...) is the wrapped stream's: terminals,
+    progress bars and Keras' verbose output behave as before."""
+
+    def __init__(self, stream):
+        self._stream, self._pending, self._lock = stream, "", threading.RLock()
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            done, self._pending = _lines(self._pending + text)
+            if done:
+                self._stream.write(mask(done))
+        return len(text)
+
+    def writelines(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        with self._lock:
+            if self._pending:
+                pending, self._pending = self._pending, ""
+                self._stream.write(mask(pending))
+            self._stream.flush()
+
+    def close(self) -> None:
+        self.flush()
+        self._stream.close()
+
+    @property
+    def buffer(self):
+        return _MaskingBuffer(self, self._stream.buffer)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+class _MaskingBuffer:
+    """A text stream's binary buffer that masks what is written to it, line by line."""
+
+    def __init__(self, text: MaskingStream, buffer):
+        self._text, self._buffer, self._pending = text, buffer, b""
+
+    def _write_masked(self, data: bytes) -> None:
+        encoding = getattr(self._text, "encoding", None) or "utf-8"
+        text = mask(data.decode(encoding, "surrogateescape"))
+        self._buffer.write(text.encode(encoding, "surrogateescape"))
+
+    def write(self, data) -> int:
+        data = bytes(data)
+        self._text.flush()  # text written before stays before
+        done, self._pending = _lines(self._pending + data)
+        if done:
+            self._write_masked(done)
+        return len(data)
+
+    def flush(self) -> None:
+        if self._pending:
+            pending, self._pending = self._pending, b""
+            self._write_masked(pending)
+        self._buffer.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
+
+
+def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
+    """warnings.showwarning with the message masked."""
+    stream = file if file is not None else sys.stderr
+    text = warnings.formatwarning(message, category, filename, lineno, line)
+    with contextlib.suppress(OSError, AttributeError):  # as warnings does: no stream, or gone
+        stream.write(mask(text))
+
+
+def install() -> None:
+    """Mask all this process prints: register the environment's secrets, wrap sys.stdout and
+    sys.stderr in MaskingStream, show warnings masked. Call it before MLflow, Optuna or
+    TensorFlow are imported: the logging handlers they make then write masked. Idempotent."""
+    add_environment(os.environ)
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, MaskingStream):
+            setattr(sys, name, MaskingStream(stream))
+    warnings.showwarning = _showwarning
+    atexit.register(_flush_streams)
+
+
+def _flush_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, MaskingStream):
+            with contextlib.suppress(OSError, ValueError):  # a closed pipe or stream
+                stream.flush()
+
+
+class MaskingFormatter(logging.Formatter):
+    """A logging formatter that masks secrets in every formatted record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask(super().format(record))
