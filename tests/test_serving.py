@@ -140,6 +140,18 @@ def test_the_older_request_noise_in_still_answers_floats(served):
     np.testing.assert_array_equal(np.array(answer["predictions"]), expected)
 
 
+def test_noise_up_to_the_bound_answers_finite_floats(served):
+    """Noise as large as the model takes (serving.MAX_NOISE; more is a 400, see below) still
+    answers finite images: valid JSON, no NaN."""
+    _, url, _ = served
+    noise = np.random.default_rng(0).standard_normal((2, 8))
+    noise[0, 0], noise[1] = serving.MAX_NOISE, -serving.MAX_NOISE
+    status, answer = _post(url, {"inputs": noise.tolist(), "params": {"format": "float"}})
+    assert status == 200, answer
+    predictions = np.array(answer["predictions"])
+    assert predictions.shape == (2, 8, 8, 1) and np.abs(predictions).max() <= 1.0
+
+
 @pytest.mark.parametrize(
     ("request_", "message"),
     [
@@ -154,6 +166,21 @@ def test_the_older_request_noise_in_still_answers_floats(served):
         ({"params": {"seed": -1}}, "seed: -1 is out of range"),
         ({"inputs": [[0.0, 1.0]]}, "inputs: noise of shape (1, 2); this generator takes (N, 8)"),
         ({"inputs": [["a"] * 8]}, "inputs: give [] or noise vectors"),
+        # JSON null is no value of a param (MLflow passes it on): refused, not the default.
+        ({"params": {"n": None}}, "n: must be an integer, not null (leave n out for its "
+                                  "default, 1)"),
+        ({"params": {"class": None}}, "class: must be an integer, not null"),
+        ({"params": {"class_name": None}}, "class_name: must be a string, not null"),
+        ({"params": {"seed": None}}, "seed: must be an integer, not null"),
+        ({"params": {"truncation": None}}, "truncation: must be a number, not null"),
+        ({"params": {"format": None}}, "format: must be a string, not null"),
+        ({"inputs": [[0.0] * 8], "params": {"n": None}}, "n: must be an integer, not null"),
+        # Noise no N(0, 1) draw reaches (1e300 is inf in the generator's float32): refused.
+        ({"inputs": [[1e300] + [0.0] * 7], "params": {"format": "float"}},
+         "inputs: vector 0 holds 1e+300; noise entries must be finite numbers with |z| <= 100"),
+        ({"inputs": [[0.0] * 8, [0.0] * 7 + [-1e300]], "params": {"format": "uint8"}},
+         "inputs: vector 1 holds -1e+300"),
+        ({"inputs": [[0.0] * 7 + [101.0]]}, "inputs: vector 0 holds 101"),
     ],
 )  # fmt: skip
 def test_bad_requests_are_a_400_naming_the_problem(served, request_, message):

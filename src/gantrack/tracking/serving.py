@@ -46,6 +46,12 @@ FORMAT_VERSION = 1  # metadata["gantrack_generator"]: the request and answer des
 MAX_IMAGES = 256  # per request: a 64x64x3 image is ~40 KB of JSON
 FORMATS = ("auto", "uint8", "png", "float")  # auto: uint8 for drawn noise, float for sent noise
 BATCH_SIZE = 64
+# Noise sent as inputs: at most this in magnitude. N(0, 1) noise never gets near (|z| > 10 has
+# probability ~1e-23 an entry); scaled or extrapolated noise has room. A bound, not only a
+# finiteness check: the generator computes in float32 (1e39 is inf) or, trained under
+# mixed_float16, in float16 (max 65504), and its activations grow with |z| (piecewise-linear
+# layers), so noise far past any draw ends in inf and NaN images (an invalid JSON answer).
+MAX_NOISE = 100.0
 PARAMS = ParamSchema([
     ParamSpec("n", "long", 1),
     ParamSpec("class", "long", -1),  # -1: any class (as drawn)
@@ -55,6 +61,7 @@ PARAMS = ParamSchema([
     ParamSpec("format", "string", "auto"),
 ])  # fmt: skip
 SIGNATURE = ModelSignature(inputs=None, outputs=None, params=PARAMS)
+KINDS = {"long": "an integer", "double": "a number", "string": "a string"}  # for messages
 
 
 class RequestError(ValueError):
@@ -122,6 +129,7 @@ with warnings.catch_warnings(record=True):  # recorded, dropped
 
 def answer(generator, names: list[str], model_input, params: dict):
     """The images a request asks of generator (whose classes are names), in its format."""
+    refuse_nulls(params)
     fmt = str(params.get("format", "auto"))
     if fmt not in FORMATS:
         raise RequestError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
@@ -138,10 +146,22 @@ def answer(generator, names: list[str], model_input, params: dict):
     if label is not None:
         noise = sampling.with_classes(noise, np.full(len(noise), label), len(names))
     fakes = generator.predict(noise.astype(np.float32), batch_size=BATCH_SIZE, verbose=0)
+    if not np.isfinite(fakes).all():  # a broken generator (checked noise does not): a 500
+        raise FloatingPointError("the generator's output is not finite (inf or NaN)")
     if fmt == "float":
         return fakes
     fakes = images.to_uint8(fakes)
     return png_base64(fakes) if fmt == "png" else fakes
+
+
+def refuse_nulls(params: dict) -> None:
+    """A param sent as JSON null (which MLflow passes on, unchecked) is a 400 naming it, as
+    MLflow's own check answers a value of the wrong type: null is no integer, number or string,
+    and taking it for the default would hide a client's bug (a field it failed to fill)."""
+    for spec in PARAMS.params:
+        if spec.name in params and params[spec.name] is None:
+            raise RequestError(f"{spec.name}: must be {KINDS[spec.dtype.name]}, not null (leave "
+                               f"{spec.name} out for its default, {spec.default!r})")  # fmt: skip
 
 
 def requested_class(params: dict, names: list[str]) -> int | None:
@@ -180,8 +200,12 @@ def sent_noise(model_input, latent: int) -> np.ndarray | None:
                            f"(N, {latent}), one vector of {latent} numbers per image")  # fmt: skip
     if len(noise) > MAX_IMAGES:
         raise RequestError(f"inputs: {len(noise)} noise vectors; at most {MAX_IMAGES} a request")
-    if not np.isfinite(noise).all():
-        raise RequestError("inputs: noise vectors must be finite numbers")
+    outside = ~(np.abs(noise) <= MAX_NOISE)  # also nan
+    if outside.any():
+        row, col = np.argwhere(outside)[0]
+        raise RequestError(f"inputs: vector {row} holds {noise[row, col]:g}; noise entries must "
+                           f"be finite numbers with |z| <= {MAX_NOISE:g} (N(0, 1) noise stays "
+                           "within 10)")  # fmt: skip
     return noise
 
 
