@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import re
 import struct
 import subprocess
 import sys
@@ -522,6 +523,154 @@ def test_check_zip_reads_only_the_central_directory(tmp_path):
     (tmp_path / "not.zip").write_bytes(b"not a zip")
     with pytest.raises(zipfile.BadZipFile):
         limits.check_zip(tmp_path / "not.zip")
+
+
+# --- 7. HDF5 weights in a .keras archive: shape bombs ------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def generator_keras(tmp_path_factory) -> Path:
+    """A real generator saved by Keras (TensorFlow is imported here, hence the slow marks)."""
+    import tiny
+
+    path = tmp_path_factory.mktemp("keras") / "good.keras"
+    tiny.gan().sampler.save(path)
+    return path
+
+
+def rewrite_weights(src: Path, dst: Path, change) -> Path:
+    """A copy of the .keras archive src whose model.weights.h5 went through change(file, name
+    of its first dataset), an h5py.File opened for writing; members stored, as Keras writes."""
+    import h5py
+
+    with zipfile.ZipFile(src) as archive:
+        members = {name: archive.read(name) for name in archive.namelist()}
+    weights = dst.with_suffix(".h5")
+    weights.write_bytes(members["model.weights.h5"])
+    with h5py.File(weights, "r+") as f:
+        change(f, _datasets(f)[0])
+    members["model.weights.h5"] = weights.read_bytes()
+    with zipfile.ZipFile(dst, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return dst
+
+
+def _datasets(f) -> list[str]:
+    """The names of the datasets in an h5py File, in visiting order."""
+    names = []
+    f.visititems(lambda name, node: names.append(name) if hasattr(node, "dtype") else None)
+    return names
+
+
+def _declaring(n: int, **layout):
+    """A change for rewrite_weights: the first dataset becomes n float32 values of which
+    nothing is stored (fill value only), with layout (chunks, maxshape, ...)."""
+
+    def change(f, name):
+        del f[name]
+        f.create_dataset(name, shape=(n,), dtype="float32", compression="gzip", **layout)
+
+    return change
+
+
+@pytest.mark.slow
+def test_a_shape_bomb_in_the_weights_is_refused_from_their_headers(tmp_path, generator_keras):
+    """A dataset declaring 1 GiB that stores nothing (below Keras' own 4 GiB guard): refused by
+    `gantrack sample` before TensorFlow is imported, at a small peak memory."""
+    import h5py
+
+    bomb = rewrite_weights(generator_keras, tmp_path / "bomb.keras",
+                           _declaring(2**28, chunks=(2**20,)))  # fmt: skip
+    assert bomb.stat().st_size < 10**6
+    with zipfile.ZipFile(bomb) as archive, h5py.File(archive.open("model.weights.h5")) as f:
+        first = f[_datasets(f)[0]]
+        assert (first.nbytes, first.id.get_storage_size()) == (2**30, 0)  # 1 GiB, none stored
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    run = _gantrack(tmp_path, "sample", "--model", "bomb.keras", "--out", "grid.png",
+                    no_tensorflow=True)  # fmt: skip
+    _refused(run, "sample", "--model: bomb.keras: its model.weights.h5 declares 1.1 GB of "
+             "weights in ", "shape bomb")  # fmt: skip
+    assert not (tmp_path / "grid.png").exists()
+
+
+def _strings(f, name):
+    """The first dataset becomes 10 strings: HDF5 stores them as variable-length values."""
+    del f[name]
+    f[name] = ["x" * 1000] * 10
+
+
+HOSTILE_WEIGHTS = {
+    # 4 values in one 256 MiB chunk: HDF5 inflates the chunk whole to read them.
+    "a huge chunk": (_declaring(4, chunks=(2**26,), maxshape=(None,)),
+                     "declares 268.5 MB of weights in "),
+    "variable-length values": (_strings, "holds variable-length values (object)"),
+    "a 'dtype' attribute of many values": (
+        lambda f, name: f[name].attrs.create("dtype", ["bfloat16"] * 3),
+        "has a 'dtype' attribute of shape (3,), not one name",
+    ),
+    "external data": (
+        lambda f, name: f.create_dataset("outside", (4,), "float32",
+                                         external=[("/dev/zero", 0, 16)]),
+        "keeps its data outside the file (external or virtual)",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", HOSTILE_WEIGHTS)
+def test_hostile_weights_are_refused_by_the_keras_check(tmp_path, generator_keras, case):
+    from gantrack.io import keras_files
+
+    change, fragment = HOSTILE_WEIGHTS[case]
+    crafted = rewrite_weights(generator_keras, tmp_path / "x.keras", change)
+    where = r"x\.keras: its model\.weights\.h5 (dataset [\w/]+ )?"  # the dataset it names
+    with pytest.raises(UserError, match=where + re.escape(fragment)):
+        keras_files.check(crafted, "x.keras", inputs=2)
+
+
+def _swap_weights(src: Path, dst: Path, name: str, data: bytes) -> Path:
+    """A copy of the .keras archive src with a member name holding data for its weights."""
+    with zipfile.ZipFile(src) as archive, zipfile.ZipFile(dst, "w") as out:
+        for member in archive.namelist():
+            if member != "model.weights.h5":
+                out.writestr(member, archive.read(member))
+        out.writestr(name, data)
+    return dst
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "data", "fragment"),
+    [
+        ("model.weights.h5", b"\x89HDF\r\n\x1a\n" + bytes(4096),
+         "its model.weights.h5 is not readable HDF5 (OSError: Unable to"),
+        ("model.weights.npz", b"", "it holds no model.weights.h5; gantrack loads only Keras'"),
+    ],
+)  # fmt: skip
+def test_weights_that_are_not_hdf5_are_one_line(tmp_path, generator_keras, name, data, fragment):
+    from gantrack.io import keras_files
+
+    crafted = _swap_weights(generator_keras, tmp_path / "x.keras", name, data)
+    with pytest.raises(UserError, match=re.escape(f"x.keras: {fragment}")) as caught:
+        keras_files.check(crafted, "x.keras")
+    assert "\n" not in str(caught.value)
+
+
+@pytest.mark.slow
+def test_the_weights_check_allows_its_slack_and_visits_a_bounded_number_of_objects(
+    tmp_path, generator_keras, monkeypatch
+):
+    from gantrack.io import keras_files
+
+    keras_files.check(generator_keras, "good.keras", inputs=2)
+    # An unwritten dataset of 512 KiB (fill value only) is within the 1 MiB slack.
+    unwritten = lambda f, _: f.create_dataset("extra", (2**17,), "float32")  # noqa: E731
+    extra = rewrite_weights(generator_keras, tmp_path / "slack.keras", unwritten)
+    keras_files.check(extra, "slack.keras", inputs=2)
+    monkeypatch.setattr(keras_files, "MAX_H5_OBJECTS", 5)
+    with pytest.raises(UserError, match="good.keras: its model.weights.h5 holds more than 5 obj"):
+        keras_files.check(generator_keras, "good.keras")
 
 
 def test_human_sizes():

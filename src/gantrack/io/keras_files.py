@@ -6,15 +6,21 @@ a crafted archive can name a Lambda layer (Python bytecode), a layer that loads 
 SavedModel (whose ops run while it loads) or a class of any importable module. Before Keras
 sees an archive, gantrack checks it as data: its members and their sizes, then every object its
 config names, which must be one of Keras' own (no Lambda, no SavedModel wrapper, no registered
-custom class), then its inputs. Only then Keras loads it, in safe mode.
+custom class), then its inputs, then the headers of its HDF5 weights (what reading them would
+allocate, never the data). Only then Keras loads it, in safe mode.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import shutil
+import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
+
+import h5py
 
 from gantrack.io import limits
 from gantrack.runtime.errors import UserError, one_line
@@ -28,6 +34,13 @@ DATA_MARKERS = {"__keras_tensor__", "__slice__", "__ellipsis__", "__bytes__", "_
 ACTIVATIONS = ("keras.activations", "keras.src.activations")
 # Keras classes that run code or load other formats when they are built.
 REFUSED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+WEIGHTS = "model.weights.h5"  # Keras' default; gantrack refuses the .npz alternative
+# Keras writes every weight contiguous and uncompressed, so a genuine weights file declares
+# fewer bytes than it holds (its headers add ~15% to a generator's 310 kB). The slack lets a few
+# small datasets written otherwise (compressed, or never written: fill value only) through; it
+# is at most 1 MiB that loading allocates beyond the file's own size.
+WEIGHTS_SLACK = 2**20
+MAX_H5_OBJECTS = 100_000  # groups and datasets in the weights (a generator's: ~50)
 
 
 def check(path: str | Path, what: str, *, inputs: int | None = None) -> dict[str, Any]:
@@ -53,6 +66,7 @@ def check(path: str | Path, what: str, *, inputs: int | None = None) -> dict[str
         raise UserError(f"{what} is not a readable .keras archive ({one_line(exc)})") from None
     _check_objects(config, what)
     _check_inputs(config, what, inputs)
+    _check_weights(path, what)
     return config
 
 
@@ -73,6 +87,9 @@ def _check_members(archive: zipfile.ZipFile, what: str) -> None:
     if not {"config.json", "metadata.json"} <= names:
         raise UserError(f"{what} is not a .keras archive (it lacks config.json or "
                         "metadata.json)")  # fmt: skip
+    if WEIGHTS not in names:
+        raise UserError(f"{what}: it holds no {WEIGHTS}; gantrack loads only Keras' HDF5 "
+                        "weights")  # fmt: skip
     config = archive.getinfo("config.json").file_size
     if config > MAX_CONFIG_BYTES:
         raise UserError(f"{what}: its config.json holds {config} bytes, more than a model's "
@@ -115,6 +132,63 @@ def _check_class(node: dict, what: str) -> None:
         raise UserError(f"{what} uses {where}, which is not a built-in Keras layer; gantrack "
                         "loads only models made of Keras' own layers (no Lambda, custom or "
                         "SavedModel layers)")  # fmt: skip
+
+
+def _check_weights(path: Path, what: str) -> None:
+    """The datasets of the archive's HDF5 weights declare at most the member's own size (plus
+    WEIGHTS_SLACK), read from their headers: a chunked, compressed dataset can declare
+    gigabytes that it never stores (a "shape bomb"), which Keras would allocate."""
+    with tempfile.TemporaryFile() as copy:
+        try:  # h5py seeks a lot: a copy (its size bounded by check_zip), not the zip member
+            with zipfile.ZipFile(path) as archive, archive.open(WEIGHTS) as member:
+                shutil.copyfileobj(member, copy)
+        except (zipfile.BadZipFile, OSError, RuntimeError) as exc:  # RuntimeError: encrypted
+            raise UserError(f"{what} is not a readable .keras archive ({one_line(exc)})") from None
+        size = copy.tell()
+        try:
+            with h5py.File(copy, "r") as weights:
+                declared = _declared_bytes(weights, what)
+        except UserError:
+            raise
+        except Exception as exc:  # h5py raises OSError, KeyError, TypeError... on a crafted file
+            raise UserError(f"{what}: its {WEIGHTS} is not readable HDF5 "
+                            f"({one_line(exc)})") from None  # fmt: skip
+    if declared > size + WEIGHTS_SLACK:
+        raise UserError(f"{what}: its {WEIGHTS} declares {limits.human(declared)} of weights "
+                        f"in {limits.human(size)}; Keras stores weights uncompressed, so it is a "
+                        "shape bomb, not a model")  # fmt: skip
+
+
+def _declared_bytes(weights: h5py.File, what: str) -> int:
+    """The bytes reading every dataset in weights would allocate, from the headers: each one's
+    shape rounded up to whole chunks (HDF5 inflates a chunk whole: 4 values in a 1 GiB chunk
+    cost 1 GiB) times its item size. At most MAX_H5_OBJECTS objects are visited (each once)."""
+    total = visited = 0
+
+    def visit(name: str, node) -> None:
+        nonlocal total, visited
+        visited += 1
+        if visited > MAX_H5_OBJECTS:
+            raise UserError(f"{what}: its {WEIGHTS} holds more than {MAX_H5_OBJECTS:,} "
+                            "objects; a model's weights are a few thousand")  # fmt: skip
+        if not isinstance(node, h5py.Dataset):
+            return
+        where = f"{what}: its {WEIGHTS} dataset {name}"
+        if node.external or node.is_virtual:
+            raise UserError(f"{where} keeps its data outside the file (external or virtual)")
+        # Variable-length items can all point to one stored value: N of them cost N times it.
+        if node.dtype.hasobject:
+            raise UserError(f"{where} holds variable-length values ({node.dtype}), not weights")
+        if "dtype" in node.attrs and node.attrs.get_id("dtype").shape:  # Keras reads it
+            raise UserError(f"{where} has a 'dtype' attribute of shape "
+                            f"{node.attrs.get_id('dtype').shape}, not one name")  # fmt: skip
+        if node.shape is not None:  # None: an empty dataspace, no values
+            chunks = node.chunks or node.shape
+            whole = [-(-n // c) * c for n, c in zip(node.shape, chunks, strict=True)]
+            total += math.prod(whole) * node.dtype.itemsize
+
+    weights.visititems(visit)
+    return total
 
 
 def _check_inputs(config: dict, what: str, rank: int | None) -> None:
