@@ -10,7 +10,7 @@ the run's charts (mlflow_ui.png), the registered model's versions with the `cham
 (mlflow_registry.png), the run's logged models (the best epochs' generators beside the chosen
 one) charted by losses and FID (mlflow_models.png); skipped with a message without Chromium or
 Playwright (`pip install '.[docs]'`; `apt-get install chromium-headless-shell` or `playwright
-install chromium`). served.png: one request to a real `mlflow models serve` of the champion (8
+install chromium`). served.png: one request to a real `gantrack serve` of the champion (8
 PNGs of one class: --class-name, else its first) drawn below the request, which is printed with
 the answer, trimmed, for the docs to quote.
 """
@@ -279,7 +279,7 @@ def show_models(logged: dict[str, list[str]]):
 
 
 def serve_request(project: Path, store: Store, class_name: str, path: Path) -> None:
-    """One request to `mlflow models serve` of the champion, drawn below it into path; the
+    """One request to `gantrack serve` of the champion, drawn below it into path; the
     request and the answer, trimmed, on stdout."""
     params = {"n": SERVED["n"]}
     if store.classes:
@@ -289,8 +289,7 @@ def serve_request(project: Path, store: Store, class_name: str, path: Path) -> N
     uri = f"models:/{store.model}@{ALIAS}"
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    args = ["mlflow", "models", "serve", "-m", uri, "--env-manager", "local", "--host",
-            "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    args = [sys.executable, "-m", "gantrack.cli", "serve", "--model", uri, "--port", str(port)]
     with server(args, project, env, f"http://127.0.0.1:{port}/ping", 180):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),

@@ -26,11 +26,11 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def model_server(project: Path, model_uri: str, port: int, env: dict):
-    """`mlflow models serve -m model_uri --env-manager local` on 127.0.0.1 from project, with
-    env (MLFLOW_TRACKING_URI naming the store); yields its URL once /ping answers."""
+    """`gantrack serve --model model_uri` (MLflow's model server on a checked copy) on
+    127.0.0.1 from project, with env (MLFLOW_TRACKING_URI naming the store); yields its URL once
+    /ping answers."""
     server = subprocess.Popen(
-        ["mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
-         "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
+        ["gantrack", "serve", "--model", model_uri, "--port", str(port)],
         cwd=project, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )  # fmt: skip

@@ -100,7 +100,7 @@ def test_stages_are_the_dvc_stages_and_commands_are_the_rest():
     stages = {p.stem for p in (PACKAGE / "stages").glob("*.py")} - {"__init__"}
     assert stages == set(DVC["stages"])
     commands = {p.stem for p in (PACKAGE / "commands").glob("*.py")} - {"__init__"}
-    assert commands == {"sample", "fid"}
+    assert commands == {"sample", "fid", "serve"}
 
 
 @pytest.mark.parametrize("stage", sorted(DVC["stages"]))

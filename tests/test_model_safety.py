@@ -89,7 +89,8 @@ def store(tmp_path_factory):
         mlflow.keras.log_model(generator, name="keras_flavor", signature=signature,
                                pip_requirements=[])  # fmt: skip
         marks["foreign_code"] = project / "foreign-code-ran"
-        _crafted_served(project, run.info.run_id, lam, marks["foreign_code"])
+        marks["code_paths"] = project / "code-paths-ran"
+        _crafted_served(project, run.info.run_id, lam, marks)
     run_id = run.info.run_id
     for name in ("exported",):
         mlflow.register_model(f"runs:/{run_id}/{name}", name)
@@ -98,21 +99,32 @@ def store(tmp_path_factory):
     mlflow.set_tracking_uri(None)
 
 
-def _crafted_served(project: Path, run_id: str, lam: keras.Model, mark: Path) -> None:
+def _crafted_served(project: Path, run_id: str, lam: keras.Model, marks: dict) -> None:
     """Copies of the run's served generator (models from code), each logged as an artifact
-    folder: its code file foreign (it writes mark when run), its artifact path leaving the
-    model's folder, its .keras artifact a Lambda model."""
+    folder: its code file foreign (it writes marks["foreign_code"] when run), its artifact
+    path leaving the model's folder, its .keras artifact a Lambda model, a code path with a
+    package named gantrack (it writes marks["code_paths"] when imported)."""
     good = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/generator",
                                                     dst_path=str(project / "good")))  # fmt: skip
-    for name in ("foreign_code", "escaping_artifact", "served_lambda"):
+    names = ("foreign_code", "escaping_artifact", "served_lambda", "code_paths")
+    for name in names:
         shutil.copytree(good, project / name)
-    code = f"from pathlib import Path\nPath({str(mark)!r}).write_text('ran')\n"
-    (project / "foreign_code" / "served.py").write_text(code + serving.SERVED_CODE.read_text())
+    code = "from pathlib import Path\nPath({!r}).write_text('ran')\n"
+    served = serving.SERVED_CODE.read_text()
+    (project / "foreign_code" / "served.py").write_text(code.format(str(marks["foreign_code"]))
+                                                         + served)  # fmt: skip
+    package = project / "code_paths" / "code" / "gantrack"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text(code.format(str(marks["code_paths"])))
+    mlmodel = project / "code_paths" / "MLmodel"
+    text = mlmodel.read_text()
+    assert text.count("    code: null\n") == 1  # python_function's code paths: none
+    mlmodel.write_text(text.replace("    code: null\n", "    code: code\n"))
     mlmodel = project / "escaping_artifact" / "MLmodel"
     escaping = mlmodel.read_text().replace("path: artifacts/", "path: artifacts/../../")
     mlmodel.write_text(escaping)
     lam.save(project / "served_lambda" / "artifacts" / "generator.keras")
-    for name in ("foreign_code", "escaping_artifact", "served_lambda"):
+    for name in names:
         mlflow.log_artifacts(str(project / name), name)
 
 
@@ -142,6 +154,36 @@ def test_a_served_model_with_foreign_code_runs_nothing(store):
     mlflow.pyfunc.load_model(f"runs:/{marks['run_id']}/foreign_code")  # what gantrack must not do
     assert mark.exists()
     mark.unlink()
+
+
+def _serve(project: Path, model: str) -> subprocess.CompletedProcess:
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
+    command = ["gantrack", "serve", "--model", model, "--port", "1"]  # refused before it listens
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True,
+                          timeout=180)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("artifact", "needle"),
+    [
+        ("foreign_code", "code is not gantrack's served generator"),
+        ("code_paths", "adds code paths"),
+        ("escaping_artifact", "names no artifacts/generator.keras"),
+        ("served_lambda", "Lambda"),
+        ("pyfunc", "not a generator gantrack logged for serving"),
+        ("keras_flavor", "not a generator gantrack logged for serving"),
+    ],
+)
+def test_gantrack_serve_refuses_all_but_its_own_served_generator(store, artifact, needle):
+    """`mlflow models serve` straight from the store runs the model's code file (as load_model
+    does above); `gantrack serve` checks a copy first, and anything but gantrack's own served
+    generator is one line, exit 2, before a server starts or any of the model's code runs."""
+    project, marks = store
+    proc = _serve(project, f"runs:/{marks['run_id']}/{artifact}")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gantrack serve: error: --model: ") and needle in line, line
+    assert not marks["foreign_code"].exists() and not marks["code_paths"].exists()
 
 
 def test_a_savedmodel_from_the_registry_runs_nothing(store):

@@ -65,6 +65,7 @@ examples:
   gantrack sample --model models:/gantrack-generator@champion -n 64 --out grid.png
   gantrack sample --interpolate --out walk.gif    latent walks, animated
   gantrack fid data/prepared/test.npz data/generated/samples.npz
+  gantrack serve -p 5001         the champion as a REST service (MLflow's model server)
   gantrack tune                  Optuna search; then `gantrack tune --apply` writes the winner
   mlflow ui --backend-store-uri sqlite:///mlflow.db     review runs at http://127.0.0.1:5000"""
 
@@ -98,6 +99,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     fid.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _sample_parser(sub)
+    serve = sub.add_parser("serve", help="a REST server of a generator, checked before it runs")
+    serve.add_argument(
+        "--model", help="models:/NAME@ALIAS, models:/NAME/VERSION or runs:/RUN_ID/generator "
+        "(default: models:/<tracking.registered_model>@champion)",
+    )  # fmt: skip
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument("-p", "--port", type=int, default=5001, help="port (%(default)s)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (%(default)s)")
     tune = sub.add_parser("tune", help="Optuna search of the tune params for the lowest FID")
     tune.add_argument(
         "--apply", action="store_true", help="write the best params into --params; no trials"
@@ -142,7 +151,7 @@ def _sample_parser(sub) -> None:
     sample.add_argument("--steps", type=int, help="with --interpolate: images per walk (8)")
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace) -> int | None:
     cfg = config.load(args.params)  # validated before any output is touched
     redact.add_secrets_in(cfg)  # e.g. the password of a tune.storage URL
     if args.command == "fid":
@@ -157,6 +166,8 @@ def _run(args: argparse.Namespace) -> None:
         )  # fmt: skip
         print(args.out)
         return
+    if args.command == "serve":
+        return _serve(args, cfg)
     if args.command == "tune":
         from gantrack.tuning import study
 
@@ -168,6 +179,19 @@ def _run(args: argparse.Namespace) -> None:
             study.tune(cfg, worker=args.worker, create_only=args.create_only)
         return
     _run_stage(args.command, cfg, args.params)
+
+
+def _serve(args: argparse.Namespace, cfg: config.Config) -> int:
+    for name, value, low, high in (("--port", args.port, 1, 65535),
+                                   ("--workers", args.workers, 1, 64)):  # fmt: skip
+        if not low <= value <= high:
+            raise UserError(f"{name}: {value} is out of range; must be in {low}..{high}")
+    model = args.model
+    if model is None:
+        if not cfg.tracking.registered_model:
+            raise UserError("--model: required with tracking.registered_model null")
+        model = f"models:/{cfg.tracking.registered_model}@champion"
+    return _module("commands", "serve").run(model, args.host, args.port, args.workers)
 
 
 def _fid(args: argparse.Namespace, cfg: config.Config) -> None:
@@ -216,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     # train stops at a batch boundary, keeping its last checkpoint; the rest stop at once.
     stop.install(deferred=args.command == "train")
     try:
-        _run(args)
+        code = _run(args)
     except UserError as exc:
         return _error(args.command, f"error: {exc}", 2)
     except (stop.Stopped, KeyboardInterrupt) as exc:
@@ -244,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
                       f"{os.environ.get('MLFLOW_TRACKING_URI', '(default)')} failed "
                       f"({one_line(exc)[:300]}); what was done is kept: run it again once "
                       "the store is back", 1)  # fmt: skip
-    return 0
+    return code or 0
 
 
 # A full disk, a read-only project or folder, a quota: the user's to fix, one line.

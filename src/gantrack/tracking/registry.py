@@ -177,12 +177,33 @@ def load_generator(uri: str):
     anything else."""
     what = f"--model: {uri}"
     with tempfile.TemporaryDirectory(prefix="gantrack-model-") as tmp:
-        try:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=tmp))
-        except (MlflowException, OSError) as exc:
-            raise UserError(f"{what}: cannot be downloaded ({one_line(exc)})") from None
-        archive = _keras_archive(local, what)
+        archive = _keras_archive(_download(uri, Path(tmp), what), what)
         return keras_files.load(archive, what, inputs=2)
+
+
+def served_copy(uri: str, dst: Path) -> Path:
+    """A checked copy in dst of gantrack's served generator behind uri, for a model server to
+    load: its code file gantrack's byte for byte, no code paths for MLflow to import from, its
+    .keras archive checked. A server started on the copy runs no code from the store, whatever
+    the store holds by then. Raises UserError (one line) for any other model."""
+    what = f"--model: {uri}"
+    local = _download(uri, dst, what)
+    pyfunc = _flavors(local, what).get("python_function")
+    if not isinstance(pyfunc, dict) or "model_code_path" not in pyfunc:
+        raise UserError(f"{what} is not a generator gantrack logged for serving (models from "
+                        "code); `gantrack serve` serves only those")  # fmt: skip
+    if pyfunc.get("code"):
+        raise UserError(f"{what}: its MLmodel adds code paths ({pyfunc['code']!r}) for MLflow to "
+                        "import from; gantrack's served generator has none")  # fmt: skip
+    keras_files.check(_served_archive(local, pyfunc, what), what, inputs=2)
+    return local
+
+
+def _download(uri: str, dst: Path, what: str) -> Path:
+    try:
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+    except (MlflowException, OSError) as exc:
+        raise UserError(f"{what}: cannot be downloaded ({one_line(exc)})") from None
 
 
 def _keras_archive(local: Path, what: str) -> Path:

@@ -1,0 +1,36 @@
+"""`gantrack serve`: MLflow's model server (`mlflow models serve --env-manager local`) on a
+generator gantrack checked first.
+
+`mlflow models serve -m models:/...` straight from a store runs the code file the store holds
+(a served generator is an MLflow model from code). gantrack downloads the model, checks it is
+its own served generator (registry.served_copy) and starts MLflow's server on that checked copy,
+without the store's credentials: the server never reads the store, so what the store holds by
+then does not matter.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from gantrack.tracking import registry
+
+
+def run(model: str, host: str, port: int, workers: int) -> int:
+    """Serve the generator behind model until the server stops; returns its exit code."""
+    with tempfile.TemporaryDirectory(prefix="gantrack-serve-") as tmp:
+        local = registry.served_copy(model, Path(tmp))
+        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local),
+                   "--env-manager", "local", "--host", host, "--port", str(port),
+                   "--workers", str(workers)]  # fmt: skip
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        server = subprocess.Popen(command, env=env)
+        try:
+            return server.wait()
+        finally:  # a stop or Ctrl-C here stops the server too
+            if server.poll() is None:
+                server.terminate()
+                server.wait(timeout=60)
