@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import subprocess
+import urllib.parse
 import zipfile
 from pathlib import Path
 
@@ -106,7 +107,7 @@ def _crafted_served(project: Path, run_id: str, lam: keras.Model, marks: dict) -
     package named gantrack (it writes marks["code_paths"] when imported)."""
     good = Path(mlflow.artifacts.download_artifacts(f"runs:/{run_id}/generator",
                                                     dst_path=str(project / "good")))  # fmt: skip
-    names = ("foreign_code", "escaping_artifact", "served_lambda", "code_paths")
+    names = ("foreign_code", "escaping_artifact", "served_lambda", "code_paths", "padded")
     for name in names:
         shutil.copytree(good, project / name)
     code = "from pathlib import Path\nPath({!r}).write_text('ran')\n"
@@ -126,6 +127,10 @@ def _crafted_served(project: Path, run_id: str, lam: keras.Model, marks: dict) -
     lam.save(project / "served_lambda" / "artifacts" / "generator.keras")
     for name in names:
         mlflow.log_artifacts(str(project / name), name)
+    # Written into the store by someone else: a sparse 2 GiB file beside the model (no disk).
+    stored = Path(urllib.parse.urlparse(mlflow.get_artifact_uri("padded")).path)
+    with open(stored / "padding.bin", "wb") as padding:
+        padding.truncate(2 * 2**30)
 
 
 class _Echo(mlflow.pyfunc.PythonModel):
@@ -170,6 +175,7 @@ def _serve(project: Path, model: str) -> subprocess.CompletedProcess:
         ("code_paths", "adds code paths"),
         ("escaping_artifact", "names no artifacts/generator.keras"),
         ("served_lambda", "Lambda"),
+        ("padded", "more than 1000 entries or 1024 MiB"),
         ("pyfunc", "not a generator gantrack logged for serving"),
         ("keras_flavor", "not a generator gantrack logged for serving"),
     ],

@@ -199,11 +199,34 @@ def served_copy(uri: str, dst: Path) -> Path:
     return local
 
 
+MAX_MODEL_BYTES = 2**30  # a model folder's files together (a generator's: a few MB)
+MAX_MODEL_FILES = 1000
+
+
 def _download(uri: str, dst: Path, what: str) -> Path:
+    """The model folder behind uri, downloaded into dst once its listing shows it is no larger
+    than a model (MAX_MODEL_BYTES, MAX_MODEL_FILES): a store's files are hostile too."""
     try:
+        _check_listing(uri.rstrip("/"), what)
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
     except (MlflowException, OSError) as exc:
         raise UserError(f"{what}: cannot be downloaded ({one_line(exc)})") from None
+
+
+def _check_listing(uri: str, what: str) -> None:
+    """The files under uri, listed (not downloaded) folder by folder, within the limits."""
+    folders, files, size = [""], 0, 0
+    while folders:
+        folder = folders.pop()
+        for info in mlflow.artifacts.list_artifacts(artifact_uri=f"{uri}/{folder}".rstrip("/")):
+            name = info.path.rsplit("/", 1)[-1]
+            if info.is_dir:
+                folders.append(f"{folder}/{name}".lstrip("/"))
+            files, size = files + 1, size + (info.file_size or 0)
+            if files > MAX_MODEL_FILES or size > MAX_MODEL_BYTES:
+                raise UserError(f"{what}: its files hold more than {MAX_MODEL_FILES} entries or "
+                                f"{MAX_MODEL_BYTES >> 20} MiB; a generator is a few files of a "
+                                "few MB, so it is not downloaded")  # fmt: skip
 
 
 def _keras_archive(local: Path, what: str) -> Path:
