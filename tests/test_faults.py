@@ -216,6 +216,25 @@ def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared
     assert not (prepared / "checkpoints").exists() and not (prepared / "models").exists()
 
 
+@pytest.mark.parametrize("command", ["sample", "serve"])
+@pytest.mark.parametrize(
+    ("uri", "says"),
+    [
+        ("http://[::1", "MLflow store http://[::1 cannot be used"),
+        ("sqlite:////proc/self/status", "MLflow store sqlite:////proc/self/status cannot be used"),
+        ("postgresql://me:hunter2@127.0.0.1:1/db", "MLflow store postgresql://me:***@127.0.0.1"),
+    ],
+)
+def test_a_store_that_cannot_be_read_is_one_line_for_the_model_commands(prepared, command, uri,
+                                                                        says):  # fmt: skip
+    """Commands that only read a model from the store check the store before anything else:
+    a URI that does not parse, a file that is not a database, a driver that is not installed."""
+    env = {**user_env(), "MLFLOW_TRACKING_URI": uri}
+    args = [command, "--model", "models:/gantrack-generator@champion"]
+    line = one_line_error(cli(prepared, *args, env=env), command, says)
+    assert "hunter2" not in line
+
+
 def test_corrupt_mlflow_store_is_one_line_naming_the_file(prepared):
     (prepared / "mlflow.db").write_bytes(b"this is not a database" * 100)
     one_line_error(cli(prepared, "train"), "train", f"sqlite:///{prepared / 'mlflow.db'}")

@@ -235,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow loads
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # on stderr
         for name, level in (("absl", logging.WARNING), ("alembic", logging.WARNING),
-                            ("urllib3", logging.ERROR)):  # fmt: skip
+                            ("urllib3", logging.ERROR),
+                            ("mlflow.store.db.utils", logging.ERROR)):  # fmt: skip
             logging.getLogger(name).setLevel(level)
     # train stops at a batch boundary, keeping its last checkpoint; the rest stop at once.
     stop.install(deferred=args.command == "train")

@@ -16,11 +16,13 @@ import sys
 import tempfile
 from pathlib import Path
 
+from gantrack import tracking
 from gantrack.tracking import registry
 
 
 def run(model: str, host: str, port: int, workers: int) -> int:
     """Serve the generator behind model until the server stops; returns its exit code."""
+    tracking.configure(None)  # reads the store; creates nothing
     with tempfile.TemporaryDirectory(prefix="gantrack-serve-") as tmp:
         local = registry.served_copy(model, Path(tmp))
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local),

@@ -81,6 +81,8 @@ def configure(experiment: str | None) -> None:
             mlflow.set_tracking_uri(uri or f"sqlite:///{database}")
             if experiment is not None:
                 mlflow.set_experiment(experiment)
+            else:  # read once here: a URI that does not parse or a store that is not there
+                mlflow.search_experiments(max_results=1)  # is this one line, not a traceback
             return
         with FileLock(root / "mlflow.db.lock"):
             mlflow.set_tracking_uri(f"sqlite:///{database}")
