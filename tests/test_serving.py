@@ -6,9 +6,13 @@ naming the problem. A real sqlite MLflow store and a class-conditional generator
 import base64
 import io
 import json
+import signal
 import subprocess
+import sys
+import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import mlflow
 import numpy as np
@@ -207,3 +211,42 @@ def test_an_unconditional_generator_refuses_a_class(tmp_path):
         assert np.array(model.predict([], params={"n": 2})).shape == (2, 8, 8, 1)
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_gantrack_serve_without_the_venv_on_path_stops_with_its_server_on_sigterm(served, tmp_path):
+    """Started by its full path (no activated environment: MLflow finds uvicorn anyway), it
+    answers; SIGTERM to gantrack alone is one line and exit 143, and takes MLflow's server and
+    the checked copy with it: the port is free again."""
+    project, _, _ = served
+    port = free_port()
+    env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "PATH": "/usr/bin:/bin",
+           "TMPDIR": str(tmp_path)}  # fmt: skip
+    gantrack = str(Path(sys.executable).parent / "gantrack")
+    proc = subprocess.Popen([gantrack, "serve", "--model", f"models:/{NAME}@champion", "-p",
+                             str(port)], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not _answers(f"{url}/ping"):
+            assert proc.poll() is None, proc.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "gantrack serve did not come up"
+            time.sleep(0.5)
+        assert list(tmp_path.glob("gantrack-serve-*"))  # the checked copy it serves
+        assert _images(url, n=2, seed=1).shape == (2, 8, 8, 1)
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signal.SIGTERM, stderr
+    assert "gantrack serve: stopped by SIGTERM" in stderr.splitlines()
+    assert not _answers(f"{url}/ping") and not list(tmp_path.glob("gantrack-serve-*"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

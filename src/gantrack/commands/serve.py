@@ -29,6 +29,8 @@ def run(model: str, host: str, port: int, workers: int) -> int:
                    "--env-manager", "local", "--host", host, "--port", str(port),
                    "--workers", str(workers)]  # fmt: skip
         env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        # MLflow starts its server as `uvicorn` from PATH: this environment's, also unactivated.
+        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         server = subprocess.Popen(command, env=env)
         try:
             return server.wait()
