@@ -151,6 +151,9 @@ def test_bad_params_one_line_exit_2_nothing_written(tmp_path, params, message):
         (["frobnicate"], "argument COMMAND: invalid choice: 'frobnicate'"),
         (["--params", "missing.yaml", "prepare"], "missing.yaml: no such params file"),
         (["--params", ".", "prepare"], "no such params file"),
+        (["serve", "--port", "0"], "--port: 0 is out of range; must be in 1..65535"),
+        (["serve", "--port", "x"], "argument -p/--port: invalid int value: 'x'"),
+        (["serve", "--workers", "0"], "--workers: 0 is out of range; must be in 1..64"),
     ],
 )
 def test_bad_command_lines_one_line_exit_2(tmp_path, args, message):
