@@ -90,9 +90,10 @@ def test_a_class_by_index_or_name_is_what_gantrack_sample_draws(served):
     assert by_index.shape == (3, 8, 8, 1) and by_index.min() >= 0 and by_index.max() <= 255
     np.testing.assert_array_equal(_images(url, n=3, class_name="Dress", seed=5), by_index)
     np.testing.assert_array_equal(_images(url, n=3, class_name="Dress", seed=5), by_index)
+    store = f"sqlite:///{project / 'mlflow.db'}"  # the module's (not mlflow's global URI)
     proc = subprocess.run(["gantrack", "sample", "--model", f"models:/{NAME}@champion", "-n", "3",
                            "--seed", "5", "--class", "3", "--out", "three.npz"], cwd=project,
-                          env={**user_env(), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri()},
+                          env={**user_env(), "MLFLOW_TRACKING_URI": store},
                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     with np.load(project / "three.npz") as npz:
@@ -219,7 +220,8 @@ def test_gantrack_serve_without_the_venv_on_path_stops_with_its_server_on_sigter
     the checked copy with it: the port is free again."""
     project, _, _ = served
     port = free_port()
-    env = {**user_env(), "MLFLOW_TRACKING_URI": mlflow.get_tracking_uri(), "PATH": "/usr/bin:/bin",
+    store = f"sqlite:///{project / 'mlflow.db'}"  # the module's (not mlflow's global URI)
+    env = {**user_env(), "MLFLOW_TRACKING_URI": store, "PATH": "/usr/bin:/bin",
            "TMPDIR": str(tmp_path)}  # fmt: skip
     gantrack = str(Path(sys.executable).parent / "gantrack")
     proc = subprocess.Popen([gantrack, "serve", "--model", f"models:/{NAME}@champion", "-p",
