@@ -36,14 +36,10 @@ def model_server(project: Path, model_uri: str, port: int, env: dict):
     )  # fmt: skip
     deadline = time.monotonic() + 180
     try:
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None, server.stderr.read()[-3000:]
-                assert time.monotonic() < deadline, "the model server did not come up"
-                time.sleep(0.5)
+        while not answers(f"http://127.0.0.1:{port}/ping"):
+            assert server.poll() is None, server.stderr.read()[-3000:]
+            assert time.monotonic() < deadline, "the model server did not come up"
+            time.sleep(0.5)
         yield f"http://127.0.0.1:{port}"
     finally:
         os.killpg(server.pid, signal.SIGTERM)
@@ -138,3 +134,12 @@ def postgres_server():
         with contextlib.suppress(subprocess.CalledProcessError):
             pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
         shutil.rmtree(root, ignore_errors=True)
+
+
+def answers(url: str) -> bool:
+    """Whether url answers a GET (any status below 400) within 2 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=2):
+            return True
+    except OSError:
+        return False

@@ -20,7 +20,7 @@ import pytest
 import tiny
 from PIL import Image
 from project import user_env
-from servers import free_port, model_server
+from servers import answers, free_port, model_server
 
 from gantrack.gan import sampling, training
 from gantrack.io import images
@@ -230,7 +230,7 @@ def test_gantrack_serve_without_the_venv_on_path_stops_with_its_server_on_sigter
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
-        while not _answers(f"{url}/ping"):
+        while not answers(f"{url}/ping"):
             assert proc.poll() is None, proc.stderr.read()[-3000:]
             assert time.monotonic() < deadline, "gantrack serve did not come up"
             time.sleep(0.5)
@@ -243,12 +243,4 @@ def test_gantrack_serve_without_the_venv_on_path_stops_with_its_server_on_sigter
             proc.kill()
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "gantrack serve: stopped by SIGTERM" in stderr.splitlines()
-    assert not _answers(f"{url}/ping") and not list(tmp_path.glob("gantrack-serve-*"))
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2):
-            return True
-    except OSError:
-        return False
+    assert not answers(f"{url}/ping") and not list(tmp_path.glob("gantrack-serve-*"))
