@@ -98,11 +98,12 @@ PG_PASSWORD = "s3cret-Pw"  # must never reach a param, tag, file, log line or er
 @contextlib.contextmanager
 def postgres_server():
     """A throwaway PostgreSQL server on 127.0.0.1 (Debian's postgresql package) with password
-    authentication, one database; yields its URL, password included."""
+    authentication, one database; yields its URL, password included, as users write it
+    (`postgresql://`: SQLAlchemy's default driver, psycopg 3)."""
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     if not found and not shutil.which("initdb"):
         pytest.skip("PostgreSQL server binaries not found (scripts/setup.sh --test installs them)")
-    pytest.importorskip("psycopg2", reason="psycopg2 missing (pip install '.[postgres]')")
+    pytest.importorskip("psycopg", reason="psycopg missing (pip install '.[postgres]')")
     bin_dir = found[-1].parent if found else Path(shutil.which("initdb")).parent
     as_user = []
     if os.geteuid() == 0:  # initdb refuses to run as root
@@ -125,11 +126,11 @@ def postgres_server():
         shutil.chown(root / "pw", "postgres")
     try:
         pg("initdb", "-D", str(data), "-U", "postgres", "-A", "scram-sha-256", "--pwfile",
-           str(root / "pw"), "--no-sync", "--no-locale")  # fmt: skip
+           str(root / "pw"), "--no-sync", "--no-locale", "-E", "UTF8")  # fmt: skip
         options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
         pg("pg_ctl", "-D", str(data), "-l", str(root / "log"), "-o", options, "-w", "start")
         pg("createdb", "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "optuna")
-        yield f"postgresql+psycopg2://postgres:{PG_PASSWORD}@127.0.0.1:{port}/optuna"
+        yield f"postgresql://postgres:{PG_PASSWORD}@127.0.0.1:{port}/optuna"
     finally:
         with contextlib.suppress(subprocess.CalledProcessError):
             pg("pg_ctl", "-D", str(data), "-m", "immediate", "stop")
