@@ -34,7 +34,7 @@ DATA = ("sha", "w")  # the data's and the extractor's sha256: one footing throug
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
+def _store(tmp_path_factory):
     """A project with the default sqlite store and three runs, each with a logged generator."""
     project = tmp_path_factory.mktemp("registry")
     (project / "params.yaml").write_text("train:\n  epochs: 1\n")
@@ -47,6 +47,15 @@ def store(tmp_path_factory):
             registry.log_generator(tiny.gan(seed=seed).generator)
         runs.append(run.info.run_id)
     yield project, runs
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def store(_store):
+    """_store, with MLflow's process-wide tracking URI on its store for the test: a test run
+    since _store started (here or, under pytest-xdist, in another module) may have moved it."""
+    mlflow.set_tracking_uri(f"sqlite:///{_store[0] / 'mlflow.db'}")
+    yield _store
     mlflow.set_tracking_uri(None)
 
 

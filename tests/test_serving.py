@@ -33,7 +33,7 @@ CLASSES = ["T-shirt", "Trouser", "Pullover", "Dress"]
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
+def _served(tmp_path_factory):
     """(project, URL of the champion's model server, the generator as gantrack loads it)."""
     project = tmp_path_factory.mktemp("serving")
     (project / "params.yaml").write_text("data:\n  dataset: digits\n")
@@ -48,6 +48,15 @@ def served(tmp_path_factory):
     env = {**user_env(), "MLFLOW_TRACKING_URI": store}
     with model_server(project, uri, free_port(), env) as url:
         yield project, url, registry.load_generator(uri)
+    mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def served(_served):
+    """_served, with MLflow's process-wide tracking URI on its store for the test: a test run
+    since _served started (here or, under pytest-xdist, in another module) may have moved it."""
+    mlflow.set_tracking_uri(f"sqlite:///{_served[0] / 'mlflow.db'}")
+    yield _served
     mlflow.set_tracking_uri(None)
 
 
