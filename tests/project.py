@@ -3,6 +3,7 @@ the CLI and `dvc repro` as subprocesses, and the checks every one of them makes.
 
 The fixtures that build projects once per session and copy them per test are in conftest.py."""
 
+import contextlib
 import copy
 import json
 import os
@@ -162,6 +163,20 @@ def commit(project: Path, message: str) -> None:
 
 def ran_stages(output: str) -> set[str]:
     return {s for s in STAGES if f"Running stage '{s}'" in output}
+
+
+@contextlib.contextmanager
+def tracking_store(project: Path):
+    """MLflow's process-wide tracking URI on project's sqlite store for the block, then unset
+    (a module-scoped store cannot hold it: any test in between, in this module or under
+    pytest-xdist another one, may move it)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{project / 'mlflow.db'}")
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(None)
 
 
 def mlflow_client(project: Path):

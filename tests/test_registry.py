@@ -16,7 +16,7 @@ import tiny
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from PIL import Image
-from project import user_env
+from project import tracking_store, user_env
 from servers import free_port, model_server
 
 from gantrack import config
@@ -52,11 +52,9 @@ def _store(tmp_path_factory):
 
 @pytest.fixture
 def store(_store):
-    """_store, with MLflow's process-wide tracking URI on its store for the test: a test run
-    since _store started (here or, under pytest-xdist, in another module) may have moved it."""
-    mlflow.set_tracking_uri(f"sqlite:///{_store[0] / 'mlflow.db'}")
-    yield _store
-    mlflow.set_tracking_uri(None)
+    """_store, with MLflow's tracking URI on its store for the test."""
+    with tracking_store(_store[0]):
+        yield _store
 
 
 def _champion(client: MlflowClient):

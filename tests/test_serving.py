@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tiny
 from PIL import Image
-from project import user_env
+from project import tracking_store, user_env
 from servers import answers, free_port, model_server
 
 from gantrack.gan import sampling, training
@@ -53,11 +53,9 @@ def _served(tmp_path_factory):
 
 @pytest.fixture
 def served(_served):
-    """_served, with MLflow's process-wide tracking URI on its store for the test: a test run
-    since _served started (here or, under pytest-xdist, in another module) may have moved it."""
-    mlflow.set_tracking_uri(f"sqlite:///{_served[0] / 'mlflow.db'}")
-    yield _served
-    mlflow.set_tracking_uri(None)
+    """_served, with MLflow's tracking URI on its store for the test."""
+    with tracking_store(_served[0]):
+        yield _served
 
 
 def _post(url: str, body: dict) -> tuple[int, dict]:
