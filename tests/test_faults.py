@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import socket
 import subprocess
 import time
 
@@ -231,11 +232,26 @@ def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared
 def test_a_store_that_cannot_be_read_is_one_line_for_the_model_commands(prepared, command, uri,
                                                                         says):  # fmt: skip
     """Commands that only read a model from the store check the store before anything else:
-    a URI that does not parse, a file that is not a database, a driver that is not installed."""
+    a URI that does not parse, a file that is not a database, a database that refuses (at
+    once: not after MLflow's ~100 s of retries)."""
     env = {**user_env(), "MLFLOW_TRACKING_URI": uri}
     args = [command, "--model", "models:/gantrack-generator@champion"]
     line = one_line_error(cli(prepared, *args, env=env), command, says)
     assert "hunter2" not in line
+
+
+def test_a_database_store_that_never_answers_is_one_line_after_the_connect_timeout(prepared):
+    """A PostgreSQL store behind a port that accepts and stays silent (a server still starting, a
+    proxy): libpq would wait for ever and MLflow retry; PGCONNECT_TIMEOUT (gantrack's default
+    10 s, here the user's 2) ends the connection attempt, once."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen()
+        uri = f"postgresql://me:hunter2@127.0.0.1:{silent.getsockname()[1]}/db"
+        env = {**user_env(), "MLFLOW_TRACKING_URI": uri, "PGCONNECT_TIMEOUT": "2"}
+        line = one_line_error(cli(prepared, "train", env=env, timeout=60), "train", "timeout")
+    assert "hunter2" not in line
+    assert not (prepared / "checkpoints").exists() and not (prepared / "models").exists()
 
 
 def test_corrupt_mlflow_store_is_one_line_naming_the_file(prepared):

@@ -50,9 +50,11 @@ def project_root() -> Path:
     return Path(root or Path.cwd()).resolve()
 
 
-# An unreachable server fails in seconds, not after minutes of retries (users may override).
-HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}  # fmt: skip
+# An unreachable server or database fails in seconds, not after minutes (users may override).
+STORE_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "PGCONNECT_TIMEOUT": "10"}  # fmt: skip
+DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores but sqlite
 
 
 def configure(experiment: str | None) -> None:
@@ -64,7 +66,7 @@ def configure(experiment: str | None) -> None:
     experiment was deleted. Processes starting together on a fresh project (parallel tuning
     workers) create and migrate the default store one at a time.
     """
-    for name, value in HTTP_DEFAULTS.items():
+    for name, value in STORE_DEFAULTS.items():
         os.environ.setdefault(name, value)
     root = project_root()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
@@ -77,6 +79,8 @@ def configure(experiment: str | None) -> None:
         raise UserError(f"MLflow store {_store(uri)}: no such file; set MLFLOW_TRACKING_URI "
                         "to the store that holds the model")  # fmt: skip
     try:
+        if uri and uri.split(":", 1)[0].split("+")[0] in DATABASES:
+            _connect_once(uri)
         if uri or experiment is None:
             mlflow.set_tracking_uri(uri or f"sqlite:///{database}")
             if experiment is not None:
@@ -98,6 +102,19 @@ def configure(experiment: str | None) -> None:
         raise UserError(f"MLflow store {_store(uri)}: {one_line(exc)}") from None
     except Exception as exc:  # unreachable server, corrupt database file: all end the same way
         raise UserError(f"MLflow store {_store(uri)} cannot be used ({one_line(exc)})") from None
+
+
+def _connect_once(uri: str) -> None:
+    """Connect to a database store once: MLflow retries an unreachable one for ~100 s."""
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect():
+            pass
+    finally:
+        engine.dispose()
 
 
 def _sqlite_file(uri: str) -> Path | None:
