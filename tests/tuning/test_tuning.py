@@ -625,6 +625,31 @@ def test_storage_errors_mask_the_password_also_when_the_url_does_not_parse(tmp_p
         assert PG_PASSWORD not in line
 
 
+def test_a_sql_ascii_database_holds_the_study_and_the_mlflow_store(fresh_project, postgres_url):
+    """Clusters made without a locale are SQL_ASCII; psycopg 3 (`postgresql://`) reads their text
+    as bytes, which SQLAlchemy cannot parse, unless the client asks for UTF8 (gantrack does)."""
+    from mlflow import MlflowClient
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(postgres_url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        for name in ("ascii_optuna", "ascii_mlflow"):
+            connection.execute(text(f"CREATE DATABASE {name} ENCODING 'SQL_ASCII' "
+                                    "TEMPLATE template0"))  # fmt: skip
+    base = postgres_url.rsplit("/", 1)[0]
+    _write_params(fresh_project / "params.yaml", {"study_name": "ascii"})
+    env = {**user_env(), "GANTRACK_TUNE_STORAGE": f"{base}/ascii_optuna",
+           "MLFLOW_TRACKING_URI": f"{base}/ascii_mlflow"}  # fmt: skip
+    created = _gantrack(fresh_project, "tune", "--create-only", env=env, timeout=300)
+    assert created.returncode == 0, created.stderr
+    # Read back through psycopg2, which decodes SQL_ASCII text itself.
+    old_driver = base.replace("postgresql://", "postgresql+psycopg2://")
+    study = optuna.load_study(study_name="ascii", storage=f"{old_driver}/ascii_optuna")
+    client = MlflowClient(f"{old_driver}/ascii_mlflow")
+    assert client.get_run(study.user_attrs["gantrack.mlflow_run"]).data.tags["mlflow.runName"]
+
+
 GAN_PASSWORD = "Pg pa ss#w@rd/%5q"  # breaks URL parsing unencoded: a space, '#', '@', '/', '%'
 
 

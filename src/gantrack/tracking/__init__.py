@@ -50,10 +50,12 @@ def project_root() -> Path:
     return Path(root or Path.cwd()).resolve()
 
 
-# An unreachable server or database fails in seconds, not after minutes (users may override).
+# An unreachable server or database fails in seconds, not after minutes; psycopg 3 returns a
+# SQL_ASCII database's text as bytes, which SQLAlchemy cannot read: ask for UTF8 (users may
+# override every one).
 STORE_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
                  "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "PGCONNECT_TIMEOUT": "10"}  # fmt: skip
+                 "PGCONNECT_TIMEOUT": "10", "PGCLIENTENCODING": "UTF8"}  # fmt: skip
 DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores but sqlite
 
 
@@ -66,8 +68,7 @@ def configure(experiment: str | None) -> None:
     experiment was deleted. Processes starting together on a fresh project (parallel tuning
     workers) create and migrate the default store one at a time.
     """
-    for name, value in STORE_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    store_defaults()
     root = project_root()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     redact.add_secrets_in(uri)  # its password, in whatever spelling MLflow prints it
@@ -102,6 +103,13 @@ def configure(experiment: str | None) -> None:
         raise UserError(f"MLflow store {_store(uri)}: {one_line(exc)}") from None
     except Exception as exc:  # unreachable server, corrupt database file: all end the same way
         raise UserError(f"MLflow store {_store(uri)} cannot be used ({one_line(exc)})") from None
+
+
+def store_defaults() -> None:
+    """STORE_DEFAULTS into the environment where the user has not set them: read by the MLflow
+    store's connections and by tune.storage's."""
+    for name, value in STORE_DEFAULTS.items():
+        os.environ.setdefault(name, value)
 
 
 def _connect_once(uri: str) -> None:

@@ -255,13 +255,12 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
     import sqlalchemy.exc
 
     url = storage_url(t)
-    # A PostgreSQL host that drops packets would otherwise hang for minutes.
-    engine_kwargs = {"connect_args": {"connect_timeout": 10}} if url.startswith("postgres") else {}
+    tracking.store_defaults()  # a PostgreSQL host that drops packets: one line after 10 s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         try:
             return optuna.storages.RDBStorage(
-                url, engine_kwargs=engine_kwargs, heartbeat_interval=t.heartbeat_seconds,
+                url, heartbeat_interval=t.heartbeat_seconds,
                 grace_period=2 * t.heartbeat_seconds, heartbeat_stale_trial_callback=_stale_trial,
             )  # fmt: skip
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
