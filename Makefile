@@ -5,7 +5,7 @@ DVC := PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/dvc
 RESULTS := benchmarks/results
 
 .PHONY: setup test repro reference bench bench-speed bench-quality bench-memory bench-fid \
-        bench-tune-memory bench-profile bench-ema bench-ema-warmup
+        bench-tune-memory bench-profile bench-ema bench-ema-warmup bench-step
 
 setup:
 	bash scripts/setup.sh
@@ -20,8 +20,8 @@ repro: setup
 reference: setup
 	$(DVC) repro reference
 
-bench: bench-speed bench-profile bench-quality bench-memory bench-fid bench-tune-memory bench-ema \
-	bench-ema-warmup
+bench: bench-speed bench-profile bench-step bench-quality bench-memory bench-fid bench-tune-memory \
+	bench-ema bench-ema-warmup
 
 bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
@@ -40,6 +40,11 @@ bench-quality: reference
 
 bench-profile: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/profile_step.py --json $(RESULTS)/profile.json
+
+# The default step against XLA and 4 steps per call, side by side (DiffAugment off: see the script).
+bench-step: setup
+	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_step.py --xla \
+	  --variant steps_per_execution_4 train.steps_per_execution=4 --json $(RESULTS)/step.json
 
 bench-memory: reference
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_memory.py --json $(RESULTS)/memory.json
