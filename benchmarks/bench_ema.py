@@ -37,7 +37,7 @@ import tensorflow as tf
 from ruamel.yaml import YAML
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_quality import _override, score  # noqa: E402
+from bench_quality import override, score  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
@@ -131,7 +131,7 @@ def main() -> None:
                         help="also score each with standing BatchNorm statistics")  # fmt: skip
     args = parser.parse_args()
 
-    raw = _override(YAML(typ="safe", pure=True).load(Path(args.params).read_text()),
+    raw = override(YAML(typ="safe", pure=True).load(Path(args.params).read_text()),
                     args.overrides)  # fmt: skip
     cfg = config.from_dict(raw)
     project = Path(args.project)

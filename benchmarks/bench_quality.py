@@ -201,10 +201,7 @@ def main() -> None:
                         help="samples of the FID after each turn (the curve); 0: none")  # fmt: skip
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--project", default=".", help="where `dvc repro reference` ran")
-    parser.add_argument(
-        "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
-        help="another gantrack configuration: params.yaml plus dotted overrides",
-    )  # fmt: skip
+    add_variant_argument(parser)
     parser.add_argument("--no-reference", action="store_true", help="leave the tutorial out")
     parser.add_argument(
         "--baseline",
@@ -224,7 +221,7 @@ def main() -> None:
     named = [] if args.no_reference else [("reference", "reference", raw)]
     named.append(("gantrack", "gantrack", raw))
     for name, *overrides in args.variant:
-        changed = _override(raw, overrides)
+        changed = override(raw, overrides)
         config.from_dict(changed)
         named.append((name, "gantrack", changed))
     baseline = args.baseline or ("gantrack" if args.no_reference else "reference")
@@ -313,7 +310,15 @@ def class_entropy(probs: np.ndarray) -> float:
     return float(-(p * np.log(p)).sum() / np.log(probs.shape[1]))
 
 
-def _override(raw: dict, overrides: list[str]) -> dict:
+def add_variant_argument(parser: argparse.ArgumentParser) -> None:
+    """--variant NAME KEY=VALUE ..., repeatable: params.yaml plus dotted overrides (override)."""
+    parser.add_argument(
+        "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
+        help="another gantrack configuration: params.yaml plus dotted overrides",
+    )  # fmt: skip
+
+
+def override(raw: dict, overrides: list[str]) -> dict:
     """A copy of the params dict with dotted KEY=VALUE overrides (values parsed as YAML)."""
     raw = copy.deepcopy(raw)
     for item in overrides:

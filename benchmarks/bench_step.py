@@ -21,7 +21,7 @@ from pathlib import Path
 import keras
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_quality import _override  # noqa: E402
+from bench_quality import add_variant_argument, override  # noqa: E402
 from bench_speed import StepTimer  # noqa: E402
 from ruamel.yaml import YAML  # noqa: E402
 
@@ -34,10 +34,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--xla", action="store_true", help="add the default under XLA")
-    parser.add_argument(
-        "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
-        help="params.yaml plus dotted overrides",
-    )  # fmt: skip
+    add_variant_argument(parser)
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--json", help="also write the results here")
@@ -46,7 +43,7 @@ def main() -> None:
     raw = YAML(typ="safe", pure=True).load(Path(args.params).read_text())
     if args.xla:
         raw["train"]["augment"] = []
-    named = [("default", raw, False)] + [(name, _override(raw, items), False)
+    named = [("default", raw, False)] + [(name, override(raw, items), False)
                                          for name, *items in args.variant]  # fmt: skip
     named += [("xla", raw, True)] if args.xla else []
     split = data.load_dataset(DataConfig(dataset="fashion_mnist",
