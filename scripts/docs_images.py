@@ -289,7 +289,7 @@ def serve_request(project: Path, store: Store, class_name: str, path: Path) -> N
     uri = f"models:/{store.model}@{ALIAS}"
     port = free_port()
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}"}
-    args = [sys.executable, "-m", "gantrack.cli", "serve", "--model", uri, "--port", str(port)]
+    args = [sys.executable, "-m", "gantrack", "serve", "--model", uri, "--port", str(port)]
     with server(args, project, env, f"http://127.0.0.1:{port}/ping", 180):
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/invocations", data=json.dumps(body).encode(),

@@ -72,6 +72,34 @@ def test_a_signal_stops_train_with_one_line_keeping_its_checkpoint(prepared, sig
     assert steps == list(range(1, len(steps) + 1)) and steps  # whole epochs only
 
 
+def _loading_numpy(pid: int) -> bool:
+    """Whether process pid has mapped numpy's core (the CLI's imports are under way)."""
+    try:
+        return "_multiarray_umath" in Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_signal_while_the_cli_loads_is_the_same_one_line_stop(prepared, signum):  # noqa: F811
+    """Sent while `gantrack` still imports its modules (seen as numpy being mapped), a signal
+    used to meet Python's defaults: SIGTERM and SIGHUP ended it with no line, Ctrl-C with a
+    traceback. Arriving at any later moment it gives the same line and code."""
+    params = prepared / "params.yaml"
+    params.write_text(params.read_text().replace("epochs: 1", "epochs: 50"))
+    proc = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=user_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _loading_numpy(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.001)
+    proc.send_signal(signum)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signum, err
+    (line,) = err.strip().splitlines()
+    assert line.startswith("gantrack train: stopped by ") and signal.Signals(signum).name in line
+
+
 @pytest.mark.slow
 def test_dvc_alone_or_the_group_or_train_alone_signalled_then_dvc_repro_resumes(tiny_project):
     """kill -9 of `dvc` alone, SIGTERM to `dvc` alone, Ctrl-C to the whole group, SIGTERM to

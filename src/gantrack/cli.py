@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     # train stops at a batch boundary, keeping its last checkpoint; the rest stop at once.
     stop.install(deferred=args.command == "train")
     try:
+        stop.raise_if_requested()  # one held while the CLI loaded (gantrack/__main__.py)
         code = _run(args)
     except UserError as exc:
         return _error(args.command, f"error: {exc}", 2)

@@ -6,6 +6,9 @@ next batch boundary (`raise_if_requested`), so the last checkpoint and every rec
 stay whole. Other commands stop at once (the exception unwinds through `atomic_path`, so no
 output is left half written). A second signal always stops at once.
 
+A command holds signals from its first line (`hold`, in gantrack/__main__.py) until it installs
+its own handling: one arriving while the CLI loads becomes the same one-line stop.
+
 DVC passes no signal on to the stage it runs: killed alone, it leaves the stage running. When
 started by DVC (DVC_STAGE is set), a watcher thread therefore treats the end of the `dvc`
 process (or of the shell between it and this process) like a SIGTERM.
@@ -34,14 +37,24 @@ class Stopped(BaseException):
         self.signum = signum
 
 
-_state: dict = {"deferred": False, "requested": None}
+_state: dict = {"deferred": False, "requested": None, "held": False}
+
+
+def hold() -> None:
+    """Record SIGTERM, SIGINT and SIGHUP without acting on them until install(): for the
+    fraction of a second a command takes to import its modules and read its arguments."""
+    _state.update(requested=None, held=True)
+    for signum in SIGNALS:
+        signal.signal(signum, _record)
 
 
 def install(deferred: bool = False) -> None:
     """Handle SIGTERM, SIGINT and SIGHUP in this (main) thread; deferred: record the first one
-    for raise_if_requested instead of raising. Also watch the `dvc` process when DVC started
-    this one."""
-    _state["deferred"] = deferred
+    for raise_if_requested instead of raising. A stop recorded while held is kept (raise it
+    with raise_if_requested). Also watch the `dvc` process when DVC started this one."""
+    if not _state["held"]:
+        _state["requested"] = None
+    _state.update(deferred=deferred, held=False)
     for signum in SIGNALS:
         signal.signal(signum, _handle)
     if os.environ.get("DVC_STAGE"):
@@ -56,8 +69,17 @@ def raise_if_requested() -> None:
         raise _state["requested"]
 
 
+def _name(signum: int) -> str:
+    return "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+
+
+def _record(signum, frame) -> None:
+    if _state["requested"] is None:
+        _state["requested"] = Stopped(f"stopped by {_name(signum)}", signum)
+
+
 def _handle(signum, frame) -> None:
-    name = "Ctrl-C (SIGINT)" if signum == signal.SIGINT else signal.Signals(signum).name
+    name = _name(signum)
     stop = _state["requested"] or Stopped(f"stopped by {name}", signum)
     if _state["deferred"] and _state["requested"] is None:
         _state["requested"] = stop
