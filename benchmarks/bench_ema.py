@@ -139,7 +139,9 @@ def main() -> None:
     reference = load_reference(project / PATHS.reference, extractor="classifier")[:2]
     classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
     n_classes = int(split.labels.max()) + 1
-    gan = training.build(cfg.model, cfg.train, split.images.shape, n_classes, cfg.base.seed)
+    gan = training.build_for_data(
+        cfg.model, cfg.train, split.images.shape, n_classes, cfg.base.seed
+    )
 
     def measure(generator):
         return generator_fid(generator, classifier, reference, 1000, seed=1234, batch_size=500)

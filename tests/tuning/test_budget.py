@@ -42,7 +42,7 @@ def test_a_trial_trains_exactly_its_steps_and_measures_at_each_mark_inside_its_e
     train = dataclasses.replace(tiny.train_cfg(lr_decay="linear"), epochs=3)
     share = budget.plan(7, 2, step_seconds=1.0, steps_per_epoch=3)
     assert (share.steps, share.epochs) == (7, 3)
-    gan = training.build(tiny.MODEL, train, images.shape, 1, seed=0, steps=share.steps)
+    gan = training.build_for_data(tiny.MODEL, train, images.shape, 1, seed=0, steps=share.steps)
     seen = []
     steps = budget.Steps(share, 3, lambda second, model: seen.append(
         (second, int(model.g_optimizer.iterations))))  # fmt: skip

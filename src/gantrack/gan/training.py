@@ -272,11 +272,12 @@ class Trained:
     epoch_models: EpochModels | None = None  # the kept generators of the best epochs
 
 
-def build(model_cfg: ModelConfig, train_cfg: TrainConfig, images_shape, n_classes: int,
-          seed: int, steps: int | None = None) -> GAN:  # fmt: skip
-    """A GAN seeded by seed for training images of images_shape (N, H, W, C),
-    class-conditional where the model params and the data's class count allow it
-    (conditioning_classes); its rates decay over train.epochs, or `steps` (see build_gan)."""
+def build_for_data(model_cfg: ModelConfig, train_cfg: TrainConfig, images_shape,
+                   n_classes: int, seed: int, steps: int | None = None) -> GAN:  # fmt: skip
+    """build_gan for a dataset, as the train stage, tuning and benchmarks build it: seeded by
+    seed for training images of images_shape (N, H, W, C), class-conditional where the model
+    params and the data's class count allow it (conditioning_classes); its rates decay over
+    train.epochs, or `steps`."""
     keras.utils.set_random_seed(seed)
     classes = conditioning_classes(model_cfg, n_classes, train_cfg.loss)
     n_images, *shape = images_shape
@@ -303,7 +304,7 @@ def train(
 
     images: uint8 (N, H, W, C); labels: (N,) ints in [0, n_classes).
     """
-    gan = gan or build(model_cfg, train_cfg, images.shape, n_classes, seed)
+    gan = gan or build_for_data(model_cfg, train_cfg, images.shape, n_classes, seed)
     hooks = hooks or Hooks()
     watch, kept = [], fid.kept if fid else None
     if fid is not None:

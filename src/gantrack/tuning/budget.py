@@ -65,7 +65,10 @@ def step_seconds(cfgs: Sequence[Config], images: np.ndarray, labels: np.ndarray,
                  n_classes: int) -> list[float]:  # fmt: skip
     """Seconds a training step of each config's GAN takes on these images here, timed in turns
     (see the module)."""
-    gans = [training.build(c.model, c.train, images.shape, n_classes, c.base.seed) for c in cfgs]
+    gans = [
+        training.build_for_data(c.model, c.train, images.shape, n_classes, c.base.seed)
+        for c in cfgs
+    ]
     datasets = [training.batches(gan, images, labels, c.train, c.base.seed)[0].repeat()
                 for gan, c in zip(gans, cfgs, strict=True)]  # fmt: skip
     timed = [[0.0, 0] for _ in cfgs]  # seconds, steps
