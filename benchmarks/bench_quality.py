@@ -93,7 +93,7 @@ class Gantrack:
         self.policy = devices.precision_policy(cfg.train.mixed_precision)
         self.n_classes = int(split.labels.max()) + 1
         self.gan = training.build_for_data(cfg.model, cfg.train, split.images.shape, self.n_classes,
-                                  cfg.base.seed, steps=steps)  # fmt: skip
+                                           cfg.base.seed, steps=steps)  # fmt: skip
         self.generator = self.gan.sampler
         self.step_images = cfg.train.batch_size * cfg.train.n_critic
 

@@ -66,7 +66,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     inputs.images_per_step(cfg.train, len(split.images))  # bad params fail before any output
     fid = _fid_watch(cfg, paths, has_labels=meta["n_classes"] > 1)
     gan = training.build_for_data(cfg.model, cfg.train, split.images.shape, meta["n_classes"],
-                         cfg.base.seed)  # fmt: skip
+                                  cfg.base.seed)  # fmt: skip
     if not devices.is_chief(gan.distribute_strategy):
         with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:
             fid = dataclasses.replace(fid, kept=None) if fid else None  # the chief keeps them

@@ -243,7 +243,7 @@ def _by_second(cfg: Config, share: budget.Budget, inputs: Inputs, classifier: ke
     callback that ends training after them and measures the FID at each mark's step (logged
     as <objective>_by_second, step: the budget second; reported there), and those FIDs."""
     gan = training.build_for_data(cfg.model, cfg.train, inputs.images.shape, inputs.n_classes,
-                         cfg.base.seed, steps=share.steps)  # fmt: skip
+                                  cfg.base.seed, steps=share.steps)  # fmt: skip
     name, values = f"{metric_name(cfg.tune)}_by_second", {}
 
     def at_mark(second: int, model) -> None:
