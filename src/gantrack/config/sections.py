@@ -77,7 +77,7 @@ class DiscriminatorNetConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     latent_dim: int = knob(100, ge=1)
-    kernel_size: int = knob(4, ge=1, le=7)
+    kernel_size: int = knob(5, ge=1, le=7)
     conditional: bool | str = knob("auto", choices=("auto", True, False))  # on data labels
     generator: GeneratorNetConfig = field(default_factory=GeneratorNetConfig)
     discriminator: DiscriminatorNetConfig = field(default_factory=DiscriminatorNetConfig)
