@@ -42,7 +42,9 @@ from gantrack.gan import devices, inputs, training  # noqa: E402
 TUTORIAL_MODEL = config.ModelConfig(
     latent_dim=100,
     kernel_size=5,
-    generator=config.GeneratorNetConfig(layers=3, filters=64, max_filters=256),
+    generator=config.GeneratorNetConfig(
+        layers=3, filters=64, max_filters=256, activation="leaky_relu"
+    ),
     discriminator=config.DiscriminatorNetConfig(
         layers=2, filters=64, max_filters=256, dropout=0.3, batch_norm=False
     ),

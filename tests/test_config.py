@@ -85,6 +85,10 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
             r"critic does not have; give a probability \(e\.g\. 0\.2\)$",
         ),
         ({"model": {"conditional": "yes"}}, r"model\.conditional: unknown value 'yes'; allowed"),
+        (
+            {"model": {"generator": {"activation": "gelu"}}},
+            r"model\.generator\.activation: unknown value 'gelu'; allowed: relu, leaky_relu",
+        ),
         ({"train": {"lr_decay": "step"}}, r"train\.lr_decay: unknown value 'step'; allowed: co"),
         ({"train": {"lr_decay_to": 1}}, r"train\.lr_decay_to: 1\.0 is out of range; must be < 1"),
         ({"train": {"augment": ["color", "flip"]}}, r"augment: unknown value 'flip'; allowed: col"),

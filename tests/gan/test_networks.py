@@ -1,5 +1,6 @@
 import dataclasses
 
+import keras
 import numpy as np
 import pytest
 
@@ -53,6 +54,23 @@ def test_auto_layers_reach_the_base_size_from_both_ends(shape, convs, last):
     assert first_deconv.input.shape[1:3] == (last, last)
 
 
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu"])
+def test_the_generator_s_hidden_layers_use_the_activation_named(activation):
+    cfg = _cfg(3, 2)
+    net = dataclasses.replace(cfg.generator, activation=activation)
+    cfg = dataclasses.replace(cfg, generator=net)
+    generator = build_generator(cfg, (28, 28, 1))
+    kinds = [type(layer).__name__ for layer in generator.layers
+             if type(layer).__name__ in ("ReLU", "LeakyReLU")]  # fmt: skip
+    # The projection and each hidden transposed conv: 1 + (3 - 1).
+    assert kinds == [{"relu": "ReLU", "leaky_relu": "LeakyReLU"}[activation]] * 3
+    last_hidden = [layer for layer in generator.layers if type(layer).__name__ in kinds][-1]
+    features = keras.Model(generator.input, last_hidden.output)
+    noise = np.random.default_rng(0).standard_normal((8, 16)).astype("float32")
+    values = np.asarray(features(noise, training=True))
+    assert (values.min() >= 0) == (activation == "relu")  # leaky: negative inputs pass at 0.2
+
+
 def _conv_widths(model, side="output"):
     convs = [layer for layer in model.layers if "conv" in layer.name]
     return [getattr(layer, side).shape[-1] for layer in convs]
@@ -76,7 +94,7 @@ def test_tutorial_settings_build_the_tensorflow_tutorial_dcgan():
     cfg = dataclasses.replace(
         Config().model,
         kernel_size=5,
-        generator=GeneratorNetConfig(layers=3, **tutorial),
+        generator=GeneratorNetConfig(layers=3, activation="leaky_relu", **tutorial),
         discriminator=DiscriminatorNetConfig(layers=2, dropout=0.3, batch_norm=False, **tutorial),
     )
     generator = build_generator(cfg, (28, 28, 1))

@@ -62,6 +62,7 @@ class GeneratorNetConfig:
     filters: int = knob(32, ge=1)
     max_filters: int | str = knob("auto", ge=1, words=("auto",))
     conditional_bn: bool = True  # class-conditional: BatchNorm scale and offset per class
+    activation: str = knob("relu", choices=("relu", "leaky_relu"))  # of each hidden layer
 
 
 @dataclass(frozen=True)

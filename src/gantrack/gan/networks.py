@@ -1,8 +1,10 @@
 """DCGAN generator and discriminator built from layer counts (TensorFlow DCGAN tutorial shape).
 
-With 3 generator layers, 2 discriminator layers, 64 filters (max 256) and kernel 5 the
-models are exactly the tutorial's: Dense 7x7x256 -> ConvT 128 (stride 1) -> ConvT 64 -> ConvT 1,
-and Conv 64 -> Conv 128 -> Dense 1. Extra layers are added at the base resolution (stride 1).
+With 3 generator layers, 2 discriminator layers, 64 filters (max 256), kernel 5 and the
+generator's activation leaky_relu the models are exactly the tutorial's: Dense 7x7x256 ->
+ConvT 128 (stride 1) -> ConvT 64 -> ConvT 1, and Conv 64 -> Conv 128 -> Dense 1. Extra layers
+are added at the base resolution (stride 1). The generator's default activation is ReLU (the
+DCGAN paper's); the discriminator's is LeakyReLU 0.2 always.
 
 Class-conditional (num_classes > 0): the generator still maps noise alone to an image, so
 sampling, serving and scoring need nothing else. Its class is read from the noise, as the
@@ -71,18 +73,19 @@ def build_generator(
         x = layers.Concatenate()([inputs, one_hot])
     per_class = one_hot if net.conditional_bn else None
 
-    def norm(x):
-        return _batch_norm(x, per_class, synchronized_bn)
+    def norm_act(x):
+        x = _batch_norm(x, per_class, synchronized_bn)
+        return layers.ReLU()(x) if net.activation == "relu" else layers.LeakyReLU(0.2)(x)
 
     x = layers.Dense(base_h * base_w * project, use_bias=False)(x)
-    x = layers.LeakyReLU(0.2)(norm(x))
+    x = norm_act(x)
     x = layers.Reshape((base_h, base_w, project))(x)
     for i, width_i in enumerate(hidden):
         stride = 2 if i >= n_layers - n_up else 1
         x = layers.Conv2DTranspose(
             width_i, cfg.kernel_size, strides=stride, padding="same", use_bias=False
         )(x)
-        x = layers.LeakyReLU(0.2)(norm(x))
+        x = norm_act(x)
     stride = 2 if n_up > 0 else 1
     x = layers.Conv2DTranspose(channels, cfg.kernel_size, strides=stride, padding="same")(x)
     # float32 output even under a mixed-precision policy: images and losses stay exact.
