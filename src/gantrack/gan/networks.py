@@ -1,7 +1,7 @@
 """DCGAN generator and discriminator built from layer counts (TensorFlow DCGAN tutorial shape).
 
 With 3 generator layers, 2 discriminator layers, 64 filters (max 256), kernel 5 and the
-generator's activation leaky_relu the models are exactly the tutorial's: Dense 7x7x256 ->
+generator's activation leaky_relu the models have the tutorial's layers: Dense 7x7x256 ->
 ConvT 128 (stride 1) -> ConvT 64 -> ConvT 1, and Conv 64 -> Conv 128 -> Dense 1. Extra layers
 are added at the base resolution (stride 1). The generator's default activation is ReLU (the
 DCGAN paper's); the discriminator's is LeakyReLU 0.2 always.
