@@ -28,8 +28,8 @@ bench-speed: setup
 
 # 200 s: the default train stage's time on the machine of the README's figures (an Intel Xeon
 # with AMX bf16); the previous default is the first class-conditional default (constant rates,
-# EMA, no conditional BatchNorm, no augmentation, 5 epochs, 4x4 kernels, LeakyReLU). Each candidate's FID after every turn is
-# its curve.
+# EMA, no conditional BatchNorm, no augmentation, 5 epochs, 4x4 kernels, LeakyReLU). Each
+# candidate's FID after every turn is its curve.
 PREVIOUS_DEFAULT = model.generator.conditional_bn=false train.lr_g=0.00054 train.lr_d=0.00031 \
 	model.kernel_size=4 model.generator.activation=leaky_relu \
 	train.beta2_g=0.999 train.beta2_d=0.999 train.lr_decay=constant train.ema_decay=0.999 \
