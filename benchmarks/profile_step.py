@@ -112,7 +112,7 @@ def main() -> None:
     images = data.load_dataset(DataConfig(dataset="fashion_mnist"))[0].images
     tutorial_train = dataclasses.replace(
         cfg.train, batch_size=BATCH_SIZE, lr_g=1e-4, lr_d=1e-4, beta1_g=0.9, beta1_d=0.9,
-        n_critic=1, ema_decay=None,
+        loss="non_saturating", label_smoothing=0.0, n_critic=1, ema_decay=None,
     )  # fmt: skip
     runs = {"reference": reference_runner(images),
             "gantrack-fp32": gantrack_runner(images, "float32", tutorial_train)}  # fmt: skip

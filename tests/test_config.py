@@ -52,6 +52,19 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ({"train": {"epochs": 0}}, r"train\.epochs: 0 is out of range; must be >= 1"),
         ({"train": {"lr_g": 0}}, r"train\.lr_g: 0\.0 is out of range; must be > 0"),
         ({"train": {"label_smoothing": 1.0}}, r"label_smoothing: .* must be < 1"),
+        (
+            {"train": {"loss": "hinge", "label_smoothing": 0.1}},
+            r"^train\.label_smoothing: only with train\.loss non_saturating or minimax \(BCE "
+            r"targets\), not hinge$",
+        ),
+        (
+            {
+                "train": {"loss": "least_squares"},
+                "tune": {"space": {"label_smoothing": {"low": 0.0, "high": 0.2}}},
+            },
+            r"^tune\.space\.label_smoothing: only with train\.loss non_saturating or minimax "
+            r"\(BCE targets\), not least_squares$",
+        ),
         ({"train": {"loss": "wgan"}}, r"train\.loss: unknown value 'wgan'; allowed: non_sat"),
         ({"data": {"dataset": "imagenet"}}, r"data\.dataset: unknown value 'imagenet'; allowed: "),
         ({"data": {"limit": -5}}, r"data\.limit: -5 is out of range"),
@@ -115,6 +128,12 @@ def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, messag
     with pytest.raises(UserError, match=message) as info:
         config.from_dict(raw)
     assert "\n" not in str(info.value)
+
+
+def test_label_smoothing_loads_with_the_bce_losses():
+    for loss in ("non_saturating", "minimax"):
+        cfg = config.from_dict({"train": {"loss": loss, "label_smoothing": 0.1}})
+        assert cfg.train.label_smoothing == pytest.approx(0.1)
 
 
 def test_cifar_needs_three_generator_layers_but_digits_one():

@@ -103,6 +103,15 @@ def test_the_boundary_is_where_the_discriminator_treats_real_and_fake_alike(name
         assert mirrors(boundary) and not mirrors(boundary + 0.3) and not mirrors(boundary - 0.3)
 
 
+@pytest.mark.parametrize("name", list(losses.LOSSES))
+def test_label_smoothing_is_a_trait_exactly_where_it_changes_the_loss(name):
+    """Config refuses train.label_smoothing with a loss whose trait says it does not apply:
+    the trait must say so exactly where the discriminator's loss ignores it."""
+    d = losses.LOSSES[name].discriminator
+    changes = _np(d(REAL, FAKE, label_smoothing=0.2)) != pytest.approx(_np(d(REAL, FAKE)))
+    assert changes == TRAITS[name].label_smoothing
+
+
 def test_wgan_gp_generator_loss_is_minus_the_mean_critic_score():
     assert _np(losses.wgan_gp_generator_loss(FAKE)) == pytest.approx(-(0.5 - 3.0) / 2)
 

@@ -36,8 +36,16 @@ def _check_loss(cfg: Config) -> None:
     """What the loss's traits rule out: a loss with the gradient penalty (a critic) takes it per
     sample, which BatchNorm in the critic breaks, and between two images of two classes, which
     have no label; a loss with no real/fake boundary gives adaptive augmentation nothing to
-    steer by."""
+    steer by; label smoothing lowers the real targets of the BCE losses, which others lack."""
     loss, traits = cfg.train.loss, LOSS_TRAITS[cfg.train.loss]
+    if not traits.label_smoothing:
+        with_it = " or ".join(name for name, t in LOSS_TRAITS.items() if t.label_smoothing)
+        searched = cfg.tune.space.label_smoothing is not None
+        for key, on in (("train.label_smoothing", cfg.train.label_smoothing > 0),
+                        ("tune.space.label_smoothing", searched)):  # fmt: skip
+            if on:
+                raise UserError(f"{key}: only with train.loss {with_it} (BCE targets), not "
+                                f"{loss}")  # fmt: skip
     for key, on in (("discriminator.batch_norm", cfg.model.discriminator.batch_norm),
                     ("conditional", cfg.model.conditional is True)):  # fmt: skip
         if on and traits.gradient_penalty:

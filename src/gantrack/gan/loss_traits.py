@@ -12,15 +12,17 @@ class Traits:
     """gradient_penalty: a critic that takes the WGAN-GP penalty, which is per sample (no
     BatchNorm in the critic) and taken between two images (no class to condition on);
     boundary: the discriminator output between what it calls real (above) and fake, which
-    adaptive augmentation steers by (None: none, a critic's scores count only as differences)."""
+    adaptive augmentation steers by (None: none, a critic's scores count only as differences);
+    label_smoothing: its discriminator loss has targets that one-sided smoothing lowers."""
 
     gradient_penalty: bool = False
     boundary: float | None = 0.0
+    label_smoothing: bool = False
 
 
 TRAITS: dict[str, Traits] = {
-    "non_saturating": Traits(),
-    "minimax": Traits(),
+    "non_saturating": Traits(label_smoothing=True),
+    "minimax": Traits(label_smoothing=True),
     "least_squares": Traits(boundary=0.5),  # targets 1 (real) and 0 (fake)
     "hinge": Traits(),
     "wgan_gp": Traits(gradient_penalty=True, boundary=None),
