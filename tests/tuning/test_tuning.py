@@ -734,7 +734,7 @@ def test_workers_opening_a_new_study_at_once_enqueue_one_baseline_and_a_resumed_
     (waiting,) = study.trials
     assert waiting.state == TrialState.WAITING and waiting.user_attrs == {"gantrack.baseline": True}
     assert waiting.system_attrs["fixed_params"] == {
-        "train.lr_g": 1e-3, "train.lr_d": 6e-4, "model.generator.layers": 2,
+        "train.lr_g": cfg.train.lr_g, "train.lr_d": cfg.train.lr_d, "model.generator.layers": 2,
         "model.discriminator.layers": 2,
     }  # fmt: skip
     assert study.metric_names == ["fid_classifier_n200"]

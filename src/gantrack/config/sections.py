@@ -162,8 +162,8 @@ class SpaceConfig:
     """What `gantrack tune` searches; null: not searched, the knob's own value is used. Bounds
     are checked against the knob's own limits."""
 
-    lr_g: FloatRange | None = searched("train.lr_g", FloatRange(1e-5, 1e-3), log=True)
-    lr_d: FloatRange | None = searched("train.lr_d", FloatRange(1e-5, 1e-3), log=True)
+    lr_g: FloatRange | None = searched("train.lr_g", FloatRange(1e-5, 3e-3), log=True)
+    lr_d: FloatRange | None = searched("train.lr_d", FloatRange(1e-5, 3e-3), log=True)
     g_layers: IntRange | None = searched("model.generator.layers", IntRange(2, 4))
     d_layers: IntRange | None = searched("model.discriminator.layers", IntRange(1, 3))
     beta1_g: FloatRange | None = searched("train.beta1_g")
