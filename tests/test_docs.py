@@ -34,3 +34,33 @@ def test_every_relative_link_and_picture_exists(page):
 
 def test_the_readme_fits_a_screen_or_two():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def _long_preset(text: str, start: str) -> dict[str, str]:
+    """The KEY=VALUE overrides of the command that starts with `start`, over its `\\` lines."""
+    command = re.search(re.escape(start) + r"(?:[^\n]*\\\n)*[^\n]*", text)
+    assert command, f"no {start!r}"
+    return dict(re.findall(r"(?:-S )?([a-z_]+\.[a-z_.0-9]+)=(\S+)", command.group()))
+
+
+def test_the_long_preset_is_the_same_line_everywhere():
+    """The README's long preset, docs/your-data.md's and the Makefile's (whose EMA and
+    selected epoch each benchmark sets) name the same knobs and values, all valid params."""
+    from ruamel.yaml import YAML
+
+    from gantrack import config
+    from gantrack.config import schema
+
+    readme = _long_preset((ROOT / "README.md").read_text(), "dvc exp run -S train.epochs=")
+    your_data = _long_preset(
+        (ROOT / "docs/your-data.md").read_text(), "dvc exp run -S train.epochs="
+    )
+    makefile = _long_preset((ROOT / "Makefile").read_text(), "LONG_PRESET = ")
+    assert readme == your_data
+    assert {
+        k: v for k, v in readme.items() if k not in ("train.ema_decay", "train.select")
+    } == makefile
+    raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
+    for key, value in readme.items():
+        schema.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
+    assert config.from_dict(raw).train.epochs == int(readme["train.epochs"])
