@@ -27,17 +27,17 @@ bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
 
 # 200 s: the default train stage's time on an Intel Xeon with AMX bf16 (the README's side-by-side
-# ran 100 s each on an AMD EPYC, where the stage is ~150 s); the previous default is the first
+# ran 100 s each on an AMD EPYC, where the stage is ~150 s); the baseline is the first
 # class-conditional default (constant rates, EMA, no conditional BatchNorm, no augmentation, 5
 # epochs, 4x4 kernels, LeakyReLU, beta_1 0.5). Each candidate's FID after every turn is its curve.
-PREVIOUS_DEFAULT = model.generator.conditional_bn=false train.lr_g=0.00054 train.lr_d=0.00031 \
+FIRST_DEFAULT = model.generator.conditional_bn=false train.lr_g=0.00054 train.lr_d=0.00031 \
 	model.kernel_size=4 model.generator.activation=leaky_relu train.beta1_g=0.5 train.beta1_d=0.5 \
 	train.beta2_g=0.999 train.beta2_d=0.999 train.lr_decay=constant train.ema_decay=0.999 \
-	train.epochs=5 train.augment=[]
+	train.epochs=5 train.augment=[] train.loss=non_saturating
 bench-quality: reference
 	mkdir -p $(RESULTS) docs/quality/default && $(PY) benchmarks/bench_quality.py --seconds 200 \
-	  --chunk 50 --baseline previous_default --grids docs/quality/default \
-	  --json $(RESULTS)/quality_default.json --variant previous_default $(PREVIOUS_DEFAULT)
+	  --chunk 50 --baseline first_default --grids docs/quality/default \
+	  --json $(RESULTS)/quality_default.json --variant first_default $(FIRST_DEFAULT)
 
 bench-profile: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/profile_step.py --json $(RESULTS)/profile.json

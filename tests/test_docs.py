@@ -36,31 +36,40 @@ def test_the_readme_fits_a_screen_or_two():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 200
 
 
-def _long_preset(text: str, start: str) -> dict[str, str]:
+def _overrides(text: str, start: str) -> dict[str, str]:
     """The KEY=VALUE overrides of the command that starts with `start`, over its `\\` lines."""
     command = re.search(re.escape(start) + r"(?:[^\n]*\\\n)*[^\n]*", text)
     assert command, f"no {start!r}"
     return dict(re.findall(r"(?:-S )?([a-z_]+\.[a-z_.0-9]+)=(\S+)", command.group()))
 
 
-def test_the_long_preset_is_the_same_line_everywhere():
-    """The README's long preset, docs/your-data.md's and the Makefile's (whose EMA and
-    selected epoch each benchmark sets) name the same knobs and values, all valid params."""
+def _loads(overrides: dict[str, str]):
+    """params.yaml with the dotted overrides (values parsed as YAML), loaded and checked."""
     from ruamel.yaml import YAML
 
     from gantrack import config
     from gantrack.config import schema
 
-    readme = _long_preset((ROOT / "README.md").read_text(), "dvc exp run -S train.epochs=")
-    your_data = _long_preset(
-        (ROOT / "docs/your-data.md").read_text(), "dvc exp run -S train.epochs="
-    )
-    makefile = _long_preset((ROOT / "Makefile").read_text(), "LONG_PRESET = ")
-    assert readme == your_data
-    assert {
-        k: v for k, v in readme.items() if k not in ("train.ema_decay", "train.select")
-    } == makefile
     raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
-    for key, value in readme.items():
+    for key, value in overrides.items():
         schema.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
-    assert config.from_dict(raw).train.epochs == int(readme["train.epochs"])
+    return config.from_dict(raw)
+
+
+def test_the_long_preset_is_the_same_line_everywhere():
+    """The README's long preset, docs/your-data.md's and the Makefile's (whose EMA and
+    selected epoch each benchmark sets) name the same knobs and values, all valid params."""
+    start = "dvc exp run -S train.epochs="
+    readme = _overrides((ROOT / "README.md").read_text(), start)
+    your_data = _overrides((ROOT / "docs/your-data.md").read_text(), start)
+    makefile = _overrides((ROOT / "Makefile").read_text(), "LONG_PRESET = ")
+    assert readme == your_data
+    by_benchmark = ("train.ema_decay", "train.select")
+    assert {k: v for k, v in readme.items() if k not in by_benchmark} == makefile
+    assert _loads(readme).train.epochs == int(readme["train.epochs"])
+
+
+def test_the_first_default_the_benchmark_compares_with_loads():
+    first = _overrides((ROOT / "Makefile").read_text(), "FIRST_DEFAULT = ")
+    cfg = _loads(first)
+    assert (cfg.train.loss, cfg.train.augment, cfg.model.kernel_size) == ("non_saturating", (), 4)
