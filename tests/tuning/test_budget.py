@@ -61,7 +61,7 @@ def test_a_wider_gan_is_timed_slower_per_step_side_by_side(steps_per_execution, 
     """The timing a trial's steps come from: measured on the trial's own GAN and the
     reference's, in turns (not a constant), so a network many times wider gets fewer steps in
     the same seconds, also when steps run several per call."""
-    monkeypatch.setattr(budget, "ROUNDS", 2)  # ~100x apart: two turns each tell them apart
+    monkeypatch.setattr(budget, "ROUNDS", 4)  # 25x apart here: four turns each, not eight
     images = tiny.random_images(256)
     labels = images[:, 0, 0, 0] % 2
     train = dataclasses.replace(tiny.train_cfg(steps_per_execution=steps_per_execution),
