@@ -37,9 +37,10 @@ import tensorflow as tf
 from ruamel.yaml import YAML
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_quality import override, score  # noqa: E402
+from bench_quality import score  # noqa: E402
 
 from gantrack import config, data  # noqa: E402
+from gantrack.config import schema  # noqa: E402
 from gantrack.evaluation.generator_fid import generator_fid  # noqa: E402
 from gantrack.evaluation.scoring import load_reference  # noqa: E402
 from gantrack.gan import training  # noqa: E402
@@ -131,8 +132,8 @@ def main() -> None:
                         help="also score each with standing BatchNorm statistics")  # fmt: skip
     args = parser.parse_args()
 
-    raw = override(YAML(typ="safe", pure=True).load(Path(args.params).read_text()),
-                    args.overrides)  # fmt: skip
+    raw = YAML(typ="safe", pure=True).load(Path(args.params).read_text())
+    raw = schema.override(raw, args.overrides)
     cfg = config.from_dict(raw)
     project = Path(args.project)
     split = data.load_split(project / PATHS.train)

@@ -33,7 +33,6 @@ spend the end of the budget at its final rate, nor a slower one stop before its 
 from __future__ import annotations
 
 import argparse
-import copy
 import dataclasses
 import json
 import multiprocessing
@@ -221,7 +220,7 @@ def main() -> None:
     named = [] if args.no_reference else [("reference", "reference", raw)]
     named.append(("gantrack", "gantrack", raw))
     for name, *overrides in args.variant:
-        changed = override(raw, overrides)
+        changed = schema.override(raw, overrides)
         config.from_dict(changed)
         named.append((name, "gantrack", changed))
     baseline = args.baseline or ("gantrack" if args.no_reference else "reference")
@@ -311,20 +310,12 @@ def class_entropy(probs: np.ndarray) -> float:
 
 
 def add_variant_argument(parser: argparse.ArgumentParser) -> None:
-    """--variant NAME KEY=VALUE ..., repeatable: params.yaml plus dotted overrides (override)."""
+    """--variant NAME KEY=VALUE ..., repeatable: params.yaml plus dotted overrides
+    (schema.override)."""
     parser.add_argument(
         "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
         help="another gantrack configuration: params.yaml plus dotted overrides",
     )  # fmt: skip
-
-
-def override(raw: dict, overrides: list[str]) -> dict:
-    """A copy of the params dict with dotted KEY=VALUE overrides (values parsed as YAML)."""
-    raw = copy.deepcopy(raw)
-    for item in overrides:
-        key, _, value = item.partition("=")
-        schema.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
-    return raw
 
 
 if __name__ == "__main__":

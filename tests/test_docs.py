@@ -51,9 +51,7 @@ def _loads(overrides: dict[str, str]):
     from gantrack.config import schema
 
     raw = YAML(typ="safe", pure=True).load((ROOT / "params.yaml").read_text())
-    for key, value in overrides.items():
-        schema.set_dotted(raw, key, YAML(typ="safe", pure=True).load(value))
-    return config.from_dict(raw)
+    return config.from_dict(schema.override(raw, [f"{k}={v}" for k, v in overrides.items()]))
 
 
 def test_the_long_preset_is_the_same_line_everywhere():

@@ -8,6 +8,7 @@ allowed.
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import functools
 import importlib.util
@@ -15,7 +16,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,18 @@ def set_dotted(raw: dict, key: str, value: Any) -> Any:
     previous = node.get(name)
     node[name] = value
     return previous
+
+
+def override(raw: dict, overrides: Iterable[str]) -> dict:
+    """A copy of a params dict with dotted KEY=VALUE overrides, values parsed as YAML (as
+    `dvc exp run -S` sets them)."""
+    from ruamel.yaml import YAML
+
+    raw, yaml = copy.deepcopy(raw), YAML(typ="safe", pure=True)
+    for item in overrides:
+        key, _, value = item.partition("=")
+        set_dotted(raw, key, yaml.load(value))
+    return raw
 
 
 def to_flat_dict(cfg: Any, prefix: str = "") -> dict[str, Any]:
