@@ -72,6 +72,27 @@ def test_probability_p_leaves_the_other_images_untouched():
     assert 0.15 < changed.mean() < 0.35
 
 
+@pytest.mark.parametrize(
+    ("p", "low", "high"), [(0.0, 0.0, 0.0), (0.25, 0.15, 0.35), (1.0, 1.0, 1.0)]
+)
+def test_an_adaptive_p_transforms_that_share_of_the_images_and_passes_gradients(p, low, high):
+    """p as adaptive augmentation holds it, a variable read inside the traced step."""
+    images = tf.Variable(np.random.default_rng(0).uniform(-1, 1, (400, 8, 8, 1)).astype("float32"))
+    variable, seed = tf.Variable(p), _seed()
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            out = augment.augment(images, ("color",), variable, seed)
+            loss = tf.reduce_sum(out * out)
+        return out, tape.gradient(loss, images)
+
+    out, grad = (np.asarray(x) for x in step())
+    changed = ~np.isclose(out, images.numpy()).all(axis=(1, 2, 3))
+    assert low <= changed.mean() <= high
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_train_augment_reaches_the_discriminator_of_a_training_gan(tmp_path, policy):
     images = tiny.random_images()
