@@ -5,7 +5,7 @@ DVC := PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/dvc
 RESULTS := benchmarks/results
 
 .PHONY: setup test repro reference bench bench-speed bench-quality bench-memory bench-fid \
-        bench-tune-memory bench-profile bench-ema bench-ema-warmup bench-step
+        bench-tune-memory bench-profile bench-ema bench-ema-warmup bench-step bench-rejection
 
 setup:
 	bash scripts/setup.sh
@@ -21,7 +21,7 @@ reference: setup
 	$(DVC) repro reference
 
 bench: bench-speed bench-profile bench-step bench-quality bench-memory bench-fid bench-tune-memory \
-	bench-ema bench-ema-warmup
+	bench-ema bench-ema-warmup bench-rejection
 
 bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
@@ -68,3 +68,8 @@ bench-ema: reference
 bench-ema-warmup: reference
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_ema.py --decays 0.9999:5 0.9999:7 0.9999:15 \
 	  --standing 100 --json $(RESULTS)/ema_warmup.json $(LONG_PRESET) train.ema_decay=0.9999
+
+# The default trained once per seed, its samples filtered by its own discriminator four ways.
+bench-rejection: reference
+	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_rejection.py --seeds 42 3 \
+	  --json $(RESULTS)/rejection.json
