@@ -63,8 +63,8 @@ def augment(images, names: tuple[str, ...], p, seed):
     image with probability p; seed: a keras.random.SeedGenerator.
 
     p is a number, or a scalar variable (adaptive augmentation): at 0 the images pass as they
-    are without paying for the transforms (one tf.cond: a second branch for p = 1 would save
-    the per-image draw and doubled the seconds tracing a training step takes, ~2 s a process).
+    are without paying for the transforms (one tf.cond: a second one for p = 1, which saved
+    the per-image draw, nearly doubled the time tracing a training step takes, ~2 s a process).
     """
     if isinstance(p, int | float):
         return _transformed(images, names, p, seed)
