@@ -83,22 +83,35 @@ def main() -> None:
 
     raw = YAML(typ="safe", pure=True).load(Path(args.params).read_text())
     project = Path(args.project)
+    inputs = Inputs(
+        data.load_split(project / PATHS.train),
+        load_reference(project / PATHS.reference, extractor="classifier")[:2],
+        load_reference_features(project / PATHS.reference),
+        keras_files.load(project / PATHS.classifier, str(PATHS.classifier)),
+    )
     results = {"overrides": args.overrides, "samples": args.samples, "pool": args.pool}
     for seed in args.seeds:
         cfg = config.from_dict(schema.override(raw, [*args.overrides, f"base.seed={seed}"]))
-        results[str(seed)] = one_seed(cfg, project, args.samples, args.pool)
+        results[str(seed)] = one_seed(cfg, inputs, args.samples, args.pool)
         print(json.dumps({seed: results[str(seed)]}, indent=1), flush=True)
         keras.backend.clear_session(free_memory=True)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1) + "\n")
 
 
-def one_seed(cfg: config.Config, project: Path, n: int, pool: int) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Inputs:
+    """What every seed's run reads from the project, read once."""
+
+    split: data.Split
+    reference: tuple  # (mu, sigma) of the test split's classifier features
+    real_feats: np.ndarray
+    classifier: keras.Model
+
+
+def one_seed(cfg: config.Config, inputs: Inputs, n: int, pool: int) -> dict:
     """The train time and every way's scores for one training run (see the module)."""
-    split = data.load_split(project / PATHS.train)
-    mu, sigma = load_reference(project / PATHS.reference, extractor="classifier")[:2]
-    real_feats = load_reference_features(project / PATHS.reference)
-    classifier = keras_files.load(project / PATHS.classifier, str(PATHS.classifier))
+    split, (mu, sigma), real_feats = inputs.split, inputs.reference, inputs.real_feats
     n_classes = int(split.labels.max()) + 1
     never = 10**9
     train_cfg = dataclasses.replace(cfg.train, checkpoint_every=never, sample_every=never,
@@ -111,11 +124,11 @@ def one_seed(cfg: config.Config, project: Path, n: int, pool: int) -> dict:
     seconds = time.perf_counter() - start
 
     images, classes = sampling.sample_labelled(gan.sampler, pool, seed=1234, batch_size=500)
-    inputs = images.astype(np.float32) / 127.5 - 1.0  # what the discriminator trained on
-    named = [inputs, classes.astype(np.int32)] if gan.num_classes else inputs
+    scaled = images.astype(np.float32) / 127.5 - 1.0  # what the discriminator trained on
+    named = [scaled, classes.astype(np.int32)] if gan.num_classes else scaled
     logits = gan.discriminator.predict(named, batch_size=500, verbose=0).reshape(-1)
     logits = logits.astype(np.float64)
-    feats, probs = classifier_lib.extract(classifier, images, 500)
+    feats, probs = classifier_lib.extract(inputs.classifier, images, 500)
 
     def score(ids: np.ndarray) -> dict:
         ids = ids[:n]
@@ -132,9 +145,9 @@ def one_seed(cfg: config.Config, project: Path, n: int, pool: int) -> dict:
         results[f"top{q}"] = score(top_per_class(logits, classes, q, n))
     for p in PERCENTILES:
         accepted = rejection(logits, p, seed=7)
-        rate = round(len(accepted) / pool, 3)
-        results[f"drs{p}"] = {**score(accepted), "accepted": rate} if len(accepted) >= n else {
-            "accepted": rate}  # fmt: skip
+        results[f"drs{p}"] = {"accepted": round(len(accepted) / pool, 3)}
+        if len(accepted) >= n:
+            results[f"drs{p}"] |= score(accepted)
     return results
 
 
