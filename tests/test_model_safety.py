@@ -247,11 +247,42 @@ def _registered_custom(config):
     return config
 
 
+def _wide_dense(config):
+    """Input(20000) into a Dense(20000): 1.6 GB of variables declared by a few bytes of config
+    (the weights file still holds the tiny generator's)."""
+    layers = config["config"]["layers"]
+    layers[0]["config"]["batch_shape"] = [None, 20000]
+    at = next(i for i, layer in enumerate(layers) if layer["class_name"] == "Dense")
+    layers[at]["config"]["units"] = 20000
+    layers[at]["build_config"]["input_shape"] = [None, 20000]
+    layers[at]["inbound_nodes"][0]["args"][0]["config"]["shape"] = [None, 20000]
+    del layers[at + 1 :]  # the Dense is the output
+    config["config"]["output_layers"] = [[layers[at]["name"], 0, 0]]
+    return config
+
+
+def _huge_output(config):
+    """The output upsampled 4096 times per side: ~10**9 values per noise row at sampling."""
+    layers = config["config"]["layers"]
+    last = layers[-1]
+    layers.append({"module": "keras.layers", "class_name": "UpSampling2D", "name": "up",
+                   "config": {"name": "up", "size": [4096, 4096], "data_format": "channels_last",
+                              "interpolation": "nearest"},
+                   "registered_name": None,
+                   "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
+                       "shape": [None, 8, 8, 1], "dtype": "float32",
+                       "keras_history": [last["name"], 0, 0]}}], "kwargs": {}}]})  # fmt: skip
+    config["config"]["output_layers"] = [["up", 0, 0]]
+    return config
+
+
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
         (_foreign_module, "uses os.system"),
         (_registered_custom, "uses evil>Dense"),
+        (_wide_dense, "of variables and its model.weights.h5 holds"),
+        (_huge_output, "values per input"),
     ],
 )
 def test_crafted_keras_files_are_refused_before_keras_reads_them(tmp_path, change, needle):
@@ -261,6 +292,22 @@ def test_crafted_keras_files_are_refused_before_keras_reads_them(tmp_path, chang
     _rewrite_config(good, crafted, change)
     (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
     _refused(_sample(tmp_path, str(crafted)), needle)
+
+
+def test_a_zip_behind_an_hdf5_model_named_h5_loads_only_as_the_checked_zip(tmp_path):
+    """Keras picks its loader by the file's name: an HDF5 model (two inputs here) with a good
+    .keras archive appended, named .h5, passes the zip's checks; what loads is the checked
+    archive, never the HDF5 model in front of it."""
+    from gantrack.io import keras_files
+
+    a, b = keras.Input((8,)), keras.Input((8,))
+    two = keras.Model([a, b], keras.layers.Reshape((2, 2, 2))(keras.layers.Add()([a, b])))
+    two.save(tmp_path / "two.h5")
+    tiny.gan().sampler.save(tmp_path / "good.keras")
+    both = tmp_path / "both.h5"
+    both.write_bytes((tmp_path / "two.h5").read_bytes() + (tmp_path / "good.keras").read_bytes())
+    loaded = keras_files.load(both, str(both), inputs=2)
+    assert len(loaded.inputs) == 1 and tuple(loaded.inputs[0].shape) == (None, 8)
 
 
 def test_files_of_other_formats_are_one_line(tmp_path):

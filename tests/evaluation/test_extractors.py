@@ -152,6 +152,35 @@ def test_inception_fid_graph_is_downloaded_and_extracted_into_keras_cache(
         inception_fid.graph_path(str(tmp_path / "typo.pb"))
 
 
+def test_a_graph_whose_pool_3_writes_a_file_is_refused_and_runs_nothing(tmp_path, fid_graph):
+    """A GraphDef is a program: a pool_3 with a control dependency on WriteFile would write
+    any file when imported. Refused with one line naming the op; nothing is written. Nodes
+    pool_3 does not depend on are never imported, whatever they are."""
+    import tensorflow as tf
+
+    mark = tmp_path / "written"
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, None, None, 3), name="ExpandDims")
+        write = tf.raw_ops.WriteFile(filename=str(mark), contents="ran")
+        with tf.control_dependencies([write]):
+            tf.identity(tf.reduce_mean(x, axis=(1, 2), keepdims=True), name="pool_3")
+    evil = tmp_path / "evil.pb"
+    evil.write_bytes(graph.as_graph_def().SerializeToString())
+    with pytest.raises(UserError, match=r"evil.pb: not the FID Inception graph: pool_3 depends "
+                                        r"on WriteFile"):  # fmt: skip
+        inception_fid.load(evil)
+    # The test graph with a WriteFile beside it (not under pool_3): loads, runs, writes nothing.
+    graph_def = tf.compat.v1.GraphDef.FromString(fid_graph.read_bytes())
+    with tf.Graph().as_default() as beside:
+        tf.raw_ops.WriteFile(filename=str(mark), contents="ran", name="stray")
+    graph_def.node.extend(beside.as_graph_def().node)
+    (tmp_path / "beside.pb").write_bytes(graph_def.SerializeToString())
+    network = inception_fid.load(tmp_path / "beside.pb")
+    feats = inception_fid.extract(network, np.zeros((2, 8, 8, 3), np.uint8), 2)
+    assert feats.shape == (2, 16) and not mark.exists()
+
+
 def _graph_without_pool_3(tmp_path: Path) -> Path:
     import tensorflow as tf
 

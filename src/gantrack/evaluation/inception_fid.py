@@ -5,6 +5,13 @@ Heusel et al. (2017) defined FID on the `pool_3` features of the 2015 TensorFlow
 (TTUR) feeds images with values 0..255 of any size to its `ExpandDims:0` tensor, and the graph
 resizes (bilinear, to 299x299) and normalises them itself. This module does the same, so
 `fid_inception_fid` at 50,000 samples can be put next to published numbers.
+
+A GraphDef is a program, not data: its ops can write and read files (WriteFile, ReadFile,
+SaveV2), run Python (PyFunc) or call functions, and importing it runs every op pool_3 depends
+on, control dependencies included. So only the nodes pool_3 depends on are imported, down to
+the input (which becomes a placeholder for the images), and each must be an op of PURE_OPS:
+the tensor math the Inception graph is made of. A graph from anywhere else is refused with one
+line. The archive comes over HTTPS; its digest is not pinned (logged as the graph's sha256).
 """
 
 from __future__ import annotations
@@ -22,11 +29,22 @@ from gantrack.io import limits
 from gantrack.io.files import atomic_path
 from gantrack.runtime.errors import UserError, one_line
 
-GRAPH_URL = "http://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
+GRAPH_URL = "https://download.tensorflow.org/models/image/imagenet/inception-2015-12-05.tgz"
 ARCHIVE = "inception-2015-12-05.tgz"
 GRAPH_FILE = "classify_image_graph_def.pb"
 INPUT = "ExpandDims:0"  # float images (B, H, W, 3), values 0..255
 OUTPUT = "pool_3:0"  # (B, 1, 1, 2048)
+# Tensor math without side effects: what the 2015 Inception graph computes pool_3 with
+# (Conv2D, BatchNormWithGlobalNormalization, Relu, MaxPool, AvgPool, Concat, ResizeBilinear,
+# Sub, Mul, Const) and its close kin. No op that touches files, runs Python or calls functions.
+PURE_OPS = frozenset({
+    "Const", "Identity", "Placeholder", "NoOp", "Conv2D", "DepthwiseConv2dNative", "BiasAdd",
+    "MatMul", "BatchNormWithGlobalNormalization", "FusedBatchNorm", "FusedBatchNormV2",
+    "FusedBatchNormV3", "Relu", "Relu6", "Elu", "Tanh", "Sigmoid", "Softmax", "MaxPool",
+    "AvgPool", "Concat", "ConcatV2", "Reshape", "Squeeze", "ExpandDims", "Cast", "Shape",
+    "Pack", "StridedSlice", "Mean", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum",
+    "Minimum", "Rsqrt", "Sqrt", "Square", "ResizeBilinear", "Transpose",
+})  # fmt: skip
 
 
 def graph_path(configured: str | None) -> Path:
@@ -74,6 +92,7 @@ def load(path: Path) -> Callable:
     missing = [t for t in (INPUT, OUTPUT) if t.split(":")[0] not in names]
     if missing:
         raise UserError(f"{path}: not the FID Inception graph (no {', '.join(missing)})")
+    graph_def = _pool_3_only(graph_def, path)
 
     def imported(images):
         (features,) = tf.compat.v1.import_graph_def(
@@ -83,6 +102,39 @@ def load(path: Path) -> Callable:
 
     spec = tf.TensorSpec((None, None, None, 3), tf.float32)
     return tf.compat.v1.wrap_function(imported, [spec])
+
+
+def _pool_3_only(graph_def, path: Path):
+    """The nodes pool_3 depends on through inputs and control inputs, down to the input node,
+    which becomes a float placeholder (its own inputs never run); UserError (one line) when
+    one is missing or is not an op of PURE_OPS."""
+    import tensorflow as tf
+
+    nodes = {node.name: node for node in graph_def.node}
+    input_name, output_name = INPUT.split(":")[0], OUTPUT.split(":")[0]
+    kept, todo = {}, [output_name]
+    while todo:
+        name = todo.pop()
+        if name in kept:
+            continue
+        if name not in nodes:
+            raise UserError(f"{path}: not the FID Inception graph (node {name!r} is missing)")
+        kept[name] = nodes[name]
+        if name != input_name:
+            todo += [i.lstrip("^").split(":")[0] for i in nodes[name].input]
+    refused = sorted({n.op for name, n in kept.items() if name != input_name} - PURE_OPS)
+    if refused:
+        raise UserError(f"{path}: not the FID Inception graph: pool_3 depends on "
+                        f"{', '.join(refused)}, not only tensor math")  # fmt: skip
+    pruned = tf.compat.v1.GraphDef()
+    pruned.versions.CopyFrom(graph_def.versions)
+    for name, node in kept.items():
+        if name == input_name:
+            placeholder = pruned.node.add(name=input_name, op="Placeholder")
+            placeholder.attr["dtype"].type = tf.float32.as_datatype_enum
+        else:
+            pruned.node.append(node)
+    return pruned
 
 
 def extract(network: Callable, images: np.ndarray, batch_size: int) -> np.ndarray:

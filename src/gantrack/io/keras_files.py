@@ -7,7 +7,11 @@ SavedModel (whose ops run while it loads) or a class of any importable module. B
 sees an archive, gantrack checks it as data: its members and their sizes, then every object its
 config names, which must be one of Keras' own (no Lambda, no SavedModel wrapper, no registered
 custom class), then its inputs, then the headers of its HDF5 weights (what reading them would
-allocate, never the data). Only then Keras loads it, in safe mode.
+allocate, never the data), then the variables its config declares (built without their values:
+a config can declare gigabytes of variables that its small weights file does not hold). Only
+then Keras loads it, in safe mode, from a private copy named `.keras` (Keras picks its loader by
+the file's name: a zip with an HDF5 model in front, named `.h5`, would pass the zip's checks
+and load the HDF5 model; a copy also cannot change between the checks and the load).
 """
 
 from __future__ import annotations
@@ -16,11 +20,13 @@ import json
 import math
 import shutil
 import tempfile
+import warnings
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from gantrack.io import limits
 from gantrack.runtime.errors import UserError, one_line
@@ -66,20 +72,32 @@ def check(path: str | Path, what: str, *, inputs: int | None = None) -> dict[str
         raise UserError(f"{what} is not a readable .keras archive ({one_line(exc)})") from None
     _check_objects(config, what)
     _check_inputs(config, what, inputs)
-    _check_weights(path, what)
+    declared = _check_weights(path, what)
+    _check_variables(config, what, declared)
     return config
 
 
 def load(path: str | Path, what: str, *, inputs: int | None = None):
     """The model in the .keras archive at path, checked (see check) and loaded in Keras' safe
-    mode without its training configuration. Raises UserError (one line)."""
-    check(path, what, inputs=inputs)
-    import keras
+    mode without its training configuration, from a private copy. Raises UserError (one
+    line)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what}: no such file")
+    limits.check_size(path, limits.MAX_MODEL_BYTES, "a model")
+    with tempfile.TemporaryDirectory(prefix="gantrack-model-") as folder:
+        copy = Path(folder) / "model.keras"
+        shutil.copyfile(path, copy)
+        check(copy, what, inputs=inputs)
+        import keras
 
-    try:
-        return keras.saving.load_model(path, compile=False, safe_mode=True)
-    except Exception as exc:  # a checked archive can still hold weights that do not fit
-        raise UserError(f"{what} cannot be loaded as a Keras model ({one_line(exc)})") from None
+        try:
+            with warnings.catch_warnings():  # Keras warns of weights it skips: one line here
+                warnings.simplefilter("ignore")
+                return keras.saving.load_model(copy, compile=False, safe_mode=True)
+        except Exception as exc:  # a checked archive can still hold weights that do not fit
+            raise UserError(f"{what} cannot be loaded as a Keras model "
+                            f"({one_line(exc)})") from None  # fmt: skip
 
 
 def _check_members(archive: zipfile.ZipFile, what: str) -> None:
@@ -134,10 +152,11 @@ def _check_class(node: dict, what: str) -> None:
                         "SavedModel layers)")  # fmt: skip
 
 
-def _check_weights(path: Path, what: str) -> None:
+def _check_weights(path: Path, what: str) -> int:
     """The datasets of the archive's HDF5 weights declare at most the member's own size (plus
     WEIGHTS_SLACK), read from their headers: a chunked, compressed dataset can declare
-    gigabytes that it never stores (a "shape bomb"), which Keras would allocate."""
+    gigabytes that it never stores (a "shape bomb"), which Keras would allocate. Returns the
+    bytes they declare."""
     with tempfile.TemporaryFile() as copy:
         try:  # h5py seeks a lot: a copy (its size bounded by check_zip), not the zip member
             with zipfile.ZipFile(path) as archive, archive.open(WEIGHTS) as member:
@@ -157,6 +176,39 @@ def _check_weights(path: Path, what: str) -> None:
         raise UserError(f"{what}: its {WEIGHTS} declares {limits.human(declared)} of weights "
                         f"in {limits.human(size)}; Keras stores weights uncompressed, so it is a "
                         "shape bomb, not a model")  # fmt: skip
+    return declared
+
+
+def _check_variables(config: dict, what: str, weights_bytes: int) -> None:
+    """The variables the config declares take at most what its weights declare (plus
+    WEIGHTS_SLACK), and each output at most limits.MAX_IMAGE_PIXELS values per input row.
+    Keras allocates every variable while it builds the model, before it reads the weights, so
+    an Input(20000) into a Dense(20000) in a 15 kB archive would cost ~2 GB first. The model is
+    built here in a stateless scope, which gives each variable its shape and defers its values
+    (nothing is allocated), and dropped."""
+    import keras
+    from keras.src.backend.common import global_state  # Keras' list of deferred variables
+
+    deferred = global_state.get_global_attribute("uninitialized_variables")
+    try:
+        with warnings.catch_warnings(), keras.StatelessScope(initialize_variables=False):
+            warnings.simplefilter("ignore")
+            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+        declared = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.weights)
+        outputs = [tuple(t.shape[1:]) for t in model.outputs]
+    except Exception as exc:  # a config Keras cannot build (shapes that do not fit, ...)
+        raise UserError(f"{what} cannot be loaded as a Keras model ({one_line(exc)})") from None
+    finally:  # never initialised later by another stateless scope's exit
+        global_state.set_global_attribute("uninitialized_variables", deferred)
+    if declared > weights_bytes + WEIGHTS_SLACK:
+        raise UserError(f"{what}: its config declares {limits.human(declared)} of variables "
+                        f"and its {WEIGHTS} holds {limits.human(weights_bytes)}; a model's "
+                        "weights hold every variable, so it is not a model")  # fmt: skip
+    for shape in outputs:  # what each input row costs when the model runs (an UpSampling bomb)
+        if None not in shape and math.prod(shape) > limits.MAX_IMAGE_PIXELS:
+            raise UserError(f"{what}: it outputs {math.prod(shape):,} values per input "
+                            f"{shape}, more than the {limits.MAX_IMAGE_PIXELS:,} of the largest "
+                            "image gantrack reads")  # fmt: skip
 
 
 def _declared_bytes(weights: h5py.File, what: str) -> int:
