@@ -237,6 +237,23 @@ def test_read_cifar10_dir_refuses_a_batch_that_would_run_code(tmp_path):
     assert not marker.exists()
 
 
+def test_a_batch_that_copies_one_string_many_times_is_refused_before_it_costs_more(tmp_path):
+    """Bytes made by _codecs.encode from one memoised 1 MB string, 64 times: 64 MB from a 1 MB
+    file (any number of times more in a larger one). Refused once the allowed calls have made
+    twice the file's size."""
+    write_cifar(tmp_path)
+
+    def text(value: str) -> bytes:
+        raw = value.encode()
+        return b"X" + len(raw).to_bytes(4, "little") + raw  # BINUNICODE
+
+    memo = b"c_codecs\nencode\nq\x000" + text("A" * 2**20) + text("latin1") + b"\x86q\x010"
+    (tmp_path / "data_batch_1").write_bytes(b"\x80\x02" + memo + b"](" + b"h\x00h\x01R" * 64
+                                            + b"e.")  # fmt: skip
+    _raises("data_batch_1 is not a readable CIFAR-10 pickle.*refusing bytes",
+            readers.read_cifar10_dir, tmp_path)  # fmt: skip
+
+
 def test_read_cifar10_dir_rejects_corrupt_pickle(tmp_path):
     write_cifar(tmp_path)
     (tmp_path / "test_batch").write_bytes(b"not a pickle at all")

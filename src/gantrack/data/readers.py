@@ -3,6 +3,7 @@ python batches. Every problem with a user's file is a one-line UserError naming 
 
 from __future__ import annotations
 
+import codecs
 import gzip
 import math
 import operator
@@ -190,9 +191,12 @@ def read_cifar10_dir(directory: str | os.PathLike) -> tuple[Split, Split]:
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles only what a CIFAR-10 batch holds: dicts, lists, bytes, str, numbers and NumPy
     arrays. Any other global (os.system, builtins.eval, ...) is refused before it is called,
-    so a crafted file cannot run code; plain containers need no globals at all. Arrays are
-    made through `_array` (no Python objects, at most limits.MAX_PICKLE_BYTES), so a few bytes
-    of pickle cannot allocate gigabytes."""
+    so a crafted file cannot run code; plain containers need no globals at all. What the
+    allowed globals make (arrays, through `_array`, with no Python objects; bytes, through
+    `_codecs.encode`; scalars) is charged to a budget of twice the file's size plus
+    BUDGET_SLACK: a few bytes of pickle can call them again and again on one memoised string,
+    and must not allocate gigabytes. A genuine batch spends about the file's size twice (its
+    pixels as bytes, then as an array)."""
 
     ALLOWED = frozenset({
         ("numpy", "ndarray"), ("numpy", "dtype"),
@@ -201,13 +205,53 @@ class _CifarUnpickler(pickle.Unpickler):
         ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
         ("_codecs", "encode"),  # how protocol-2 pickles spell bytes
     })  # fmt: skip
+    BUDGET_SLACK = 2**20
+
+    def __init__(self, file, size: int, **kwargs):
+        super().__init__(file, **kwargs)
+        self.budget = 2 * size + self.BUDGET_SLACK
 
     def find_class(self, module: str, name: str):
         if (module, name) not in self.ALLOWED:
             raise pickle.UnpicklingError(f"refusing {module}.{name}: not part of a CIFAR-10 batch")
-        if name in ("ndarray", "_reconstruct", "dtype"):
-            return {"ndarray": _array, "_reconstruct": _reconstruct, "dtype": _dtype}[name]
-        return super().find_class(module, name)
+        made = {"ndarray": self._array, "_reconstruct": self._reconstruct, "dtype": _dtype,
+                "encode": self._encode}  # fmt: skip
+        if name in made:
+            return made[name]
+        real = super().find_class(module, name)  # scalar, _frombuffer: charged by their bytes
+
+        def charged(*args):
+            self._charge(sum(len(a) for a in args if isinstance(a, bytes | bytearray)), name)
+            return real(*args)
+
+        return charged
+
+    def _charge(self, nbytes: int, what: str) -> None:
+        self.budget -= nbytes
+        if nbytes > limits.MAX_PICKLE_BYTES or self.budget < 0:
+            raise pickle.UnpicklingError(
+                f"refusing {what} ({limits.human(nbytes)}): more than a CIFAR-10 batch of this "
+                "size holds"
+            )
+
+    def _array(self, shape, dtype=float, *args) -> np.ndarray:
+        """np.ndarray(shape, dtype, ...), charged."""
+        dims = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
+        dtype = _dtype(dtype)
+        nbytes = math.prod(map(operator.index, dims)) * dtype.itemsize
+        self._charge(nbytes, f"an array of shape {dims} {dtype}")
+        return np.ndarray(dims, dtype, *args)
+
+    def _reconstruct(self, subtype, shape, dtype) -> np.ndarray:
+        """How pickles make an empty array that __setstate__ then fills: a plain ndarray here
+        (subtype is `_array`, the only class the unpickler hands out)."""
+        return self._array(shape, dtype)
+
+    def _encode(self, text, encoding="utf-8", *args) -> bytes:
+        if not isinstance(text, str):
+            raise pickle.UnpicklingError("refusing _codecs.encode of a non-string")
+        self._charge(len(text), "bytes")  # latin1 (how pickles spell bytes): one byte a char
+        return codecs.encode(text, encoding, *args)
 
 
 def _dtype(*args) -> np.dtype:
@@ -218,31 +262,12 @@ def _dtype(*args) -> np.dtype:
     return dtype
 
 
-def _array(shape, dtype=float, *args) -> np.ndarray:
-    """np.ndarray(shape, dtype, ...) when it is no larger than a CIFAR-10 batch may be."""
-    dims = tuple(shape) if isinstance(shape, tuple | list) else (shape,)
-    dtype = _dtype(dtype)
-    nbytes = math.prod(map(operator.index, dims)) * dtype.itemsize
-    if nbytes > limits.MAX_PICKLE_BYTES:
-        raise pickle.UnpicklingError(
-            f"refusing an array of shape {dims} {dtype} ({limits.human(nbytes)}): more than "
-            f"the {limits.human(limits.MAX_PICKLE_BYTES)} a batch may hold"
-        )
-    return np.ndarray(dims, dtype, *args)
-
-
-def _reconstruct(subtype, shape, dtype) -> np.ndarray:
-    """How pickles make an empty array that __setstate__ then fills: a plain ndarray here
-    (subtype is `_array`, the only class the unpickler hands out)."""
-    return _array(shape, dtype)
-
-
 def _cifar_batch(path: Path) -> Split:
     fix = "re-extract cifar-10-python.tar.gz"
     try:
-        limits.check_size(path, limits.MAX_PICKLE_BYTES, "a CIFAR-10 batch (31 MB)")
+        size = limits.check_size(path, limits.MAX_PICKLE_BYTES, "a CIFAR-10 batch (31 MB)")
         with path.open("rb") as f:
-            batch = _CifarUnpickler(f, encoding="bytes").load()
+            batch = _CifarUnpickler(f, size, encoding="bytes").load()
     except limits.LimitError:
         raise
     except Exception as exc:  # unpickling garbage can raise almost anything
