@@ -1,4 +1,5 @@
 import hashlib
+import shutil
 import tarfile
 from dataclasses import replace
 from pathlib import Path
@@ -55,6 +56,22 @@ def test_inception_weights_are_downloaded_once_into_keras_cache_and_checked(
         inception.inception_weights(None)
     with pytest.raises(UserError, match="no such file"):
         inception.inception_weights(str(tmp_path / "typo.h5"))
+
+
+def test_inception_weights_declaring_more_than_they_hold_are_refused_before_keras_reads_them(
+    tmp_path, inception_weights
+):
+    """A chunked, compressed dataset never written declares 2 GB in a few kB: Keras would read
+    it whole. One line, before it does."""
+    import h5py
+
+    bomb = tmp_path / "inception.weights.h5"
+    shutil.copyfile(inception_weights, bomb)
+    with h5py.File(bomb, "a") as f:
+        f.create_dataset("extra", shape=(500_000_000,), dtype="f4", chunks=(2**20,),
+                         compression="gzip")  # fmt: skip
+    with pytest.raises(UserError, match=r"inception.weights.h5 declares 2\.\d GB of weights in"):
+        inception.build_inception(bomb)
 
 
 def test_inception_features_from_configured_weights(inception_weights):

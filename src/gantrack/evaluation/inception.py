@@ -9,7 +9,7 @@ import keras
 import numpy as np
 from tqdm import tqdm
 
-from gantrack.io import limits
+from gantrack.io import keras_files, limits
 from gantrack.io.images import to_float
 from gantrack.runtime.errors import UserError, one_line
 
@@ -83,11 +83,13 @@ def build_inception(weights: Path) -> keras.Model:
     try:
         if not is_hdf5 or not str(weights).endswith(".h5"):
             raise ValueError("not an HDF5 .h5 file")
+        # What Keras would read whole: at most the file's own size (no shape bomb).
+        keras_files.check_hdf5_weights(weights, f"evaluate.inception_weights: {weights}")
         return keras.applications.InceptionV3(
             include_top=False, weights=str(weights), pooling="avg",
             input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3),
         )  # fmt: skip
-    except (ValueError, OSError) as exc:  # another model's weights, a damaged file
+    except (ValueError, OSError, KeyError, TypeError) as exc:  # other weights, a damaged file
         raise UserError(f"evaluate.inception_weights: {weights} is not InceptionV3's no-top "
                         f"weights ({one_line(exc)[:200]}); give {INCEPTION_WEIGHTS_FILE} or null "
                         "(download)") from None  # fmt: skip

@@ -166,7 +166,7 @@ def _check_weights(path: Path, what: str) -> int:
         size = copy.tell()
         try:
             with h5py.File(copy, "r") as weights:
-                declared = _declared_bytes(weights, what)
+                declared = _declared_bytes(weights, f"{what}: its {WEIGHTS}")
         except UserError:
             raise
         except Exception as exc:  # h5py raises OSError, KeyError, TypeError... on a crafted file
@@ -211,21 +211,39 @@ def _check_variables(config: dict, what: str, weights_bytes: int) -> None:
                             "image gantrack reads")  # fmt: skip
 
 
+def check_hdf5_weights(path: Path, what: str) -> None:
+    """A weights file of Keras' HDF5 format (not in an archive) whose datasets declare at most
+    its own size plus WEIGHTS_SLACK (see _check_weights), or UserError (one line)."""
+    try:
+        with h5py.File(path, "r") as weights:
+            declared = _declared_bytes(weights, what)
+    except UserError:
+        raise
+    except Exception as exc:  # h5py raises OSError, KeyError, TypeError... on a crafted file
+        raise UserError(f"{what}: not readable HDF5 ({one_line(exc)})") from None
+    size = Path(path).stat().st_size
+    if declared > size + WEIGHTS_SLACK:
+        raise UserError(f"{what} declares {limits.human(declared)} of weights in "
+                        f"{limits.human(size)}; weights are stored uncompressed, so it is a "
+                        "shape bomb")  # fmt: skip
+
+
 def _declared_bytes(weights: h5py.File, what: str) -> int:
     """The bytes reading every dataset in weights would allocate, from the headers: each one's
     shape rounded up to whole chunks (HDF5 inflates a chunk whole: 4 values in a 1 GiB chunk
-    cost 1 GiB) times its item size. At most MAX_H5_OBJECTS objects are visited (each once)."""
+    cost 1 GiB) times its item size. At most MAX_H5_OBJECTS objects are visited (each once).
+    what names the file in errors."""
     total = visited = 0
 
     def visit(name: str, node) -> None:
         nonlocal total, visited
         visited += 1
         if visited > MAX_H5_OBJECTS:
-            raise UserError(f"{what}: its {WEIGHTS} holds more than {MAX_H5_OBJECTS:,} "
-                            "objects; a model's weights are a few thousand")  # fmt: skip
+            raise UserError(f"{what} holds more than {MAX_H5_OBJECTS:,} objects; a model's "
+                            "weights are a few thousand")  # fmt: skip
         if not isinstance(node, h5py.Dataset):
             return
-        where = f"{what}: its {WEIGHTS} dataset {name}"
+        where = f"{what} dataset {name}"
         if node.external or node.is_virtual:
             raise UserError(f"{where} keeps its data outside the file (external or virtual)")
         # Variable-length items can all point to one stored value: N of them cost N times it.
