@@ -63,6 +63,15 @@ def registry(monkeypatch):
         ("http://h:5/?auth_key=akVALUE5678/api/2.0/x", "http://h:5/?auth_key=***"),
         ("GET /x?subscription-key=skVALUE9012&a=1", "GET /x?subscription-key=***&a=1"),
         ("http://ghp_abc123XYZ@127.0.0.1:5021/api", "http://***@127.0.0.1:5021/api"),
+        # a password a URL parser reads as a port and a path (1234, then /Zq9...)
+        ("http://alice:1234/Zq9xWv7@127.0.0.1:9/api", "http://alice:***@127.0.0.1:9/api"),
+        ("postgresql://alice:2024#Zq9xWv7@h:9/db", "postgresql://alice:***@h:9/db"),
+        ("db:\n  password: s3cr3tpw", "db:\n  password: ***"),
+        ("client_secret: abc123 next", "client_secret: *** next"),
+        ("psql --password s3cr3tpw -h h", "psql --password *** -h h"),
+        ("Authorization: Bearer eyJhbGciOi.abc", "Authorization: Bearer ***"),
+        ('-H "authorization: Basic YWxpY2U6cHc="', '-H "authorization: Basic ***"'),
+        ("sent bearer abcdefghijklmnop12", "sent bearer ***"),
     ],
 )  # fmt: skip
 def test_each_shape_is_masked_by_pattern(registry, text, masked):
@@ -74,6 +83,8 @@ def test_each_shape_is_masked_by_pattern(registry, text, masked):
     [
         "http://127.0.0.1:5000/#/experiments/1/runs/abc",
         "http://host:5000/#/models/gen@champion",
+        "https://example.com:8080/users/@alice/x",
+        "basic settings, bearer of news",
         "gantrack sample --model models:/gantrack-generator@champion",
         "ssh://git@github.com/o/r.git",
         "sqlite:////tmp/p/mlflow.db",

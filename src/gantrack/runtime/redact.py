@@ -54,8 +54,10 @@ _SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
 _USER = r"[^:/?#@\s]*"
 _HOST_FOLLOWS = r"(?=[\w\[])"
 
-# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path)
-_USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#]|$))\S*@")
+# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path,
+# which has a second '/', '?' or '#' before the '@': a password such as 1234/abc or 2024#abc,
+# which a URL parser would read as a port and a path, is still masked)
+_USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#][^/?#@\s]*[/?#]|$))\S*@")
 # scheme://user:pass word@host (a space in the password; no '/' in it)
 _USERINFO_SPACED = re.compile(
     rf"(?P<head>{_SCHEME}{_USER}:)(?!\d+(?:[/\s]|$))[^/\n@]*?\s[^/\n]*?@{_HOST_FOLLOWS}"
@@ -65,7 +67,7 @@ _USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{8,}}@{_HOST_FOLLOWS}"
 # in _secrets_in_text: where a URL starts; a host after '@'; a port where a password would be
 _SCHEME_START = re.compile(_SCHEME)
 _HOST_AFTER_AT = re.compile(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)")
-_PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
+_PORT = re.compile(r"\d{1,5}(?:$|[/?#][^/?#@\s]*[/?#])")  # a port and a path, as _USERINFO
 # name=value in a query string, a DSN, a connection string or free text
 _PAIR = re.compile(
     rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#;'\"<>]+)", _I
@@ -74,6 +76,18 @@ _PAIR = re.compile(
 _PAIR_ENCODED = re.compile(
     rf"(?P<head>(?:%3F|%26|%3B)(?:{_NAME})%3D)(?P<value>(?:(?!%26|%23|%3B)[^&#;\s'\"<>])+)", _I
 )
+# password: value (YAML, log lines) and --password value (a command line), for the names
+# that only ever mean a secret
+_SECRET_WORD = r"[\w.-]*?(?:passw(?:or)?d|passphrase|secret)[\w.-]*"
+_COLON_PAIR = re.compile(rf"(?P<head>(?<![\w.-]){_SECRET_WORD}\s*:\s+)(?P<value>[^\s'\"]\S*)", _I)
+_FLAG_PAIR = re.compile(rf"(?P<head>(?<!\S)--?{_SECRET_WORD}\s+)(?P<value>[^\s'\"-]\S*)", _I)
+# Authorization: Bearer TOKEN (HTTP headers, curl lines), and a bare Bearer token
+_AUTH_HEADER = re.compile(
+    r"(?P<head>\bauthorization\s*[:=]\s*(?:(?:bearer|basic|token|digest)\s+)?)"
+    r"(?P<value>[^\s,;'\"]+)",
+    _I,
+)
+_BEARER = re.compile(r"(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{16,})", _I)
 # 'password': 'value' (a dict's repr, JSON)
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
 _QUOTED_PAIR = re.compile(rf"(?P<head>(?P<q>[\"']){_NAME}(?P=q)\s*:\s*)(?P<value>{_QUOTED})", _I)
@@ -101,6 +115,10 @@ def mask(text: str) -> str:
         text = _PAIR_ENCODED.sub(rf"\g<head>{MASK}", text)
     if ":" in text:
         text = _QUOTED_PAIR.sub(_masked_value, text)
+        text = _COLON_PAIR.sub(_masked_value, text)
+        text = _AUTH_HEADER.sub(_masked_value, text)
+    text = _FLAG_PAIR.sub(_masked_value, text)
+    text = _BEARER.sub(_masked_value, text)
     return text
 
 
@@ -186,7 +204,7 @@ def _secrets_in_text(text: str) -> set[str]:
                 found.add(password)
             elif not colon and len(user) >= 16:
                 found.add(user)
-    for pattern in (_PAIR, _QUOTED_PAIR):
+    for pattern in (_PAIR, _QUOTED_PAIR, _COLON_PAIR, _FLAG_PAIR, _AUTH_HEADER, _BEARER):
         for pair in pattern.finditer(text):
             value = pair["value"]
             found.add(value[1:-1] if value[0] in "\"'" and value[-1] == value[0] else value)
