@@ -310,6 +310,26 @@ def test_a_zip_behind_an_hdf5_model_named_h5_loads_only_as_the_checked_zip(tmp_p
     assert len(loaded.inputs) == 1 and tuple(loaded.inputs[0].shape) == (None, 8)
 
 
+def test_an_archive_whose_weights_do_not_fit_its_layers_is_one_line(tmp_path):
+    """Weights of a wider generator in a narrower one's archive: Keras warns (several lines)
+    and fails; gantrack says it in one line."""
+    import dataclasses
+
+    good, wider = tmp_path / "good.keras", tmp_path / "wider.keras"
+    tiny.gan().sampler.save(good)
+    model = dataclasses.replace(tiny.MODEL, generator=dataclasses.replace(
+        tiny.MODEL.generator, filters=2 * tiny.MODEL.generator.filters))  # fmt: skip
+    tiny.gan(model).sampler.save(wider)
+    crafted = tmp_path / "crafted.keras"
+    with zipfile.ZipFile(good) as zin, zipfile.ZipFile(wider) as zw, \
+            zipfile.ZipFile(crafted, "w") as zout:  # fmt: skip
+        for item in zin.infolist():
+            source = zw if item.filename == "model.weights.h5" else zin
+            zout.writestr(item, source.read(item.filename))
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    _refused(_sample(tmp_path, str(crafted)), "cannot be loaded as a Keras model")
+
+
 def test_files_of_other_formats_are_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
     (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(64))
