@@ -251,3 +251,52 @@ def test_gantrack_serve_without_the_venv_on_path_stops_with_its_server_on_sigter
     assert proc.returncode == 128 + signal.SIGTERM, stderr
     assert "gantrack serve: stopped by SIGTERM" in stderr.splitlines()
     assert not answers(f"{url}/ping") and not list(tmp_path.glob("gantrack-serve-*"))
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_gantrack_serve_killed_with_9_takes_its_server_along_and_gave_it_no_secrets(served):
+    """kill -9 cannot be handled: the server ends anyway (a parent-death signal), and the port is
+    free again. The server never held the environment's secrets (it needs none)."""
+    project, _, _ = served
+    port = free_port()
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
+           "PGPASSWORD": "hunter2-serve", "AWS_SECRET_ACCESS_KEY": "aws-hunter2"}  # fmt: skip
+    proc = subprocess.Popen(["gantrack", "serve", "--model", f"models:/{NAME}@champion", "-p",
+                             str(port)], cwd=project, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while not answers(f"{url}/ping"):
+            assert proc.poll() is None and time.monotonic() < deadline, "serve did not come up"
+            time.sleep(0.5)
+        (server,) = _children(proc.pid)
+        environ = Path(f"/proc/{server}/environ").read_bytes()
+        assert b"hunter2" not in environ and b"MLFLOW_TRACKING_URI" not in environ
+        proc.kill()
+        proc.wait()
+        deadline = time.monotonic() + 60
+        while answers(f"{url}/ping") or _alive(server):
+            assert time.monotonic() < deadline, "the server outlived gantrack serve"
+            time.sleep(0.5)
+    finally:
+        if proc.poll() is None:
+            proc.kill()

@@ -5,19 +5,26 @@ generator gantrack checked first.
 (a served generator is an MLflow model from code). gantrack downloads the model, checks it is
 its own served generator (registry.served_copy) and starts MLflow's server on that checked copy,
 without the store's credentials: the server never reads the store, so what the store holds by
-then does not matter.
+then does not matter. The server gets no variable whose name says it holds a secret, and ends
+when gantrack does, also on kill -9 (a parent-death signal: MLflow's own server, in turn, ends
+with MLflow's command).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from gantrack import tracking
+from gantrack.runtime import redact
 from gantrack.tracking import registry
+
+PR_SET_PDEATHSIG = 1  # prctl.h
 
 
 def run(model: str, host: str, port: int, workers: int) -> int:
@@ -28,13 +35,27 @@ def run(model: str, host: str, port: int, workers: int) -> int:
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local),
                    "--env-manager", "local", "--host", host, "--port", str(port),
                    "--workers", str(workers)]  # fmt: skip
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_TRACKING_")}
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith("MLFLOW_TRACKING_") and not redact.secret_name(k)}  # fmt: skip
         # MLflow starts its server as `uvicorn` from PATH: this environment's, also unactivated.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-        server = subprocess.Popen(command, env=env)
+        server = subprocess.Popen(command, env=env, preexec_fn=_ends_with(os.getpid()))
         try:
             return server.wait()
         finally:  # a stop or Ctrl-C here stops the server too
             if server.poll() is None:
                 server.terminate()
                 server.wait(timeout=60)
+
+
+def _ends_with(parent: int):
+    """A preexec_fn (Linux): the child gets SIGTERM when parent dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def set_death_signal() -> None:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before the signal was set
+            os._exit(1)
+
+    return set_death_signal

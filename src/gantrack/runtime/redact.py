@@ -175,12 +175,18 @@ def add_environment(environ: Mapping[str, str]) -> None:
     global _environment_scanned
     _environment_scanned = True
     for name, value in list(environ.items()):
-        if value and _SECRET_ENV.search(name):
+        if value and secret_name(name):
             add_secret(value)
         add_secrets_in(value)
         if name.endswith("_PASSWORD") and value:  # basic auth's base64 of user:password
             user = environ.get(f"{name.removesuffix('PASSWORD')}USERNAME", "")
             add_secret(base64.b64encode(f"{user}:{value}".encode()).decode())
+
+
+def secret_name(name: str) -> bool:
+    """Whether an environment variable's name says its value is a secret (PGPASSWORD,
+    AWS_SECRET_ACCESS_KEY, MLFLOW_TRACKING_TOKEN, ...)."""
+    return bool(_SECRET_ENV.search(name))
 
 
 def _worth_masking(value: str) -> bool:
