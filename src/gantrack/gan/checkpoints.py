@@ -82,8 +82,9 @@ def restore_grids(kept: Path, samples_dir: Path, start: int) -> None:
                 path.unlink()
     present = grids(samples_dir)
     for epoch, path in grids(kept).items():
-        if epoch not in present:
-            shutil.copyfile(path, samples_dir / path.name)
+        if epoch not in present:  # whole or not at all: a kill mid-copy leaves no half grid
+            with atomic_path(samples_dir / path.name) as tmp:
+                shutil.copyfile(path, tmp)
 
 
 def read_state(directory: Path, fingerprint: str) -> tuple[dict, dict]:
