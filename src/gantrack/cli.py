@@ -266,9 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         if not _tracking_failure(exc):
             raise
         # The store went away mid-run: nothing is lost (checkpoints stay); say so in one line.
-        store, why = os.environ.get("MLFLOW_TRACKING_URI", "(default)"), one_line(exc)
-        return _error(args.command, f"error: MLflow store {store} failed ({redact.mask(why)[:300]}"
-                      "); what was done is kept: run it again once the store is back", 1)  # fmt: skip
+        store, why = os.environ.get("MLFLOW_TRACKING_URI", "(default)"), redact.mask(one_line(exc))
+        return _error(args.command, f"error: MLflow store {store} failed ({why[:300]}); what was "
+                      "done is kept: run it again once the store is back", 1)  # fmt: skip
     return code or 0
 
 
