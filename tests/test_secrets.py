@@ -72,6 +72,8 @@ def registry(monkeypatch):
         ("Authorization: Bearer eyJhbGciOi.abc", "Authorization: Bearer ***"),
         ('-H "authorization: Basic YWxpY2U6cHc="', '-H "authorization: Basic ***"'),
         ("sent bearer abcdefghijklmnop12", "sent bearer ***"),
+        ("key id AKIAIOSFODNN7EXAMPLE used", "key id *** used"),
+        (f"pushed with ghp_{'a1B2' * 9}.", "pushed with ***."),
     ],
 )  # fmt: skip
 def test_each_shape_is_masked_by_pattern(registry, text, masked):
@@ -129,6 +131,8 @@ def test_the_environment_gives_its_secrets(registry):
         "MY_SERVICE_URL": "https://h/api?api_key=k-1234567",
         "DATABASE_DSN": "host=db password=dsn-pass-1",
         "PGPASSWORD": "pg-pass-1",
+        "SMTP_PASS": "smtp-pass-1",
+        "MYSQL_PWD": "mysql-pass-1",
         "MLFLOW_TRACKING_USERNAME": "alice",
         "MLFLOW_TRACKING_PASSWORD": "Pw:d@/x%y",  # basic auth sends base64("alice:Pw:d@/x%y")
         "TOKENIZERS_PARALLELISM": "false",  # trivial values: everywhere in ordinary text
@@ -137,7 +141,8 @@ def test_the_environment_gives_its_secrets(registry):
         "HOME": "/root",
     })  # fmt: skip
     assert redact._secrets >= {PASSWORD, TOKEN, "wJalrXUtnFEMI/K7MDENG+bPxRfiCY", "Zm9vYmFy==",
-                                "k-1234567", "dsn-pass-1", "pg-pass-1"}  # fmt: skip
+                                "k-1234567", "dsn-pass-1", "pg-pass-1", "smtp-pass-1",
+                                "mysql-pass-1"}  # fmt: skip
     assert not redact._secrets & {"false", "3", "/work/project", "/root"}
     assert redact.mask(f"a {TOKEN} b {PASSWORD}") == "a *** b ***"
     assert redact.mask("auth=*** YWxpY2U6UHc6ZEAveCV5") == "auth=*** ***"

@@ -39,7 +39,8 @@ _TRIVIAL = {"true", "false", "yes", "no", "on", "off", "none", "null", "nil", "u
 # Environment variables whose value is a secret as a whole.
 _I = re.IGNORECASE
 _SECRET_ENV = re.compile(
-    r"PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIAL|CONNECTION_?STRING|(?:^|_)SAS(?:_|$)",
+    r"PASSWORD|PASSWD|PASSPHRASE|TOKEN|SECRET|KEY|CREDENTIAL|CONNECTION_?STRING|MYSQL_PWD"
+    r"|(?:^|_)(?:SAS|PASS|AUTH)(?:_|$)",  # not PWD alone: the working directory
     _I,
 )
 
@@ -88,6 +89,11 @@ _AUTH_HEADER = re.compile(
     _I,
 )
 _BEARER = re.compile(r"(?P<head>\bbearer\s+)(?P<value>[A-Za-z0-9._~+/=-]{16,})", _I)
+# Tokens whose shape alone says what they are: AWS access key ids, GitHub and Slack tokens
+_TOKEN_SHAPES = re.compile(
+    r"\b(?:(?:AKIA|ASIA)[0-9A-Z]{16}|gh[pousr]_[A-Za-z0-9]{36,}|github_pat_\w{22,}"
+    r"|xox[abprs]-[A-Za-z0-9-]{10,})\b"
+)
 # 'password': 'value' (a dict's repr, JSON)
 _QUOTED = r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'"
 _QUOTED_PAIR = re.compile(rf"(?P<head>(?P<q>[\"']){_NAME}(?P=q)\s*:\s*)(?P<value>{_QUOTED})", _I)
@@ -117,6 +123,7 @@ def mask(text: str) -> str:
         text = _QUOTED_PAIR.sub(_masked_value, text)
         text = _COLON_PAIR.sub(_masked_value, text)
         text = _AUTH_HEADER.sub(_masked_value, text)
+    text = _TOKEN_SHAPES.sub(MASK, text)
     text = _FLAG_PAIR.sub(_masked_value, text)
     text = _BEARER.sub(_masked_value, text)
     return text
