@@ -276,13 +276,33 @@ def _huge_output(config):
     return config
 
 
+def _wide_encoding(config):
+    """A CategoryEncoding of 10**8 classes after the output: no variables, 25 GB per row."""
+    layers = config["config"]["layers"]
+    last = layers[-1]
+    layers.append({"module": "keras.layers", "class_name": "CategoryEncoding", "name": "wide",
+                   "config": {"name": "wide", "num_tokens": 10**8, "output_mode": "count",
+                              "sparse": False},
+                   "registered_name": None,
+                   "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
+                       "shape": [None, 8, 8, 1], "dtype": "float32",
+                       "keras_history": [last["name"], 0, 0]}}], "kwargs": {}}]})  # fmt: skip
+    config["config"]["output_layers"] = [["wide", 0, 0]]
+    return config
+
+
 @pytest.mark.parametrize(
     ("change", "needle"),
     [
         (_foreign_module, "uses os.system"),
         (_registered_custom, "uses evil>Dense"),
         (_wide_dense, "of variables and its model.weights.h5 holds"),
-        (_huge_output, "values per input"),
+        (
+            _huge_output,
+            "uses keras.layers.UpSampling2D, which gantrack's generators and "
+            "classifiers are not made of",
+        ),
+        (_wide_encoding, "its layer wide outputs (8, 8, 100000000) per input row"),
     ],
 )
 def test_crafted_keras_files_are_refused_before_keras_reads_them(tmp_path, change, needle):
@@ -330,10 +350,57 @@ def test_an_archive_whose_weights_do_not_fit_its_layers_is_one_line(tmp_path):
     _refused(_sample(tmp_path, str(crafted)), "cannot be loaded as a Keras model")
 
 
+def test_a_refused_model_leaves_keras_nothing_to_allocate_later(tmp_path):
+    """A bomb is built without its values to be refused; its variables stay uninitialised and
+    are not left in Keras' list of deferred variables, which a later stateless scope would
+    initialise (gigabytes then)."""
+    from keras.src.backend.common import global_state
+
+    from gantrack.io import keras_files
+    from gantrack.runtime.errors import UserError
+
+    good, bomb = tmp_path / "good.keras", tmp_path / "bomb.keras"
+    tiny.gan().sampler.save(good)
+    _rewrite_config(good, bomb, _wide_dense)
+    with keras.StatelessScope():  # its exit leaves Keras' list of deferred variables: []
+        pass
+    before = global_state.get_global_attribute("uninitialized_variables")
+    assert before == []
+    with pytest.raises(UserError, match="of variables and its model.weights.h5 holds"):
+        keras_files.load(bomb, "bomb")
+    after = global_state.get_global_attribute("uninitialized_variables")
+    assert after is before and not [v for v in after if 20000 in tuple(v.shape)]
+
+
+def test_a_file_that_reads_past_its_size_is_one_line(tmp_path):
+    """/proc files say size 0 and read on (pagemap: hundreds of GB): refused after one byte."""
+    (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
+    _refused(_sample(tmp_path, "/proc/self/pagemap"), "reads on past the 0 bytes its size says")
+
+
 def test_files_of_other_formats_are_one_line(tmp_path):
     (tmp_path / "params.yaml").write_text("data:\n  dataset: digits\n")
     (tmp_path / "model.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(64))
     _refused(_sample(tmp_path, "model.h5"), "not a .keras archive")
+
+
+def test_a_trained_classifier_passes_the_checks_and_loads_unchanged(tmp_path):
+    """The classifier stage saves a compiled, trained model (its optimizer and metrics in the
+    archive's training configuration): it loads through every check."""
+    from gantrack.config import ClassifierConfig
+    from gantrack.evaluation import classifier
+    from gantrack.io import keras_files
+
+    images = tiny.random_images(64)
+    labels = np.arange(64) % 3
+    model, _ = classifier.train_classifier(ClassifierConfig(epochs=1, batch_size=32, filters=4),
+                                           images, labels, images, labels)  # fmt: skip
+    path = tmp_path / "classifier.keras"
+    model.save(path)
+    loaded = keras_files.load(path, str(path))
+    x = images[:4].astype("float32") / 127.5 - 1
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(loaded(x)),
+                               keras.ops.convert_to_numpy(model(x)), rtol=1e-5)  # fmt: skip
 
 
 @pytest.mark.parametrize("num_classes", [0, 3])

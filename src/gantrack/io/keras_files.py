@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import stat
 import tempfile
 import warnings
 import zipfile
@@ -40,6 +42,20 @@ DATA_MARKERS = {"__keras_tensor__", "__slice__", "__ellipsis__", "__bytes__", "_
 ACTIVATIONS = ("keras.activations", "keras.src.activations")
 # Keras classes that run code or load other formats when they are built.
 REFUSED_CLASSES = {"Lambda", "TFSMLayer", "TorchModuleWrapper", "JaxLayer", "FlaxLayer"}
+# The layers gantrack's generators and classifiers are made of, and the operations their
+# functional graphs apply (a slice, an argmax, products and sums): only these. Other layers
+# compute in build() (Normalization broadcasts its mean there, outside the variables counted)
+# or can be asked for anything.
+LAYERS = frozenset({
+    "InputLayer", "Dense", "Conv2D", "Conv2DTranspose", "BatchNormalization", "Embedding",
+    "CategoryEncoding", "ReLU", "LeakyReLU", "Activation", "Reshape", "Flatten", "Dropout",
+    "MaxPooling2D", "Concatenate", "Add", "Multiply",
+})  # fmt: skip
+OPERATIONS = frozenset({"GetItem", "Argmax", "Add", "Multiply", "Subtract", "Sum", "Cast",
+                        "Concatenate", "Tanh"})  # fmt: skip
+MODELS = {"Functional", "Sequential"}
+MAX_OBJECTS = 2000  # objects in a config (a generator's: ~60); building costs grow faster
+MAX_ROW_VALUES = 2**24  # values any layer outputs per input row (a 64x64 generator's: ~131k)
 WEIGHTS = "model.weights.h5"  # Keras' default; gantrack refuses the .npz alternative
 # Keras writes every weight contiguous and uncompressed, so a genuine weights file declares
 # fewer bytes than it holds (its headers add ~15% to a generator's 310 kB). The slack lets a few
@@ -81,13 +97,9 @@ def load(path: str | Path, what: str, *, inputs: int | None = None):
     """The model in the .keras archive at path, checked (see check) and loaded in Keras' safe
     mode without its training configuration, from a private copy. Raises UserError (one
     line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what}: no such file")
-    limits.check_size(path, limits.MAX_MODEL_BYTES, "a model")
     with tempfile.TemporaryDirectory(prefix="gantrack-model-") as folder:
         copy = Path(folder) / "model.keras"
-        shutil.copyfile(path, copy)
+        _copy_regular_file(Path(path), copy, what)
         check(copy, what, inputs=inputs)
         import keras
 
@@ -98,6 +110,33 @@ def load(path: str | Path, what: str, *, inputs: int | None = None):
         except Exception as exc:  # a checked archive can still hold weights that do not fit
             raise UserError(f"{what} cannot be loaded as a Keras model "
                             f"({one_line(exc)})") from None  # fmt: skip
+
+
+def _copy_regular_file(path: Path, copy: Path, what: str) -> None:
+    """path's bytes into copy, read once through one descriptor: a regular file (no FIFO, no
+    device) of at most limits.MAX_MODEL_BYTES, no more bytes than its size said (a /proc file
+    says 0 and reads on; a growing file)."""
+    if not path.is_file():
+        raise UserError(f"{what}: no such file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in: no wait at open
+        with os.fdopen(fd, "rb") as src, open(copy, "wb") as dst:
+            info = os.fstat(src.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UserError(f"{what}: not a regular file")
+            if info.st_size > limits.MAX_MODEL_BYTES:
+                raise limits.LimitError(f"{what}: {limits.human(info.st_size)}, more than the "
+                                        f"{limits.human(limits.MAX_MODEL_BYTES)} allowed for a "
+                                        "model")  # fmt: skip
+            left = info.st_size + 1
+            while left > 0 and (chunk := src.read(min(left, 2**20))):
+                dst.write(chunk)
+                left -= len(chunk)
+    except OSError as exc:
+        raise UserError(f"{what}: cannot be read ({one_line(exc)})") from None
+    if left <= 0:
+        raise UserError(f"{what}: it reads on past the {info.st_size} bytes its size says (a "
+                        "file that grows, or not a file); gantrack loads model files")  # fmt: skip
 
 
 def _check_members(archive: zipfile.ZipFile, what: str) -> None:
@@ -119,7 +158,7 @@ def _check_objects(config: Any, what: str) -> None:
     if not isinstance(config, dict) or config.get("class_name") not in TOP_CLASSES:
         found = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise UserError(f"{what} holds a {found}, not a Keras Functional or Sequential model")
-    todo = [(config, 0)]
+    todo, objects = [(config, 0)], 0
     while todo:
         node, depth = todo.pop()
         if depth > MAX_DEPTH:
@@ -130,6 +169,10 @@ def _check_objects(config: Any, what: str) -> None:
         if not isinstance(node, dict):
             continue
         if "class_name" in node:
+            objects += 1
+            if objects > MAX_OBJECTS:
+                raise UserError(f"{what}: its config names more than {MAX_OBJECTS} objects; a "
+                                "generator has a few dozen")  # fmt: skip
             _check_class(node, what)
         todo += [(value, depth + 1) for value in node.values()]
 
@@ -150,6 +193,22 @@ def _check_class(node: dict, what: str) -> None:
         raise UserError(f"{what} uses {where}, which is not a built-in Keras layer; gantrack "
                         "loads only models made of Keras' own layers (no Lambda, custom or "
                         "SavedModel layers)")  # fmt: skip
+    if not _known_layer(module, name):
+        raise UserError(f"{what} uses {module}.{name}, which gantrack's generators and "
+                        "classifiers are not made of; gantrack loads only those")  # fmt: skip
+
+
+def _known_layer(module: str, name: str) -> bool:
+    """Whether a Keras object is allowed in the layers' place: a layer of LAYERS, an operation
+    of OPERATIONS, a model; anything not a layer (initializers, dtype policies, activations)
+    passes here."""
+    if module in ("keras.layers", "keras.src.layers") or module.startswith("keras.src.layers."):
+        return name in LAYERS
+    if module.startswith("keras.src.ops"):
+        return name in OPERATIONS
+    if module in ("keras.models", "keras.src.models") or module.startswith("keras.src.models."):
+        return name in MODELS
+    return True
 
 
 def _check_weights(path: Path, what: str) -> int:
@@ -181,7 +240,7 @@ def _check_weights(path: Path, what: str) -> int:
 
 def _check_variables(config: dict, what: str, weights_bytes: int) -> None:
     """The variables the config declares take at most what its weights declare (plus
-    WEIGHTS_SLACK), and each output at most limits.MAX_IMAGE_PIXELS values per input row.
+    WEIGHTS_SLACK), and every layer's output at most MAX_ROW_VALUES values per input row.
     Keras allocates every variable while it builds the model, before it reads the weights, so
     an Input(20000) into a Dense(20000) in a 15 kB archive would cost ~2 GB first. The model is
     built here in a stateless scope, which gives each variable its shape and defers its values
@@ -190,25 +249,39 @@ def _check_variables(config: dict, what: str, weights_bytes: int) -> None:
     from keras.src.backend.common import global_state  # Keras' list of deferred variables
 
     deferred = global_state.get_global_attribute("uninitialized_variables")
+    global_state.set_global_attribute("uninitialized_variables", None)  # a list of their own
     try:
         with warnings.catch_warnings(), keras.StatelessScope(initialize_variables=False):
             warnings.simplefilter("ignore")
-            model = keras.saving.deserialize_keras_object(config, safe_mode=True)
+            # Without the training configuration (loaded with compile=False too): its optimizer
+            # and metrics would make variables from values, which a stateless scope refuses.
+            architecture = {k: v for k, v in config.items() if k != "compile_config"}
+            model = keras.saving.deserialize_keras_object(architecture, safe_mode=True)
         declared = sum(math.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.weights)
-        outputs = [tuple(t.shape[1:]) for t in model.outputs]
+        outputs = [(op.name, tuple(t.shape[1:])) for op in _operations(model)
+                   for node in op._inbound_nodes for t in node.outputs]  # fmt: skip
     except Exception as exc:  # a config Keras cannot build (shapes that do not fit, ...)
         raise UserError(f"{what} cannot be loaded as a Keras model ({one_line(exc)})") from None
-    finally:  # never initialised later by another stateless scope's exit
+    finally:  # the checked model's variables are never initialised, by anything
         global_state.set_global_attribute("uninitialized_variables", deferred)
     if declared > weights_bytes + WEIGHTS_SLACK:
         raise UserError(f"{what}: its config declares {limits.human(declared)} of variables "
                         f"and its {WEIGHTS} holds {limits.human(weights_bytes)}; a model's "
                         "weights hold every variable, so it is not a model")  # fmt: skip
-    for shape in outputs:  # what each input row costs when the model runs (an UpSampling bomb)
-        if None not in shape and math.prod(shape) > limits.MAX_IMAGE_PIXELS:
-            raise UserError(f"{what}: it outputs {math.prod(shape):,} values per input "
-                            f"{shape}, more than the {limits.MAX_IMAGE_PIXELS:,} of the largest "
-                            "image gantrack reads")  # fmt: skip
+    for name, shape in outputs:  # what each row costs when the model runs (UpSampling bombs)
+        if None in shape or math.prod(shape) > MAX_ROW_VALUES:
+            raise UserError(f"{what}: its layer {name} outputs {shape} per input row, above "
+                            f"the {MAX_ROW_VALUES:,} values of gantrack's networks")  # fmt: skip
+
+
+def _operations(model) -> list:
+    """Every layer and operation of a model, those of nested models too."""
+    found, todo = [], list(model.operations)
+    while todo:
+        op = todo.pop()
+        found.append(op)
+        todo += getattr(op, "operations", [])
+    return found
 
 
 def check_hdf5_weights(path: Path, what: str) -> None:
