@@ -198,6 +198,44 @@ def test_a_graph_whose_pool_3_writes_a_file_is_refused_and_runs_nothing(tmp_path
     assert feats.shape == (2, 16) and not mark.exists()
 
 
+def _pool_3_graph(tmp_path: Path, name: str, make) -> Path:
+    """A graph whose pool_3 is make(images) of its ExpandDims input, as a .pb file."""
+    import tensorflow as tf
+
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, (None, None, None, 3), name="ExpandDims")
+        tf.identity(make(x), name="pool_3")
+    path = tmp_path / f"{name}.pb"
+    path.write_bytes(graph.as_graph_def().SerializeToString())
+    return path
+
+
+def test_a_graph_that_would_compute_gigabytes_from_a_few_bytes_is_refused(tmp_path):
+    """Pure tensor math can still be a memory bomb: a constant declaring 10**9 values that the
+    file holds one of (TensorFlow fills it), a resize to 60000x60000. Refused before they run."""
+    import tensorflow as tf
+    from tensorflow.core.framework import attr_value_pb2
+
+    def filled(x):
+        return tf.reduce_mean(x, axis=(1, 2), keepdims=True) + tf.zeros((1,))
+
+    path = _pool_3_graph(tmp_path, "filled", filled)
+    graph_def = tf.compat.v1.GraphDef.FromString(path.read_bytes())
+    const = next(n for n in graph_def.node if n.op == "Const" and n.name.startswith("zeros"))
+    tensor = tf.make_tensor_proto(0.0, tf.float32, shape=(10**9,))  # one value, declared 10**9
+    const.attr["value"].CopyFrom(attr_value_pb2.AttrValue(tensor=tensor))
+    path.write_bytes(graph_def.SerializeToString())
+    with pytest.raises(UserError, match="declares 1,000,000,000 values and holds 1"):
+        inception_fid.load(path)
+
+    def resized(x):
+        return tf.compat.v1.image.resize_bilinear(x, (60000, 60000))
+
+    with pytest.raises(UserError, match=r"computes \[1, 60000, 60000, 3\] for one image"):
+        inception_fid.load(_pool_3_graph(tmp_path, "resized", resized))
+
+
 def _graph_without_pool_3(tmp_path: Path) -> Path:
     import tensorflow as tf
 

@@ -17,6 +17,7 @@ line. The archive comes over HTTPS; its digest is not pinned (logged as the grap
 from __future__ import annotations
 
 import hashlib
+import math
 import shutil
 import tarfile
 from collections.abc import Callable
@@ -45,6 +46,15 @@ PURE_OPS = frozenset({
     "Pack", "StridedSlice", "Mean", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Maximum",
     "Minimum", "Rsqrt", "Sqrt", "Square", "ResizeBilinear", "Transpose",
 })  # fmt: skip
+# Bounds on what the graph computes for one image (shapes inferred at 299x299, the Inception
+# graph's own size; it resizes any image to it): the Inception graph's largest tensor holds
+# 1.4M values, all of them together ~50M (weights included).
+MAX_TENSOR_VALUES = 2**24
+MAX_GRAPH_VALUES = 2**28
+CHECK_SHAPE = (1, 299, 299, 3)
+# A constant's values must all be in the file: TensorFlow fills a declared shape from one value.
+SPLAT_VALUES = 1024
+CONST_DTYPES = {"float32": 4, "float64": 8, "int32": 4, "int64": 8}  # DType names, item sizes
 
 
 def graph_path(configured: str | None) -> Path:
@@ -133,8 +143,61 @@ def _pool_3_only(graph_def, path: Path):
             placeholder = pruned.node.add(name=input_name, op="Placeholder")
             placeholder.attr["dtype"].type = tf.float32.as_datatype_enum
         else:
+            if node.op == "Const":
+                _check_constant(node, path)
             pruned.node.append(node)
+    _check_shapes(pruned, path)
     return pruned
+
+
+def _check_constant(node, path: Path) -> None:
+    """A numeric constant whose values are all in the file (a small one may give one value)."""
+    import tensorflow as tf
+
+    tensor = node.attr["value"].tensor
+    try:
+        dtype = tf.dtypes.as_dtype(tensor.dtype)
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.name not in CONST_DTYPES:
+        raise UserError(f"{path}: not the FID Inception graph: constant {node.name!r} holds "
+                        f"{dtype.name if dtype else 'unknown'} values, not numbers")  # fmt: skip
+    declared = math.prod(d.size for d in tensor.tensor_shape.dim)
+    values = (len(tensor.tensor_content) // CONST_DTYPES[dtype.name] if tensor.tensor_content else
+              len(tensor.float_val) + len(tensor.double_val) + len(tensor.int_val)
+              + len(tensor.int64_val))  # fmt: skip
+    if declared > SPLAT_VALUES and values != declared:
+        raise UserError(f"{path}: not the FID Inception graph: constant {node.name!r} declares "
+                        f"{declared:,} values and holds {values:,}")  # fmt: skip
+
+
+def _check_shapes(graph_def, path: Path) -> None:
+    """Every tensor the graph computes for one CHECK_SHAPE image has a known shape of at most
+    MAX_TENSOR_VALUES values, all of them together at most MAX_GRAPH_VALUES (a resize to
+    100000x100000 or a stack of a thousand copies is refused here, before it runs)."""
+    import tensorflow as tf
+
+    input_name = INPUT.split(":")[0]
+    with tf.Graph().as_default() as graph:
+        images = tf.compat.v1.placeholder(tf.float32, CHECK_SHAPE)
+        try:
+            tf.compat.v1.import_graph_def(graph_def, input_map={INPUT: images}, name="checked")
+        except (ValueError, TypeError) as exc:  # shapes that do not fit, a cycle
+            raise UserError(f"{path}: not the FID Inception graph ({one_line(exc)})") from None
+    total = 0
+    for op in graph.get_operations():
+        if op.name == f"checked/{input_name}":
+            continue  # replaced by the images
+        for tensor in op.outputs:
+            dims = tensor.shape.as_list() if tensor.shape.rank is not None else None
+            size = math.prod(dims) if dims is not None and None not in dims else None
+            if size is None or size > MAX_TENSOR_VALUES:
+                what = dims if dims else "an unknown shape"
+                raise UserError(f"{path}: not the FID Inception graph: {op.name[8:]} computes "
+                                f"{what} for one image")  # fmt: skip
+            total += size
+    if total > MAX_GRAPH_VALUES:
+        raise UserError(f"{path}: not the FID Inception graph: {total:,} values for one image")
 
 
 def extract(network: Callable, images: np.ndarray, batch_size: int) -> np.ndarray:

@@ -276,11 +276,11 @@ def _check_variables(config: dict, what: str, weights_bytes: int) -> None:
 
 def _operations(model) -> list:
     """Every layer and operation of a model, those of nested models too."""
-    found, todo = [], list(model.operations)
+    found, todo = [], [model]
     while todo:
         op = todo.pop()
-        found.append(op)
-        todo += getattr(op, "operations", [])
+        found.append(op)  # a Sequential has layers, not operations
+        todo += getattr(op, "operations", None) or getattr(op, "layers", None) or []
     return found
 
 
