@@ -254,6 +254,30 @@ def test_a_batch_that_copies_one_string_many_times_is_refused_before_it_costs_mo
             readers.read_cifar10_dir, tmp_path)  # fmt: skip
 
 
+@pytest.mark.parametrize(("dtype", "needle"), [("<f8", "refusing an array of shape"),
+                                              (">f8", "refusing dtype >f8")])  # fmt: skip
+def test_arrays_filled_again_and_again_from_one_buffer_are_refused(tmp_path, dtype, needle):
+    """Pickle's BUILD gives an empty array a new shape and data (ndarray.__setstate__): 64
+    arrays of 1 MB from one memoised 1 MB buffer. Charged like any array (a swapped byte order
+    is refused outright: NumPy copies every such array)."""
+    write_cifar(tmp_path)
+
+    def name(module, attr):
+        return b"c" + module + b"\n" + attr + b"\n"
+
+    payload = bytes(2**20)
+    pickled = (b"\x80\x02" + name(b"numpy.core.multiarray", b"_reconstruct") + b"q\x00"
+               + name(b"numpy", b"ndarray") + b"q\x01" + name(b"numpy", b"dtype") + b"q\x02"
+               + b"B" + len(payload).to_bytes(4, "little") + payload + b"q\x030](")  # fmt: skip
+    for _ in range(64):  # _reconstruct(ndarray, (0,), b"b"), then BUILD (1, (2**17,), dtype, ...)
+        shape = b"J" + (2**17).to_bytes(4, "little") + b"\x85"
+        pickled += (b"h\x00h\x01K\x00\x85C\x01b\x87R(K\x01" + shape + b"h\x02X\x03\x00\x00\x00"
+                    + dtype.encode() + b"\x85R\x89h\x03tb")  # fmt: skip
+    (tmp_path / "data_batch_1").write_bytes(pickled + b"e.")
+    _raises(f"data_batch_1 is not a readable CIFAR-10 pickle.*{needle}",
+            readers.read_cifar10_dir, tmp_path)  # fmt: skip
+
+
 def test_read_cifar10_dir_rejects_corrupt_pickle(tmp_path):
     write_cifar(tmp_path)
     (tmp_path / "test_batch").write_bytes(b"not a pickle at all")

@@ -243,22 +243,39 @@ class _CifarUnpickler(pickle.Unpickler):
         return np.ndarray(dims, dtype, *args)
 
     def _reconstruct(self, subtype, shape, dtype) -> np.ndarray:
-        """How pickles make an empty array that __setstate__ then fills: a plain ndarray here
-        (subtype is `_array`, the only class the unpickler hands out)."""
-        return self._array(shape, dtype)
+        """How pickles make an empty array that __setstate__ (pickle's BUILD) then fills with
+        a shape, a dtype and bytes of its own: that is charged too (subtype is `_array`, the
+        only class the unpickler hands out)."""
+        array = self._array(shape, dtype).view(_ChargedArray)
+        array.charge = self._charge
+        return array
 
     def _encode(self, text, encoding="utf-8", *args) -> bytes:
-        if not isinstance(text, str):
-            raise pickle.UnpicklingError("refusing _codecs.encode of a non-string")
-        self._charge(len(text), "bytes")  # latin1 (how pickles spell bytes): one byte a char
-        return codecs.encode(text, encoding, *args)
+        """How protocol-2 pickles spell bytes: latin1, one byte a character; no other codec
+        (unicode_escape makes ten bytes of one)."""
+        if not isinstance(text, str) or args or codecs.lookup(encoding).name != "iso8859-1":
+            raise pickle.UnpicklingError("refusing _codecs.encode other than latin1 of a string")
+        self._charge(len(text), "bytes")
+        return codecs.encode(text, "latin1")
+
+
+class _ChargedArray(np.ndarray):
+    """An array whose pickle state (shape, dtype, data) is charged before NumPy allocates it;
+    read as a plain ndarray afterwards (np.asarray)."""
+
+    def __setstate__(self, state):
+        shape, dtype = state[-4], _dtype(state[-3])  # (version,) shape, dtype, fortran, data
+        nbytes = math.prod(map(operator.index, shape)) * dtype.itemsize
+        self.charge(nbytes, f"an array of shape {tuple(shape)} {dtype}")
+        super().__setstate__(state)
 
 
 def _dtype(*args) -> np.dtype:
     """np.dtype(*args) without Python objects: their arrays are filled item by item."""
     dtype = np.dtype(*args)
-    if dtype.hasobject:
-        raise pickle.UnpicklingError(f"refusing dtype {dtype}: a CIFAR-10 batch holds numbers")
+    if dtype.hasobject or not dtype.isnative:  # a swapped byte order: a copy of every array
+        raise pickle.UnpicklingError(f"refusing dtype {dtype}: a CIFAR-10 batch holds numbers "
+                                     "in this machine's byte order")  # fmt: skip
     return dtype
 
 
