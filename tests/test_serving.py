@@ -278,7 +278,8 @@ def test_gantrack_serve_killed_with_9_takes_its_server_along_and_gave_it_no_secr
     project, _, _ = served
     port = free_port()
     env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{project / 'mlflow.db'}",
-           "PGPASSWORD": "hunter2-serve", "AWS_SECRET_ACCESS_KEY": "aws-hunter2"}  # fmt: skip
+           "PGPASSWORD": "hunter2-serve", "AWS_SECRET_ACCESS_KEY": "aws-hunter2",
+           "HTTPS_PROXY": "http://u:hunter2-proxy@127.0.0.1:9"}  # fmt: skip
     proc = subprocess.Popen(["gantrack", "serve", "--model", f"models:/{NAME}@champion", "-p",
                              str(port)], cwd=project, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)  # fmt: skip

@@ -5,7 +5,7 @@ generator gantrack checked first.
 (a served generator is an MLflow model from code). gantrack downloads the model, checks it is
 its own served generator (registry.served_copy) and starts MLflow's server on that checked copy,
 without the store's credentials: the server never reads the store, so what the store holds by
-then does not matter. The server gets no variable whose name says it holds a secret, and ends
+then does not matter. The server gets no variable whose name or value holds a secret, and ends
 when gantrack does, also on kill -9 (a parent-death signal: MLflow's own server, in turn, ends
 with MLflow's command).
 """
@@ -36,7 +36,8 @@ def run(model: str, host: str, port: int, workers: int) -> int:
                    "--env-manager", "local", "--host", host, "--port", str(port),
                    "--workers", str(workers)]  # fmt: skip
         env = {k: v for k, v in os.environ.items()
-               if not k.startswith("MLFLOW_TRACKING_") and not redact.secret_name(k)}  # fmt: skip
+               if not k.startswith("MLFLOW_TRACKING_") and not redact.secret_name(k)
+               and not redact.holds_secret(v)}  # fmt: skip
         # MLflow starts its server as `uvicorn` from PATH: this environment's, also unactivated.
         env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
         server = subprocess.Popen(command, env=env, preexec_fn=_ends_with(os.getpid()))
@@ -53,9 +54,10 @@ def _ends_with(parent: int):
     if not sys.platform.startswith("linux"):
         return None
 
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: no dlopen after fork
+
     def set_death_signal() -> None:
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        if os.getppid() != parent:  # the parent died before the signal was set
-            os._exit(1)
+        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0 or os.getppid() != parent:
+            os._exit(1)  # no signal set, or the parent died before it was
 
     return set_death_signal

@@ -46,19 +46,23 @@ _SECRET_ENV = re.compile(
 
 # A name that says its value is secret (query parameters, DSN and connection-string pairs).
 # ...; also a name with `key` or `auth` as a word (auth_key, subscription-key; not monkey, oauth)
+# (Quantifiers are bounded: mask runs on every line printed, and an unbounded lazy prefix
+# before a fixed word is quadratic on a long line repeating that word.)
 _NAME = (
-    r"(?:[\w.-]*?(?:passw(?:or)?d|passphrase|secret|token|credential|signature|api[_-]?key"
-    r"|access[_-]?key|account[_-]?key|private[_-]?key|shared[_-]?access[_-]?key)[\w.-]*"
-    r"|(?:[\w.-]*[_.-])?(?:key|auth|authorization)(?![a-z0-9])[\w.-]*|pwd|sig|apikey)"
+    r"(?:[\w.-]{0,64}?(?:passw(?:or)?d|passphrase|secret|token|credential|signature|api[_-]?key"
+    r"|access[_-]?key|account[_-]?key|private[_-]?key|shared[_-]?access[_-]?key)[\w.-]{0,64}"
+    r"|(?:[\w.-]{0,64}[_.-])?(?:key|auth|authorization)(?![a-z0-9])[\w.-]{0,64}|pwd|sig|apikey)"
 )
-_SCHEME = r"[A-Za-z][A-Za-z0-9+.-]*://"
+_SCHEME = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,32}://"  # from a word's start: linear
 _USER = r"[^:/?#@\s]*"
 _HOST_FOLLOWS = r"(?=[\w\[])"
 
-# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path,
-# which has a second '/', '?' or '#' before the '@': a password such as 1234/abc or 2024#abc,
-# which a URL parser would read as a port and a path, is still masked)
-_USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#][^/?#@\s]*[/?#]|$))\S*@")
+# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path)
+_USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#]|$))\S*@")
+# ... and one a URL parser would read as a port and a path (1234/abc, 2024#abc), when a host
+# follows the '@' (dotted, with a port, or [IPv6]; not a registry alias: host:5000/gen@champion)
+_HOST_LIKE = r"(?:\[|[\w-]+(?:\.[\w-]+)+|[\w.-]+:\d)"
+_USERINFO_DIGITS = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)\d{{1,5}}[/?#][^\s@]*@(?={_HOST_LIKE})")
 # scheme://user:pass word@host (a space in the password; no '/' in it)
 _USERINFO_SPACED = re.compile(
     rf"(?P<head>{_SCHEME}{_USER}:)(?!\d+(?:[/\s]|$))[^/\n@]*?\s[^/\n]*?@{_HOST_FOLLOWS}"
@@ -68,7 +72,8 @@ _USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{8,}}@{_HOST_FOLLOWS}"
 # in _secrets_in_text: where a URL starts; a host after '@'; a port where a password would be
 _SCHEME_START = re.compile(_SCHEME)
 _HOST_AFTER_AT = re.compile(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)")
-_PORT = re.compile(r"\d{1,5}(?:$|[/?#][^/?#@\s]*[/?#])")  # a port and a path, as _USERINFO
+_PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
+_HOST_LIKE_AT = re.compile(_HOST_LIKE)
 # name=value in a query string, a DSN, a connection string or free text
 _PAIR = re.compile(
     rf"(?P<head>(?<![\w.-]){_NAME}\s*=\s*)(?P<value>\"[^\"]*\"|'[^']*'|[^\s&#;'\"<>]+)", _I
@@ -79,9 +84,16 @@ _PAIR_ENCODED = re.compile(
 )
 # password: value (YAML, log lines) and --password value (a command line), for the names
 # that only ever mean a secret
-_SECRET_WORD = r"[\w.-]*?(?:passw(?:or)?d|passphrase|secret)[\w.-]*"
-_COLON_PAIR = re.compile(rf"(?P<head>(?<![\w.-]){_SECRET_WORD}\s*:\s+)(?P<value>[^\s'\"]\S*)", _I)
-_FLAG_PAIR = re.compile(rf"(?P<head>(?<!\S)--?{_SECRET_WORD}\s+)(?P<value>[^\s'\"-]\S*)", _I)
+_SECRET_WORD = r"(?:passw(?:or)?d|passphrase|secret)"  # not "secrets", not "--password-stdin"
+_VALUE = r"\"[^\"]*\"|'[^']*'|[^\s'\"]\S*"
+_COLON_PAIR = re.compile(
+    rf"(?P<head>(?<![\w.-])(?:[\w.-]{{0,32}}[_.-])?{_SECRET_WORD}(?:[_.-][\w.-]{{0,32}})?"
+    rf"(?![\w.-])\s*:\s+)(?P<value>{_VALUE})",
+    _I,
+)
+_FLAG_PAIR = re.compile(
+    rf"(?P<head>(?<!\S)--?(?:[\w-]{{0,32}}[_-])?{_SECRET_WORD}(?![\w-])\s+)(?P<value>{_VALUE})", _I
+)
 # Authorization: Bearer TOKEN (HTTP headers, curl lines), and a bare Bearer token
 _AUTH_HEADER = re.compile(
     r"(?P<head>\bauthorization\s*[:=]\s*(?:(?:bearer|basic|token|digest)\s+)?)"
@@ -113,6 +125,7 @@ def mask(text: str) -> str:
         text = known.sub(MASK, text)
     if "://" in text:
         text = _USERINFO.sub(rf"\g<head>{MASK}@", text)
+        text = _USERINFO_DIGITS.sub(rf"\g<head>{MASK}@", text)
         text = _USERINFO_SPACED.sub(rf"\g<head>{MASK}@", text)
         text = _USER_TOKEN.sub(rf"\g<head>{MASK}@", text)
     if "=" in text:
@@ -196,6 +209,11 @@ def secret_name(name: str) -> bool:
     return bool(_SECRET_ENV.search(name))
 
 
+def holds_secret(value: str) -> bool:
+    """Whether a value holds a secret: a registered one, a URL's password, a secret pair."""
+    return mask(value) != value or any(_worth_masking(v) for v in _secrets_in_text(value))
+
+
 def _worth_masking(value: str) -> bool:
     if len(value) < MIN_SECRET_LENGTH or value.lower() in _TRIVIAL or value == MASK:
         return False
@@ -213,7 +231,7 @@ def _secrets_in_text(text: str) -> set[str]:
             if "://" in userinfo or not _HOST_AFTER_AT.match(after):
                 continue
             user, colon, password = userinfo.partition(":")
-            if colon and not _PORT.match(password):
+            if colon and (not _PORT.match(password) or _HOST_LIKE_AT.match(after)):
                 found.add(password)
             elif not colon and len(user) >= 16:
                 found.add(user)
