@@ -6,12 +6,14 @@ a crafted archive can name a Lambda layer (Python bytecode), a layer that loads 
 SavedModel (whose ops run while it loads) or a class of any importable module. Before Keras
 sees an archive, gantrack checks it as data: its members and their sizes, then every object its
 config names, which must be one of Keras' own (no Lambda, no SavedModel wrapper, no registered
-custom class), then its inputs, then the headers of its HDF5 weights (what reading them would
-allocate, never the data), then the variables its config declares (built without their values:
-a config can declare gigabytes of variables that its small weights file does not hold). Only
-then Keras loads it, in safe mode, from a private copy named `.keras` (Keras picks its loader by
-the file's name: a zip with an HDF5 model in front, named `.h5`, would pass the zip's checks
-and load the HDF5 model; a copy also cannot change between the checks and the load).
+custom class) and, for layers and operations, one gantrack's networks are made of (LAYERS,
+OPERATIONS: other layers compute in build() or can be asked for anything), then its inputs,
+then the headers of its HDF5 weights (what reading them would allocate, never the data), then
+the variables its config declares (built without their values: a config can declare gigabytes
+of variables that its small weights file does not hold) and what each layer outputs per row.
+Only then Keras loads it, in safe mode, from a private copy named `.keras` (Keras picks its
+loader by the file's name: a zip with an HDF5 model in front, named `.h5`, would pass the zip's
+checks and load the HDF5 model; a copy also cannot change between the checks and the load).
 """
 
 from __future__ import annotations
