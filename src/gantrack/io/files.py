@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from gantrack.io import limits
 from gantrack.runtime import stop
+from gantrack.runtime.errors import UserError, one_line
 
 
 @contextlib.contextmanager
@@ -47,3 +50,29 @@ def write_json(path: str | os.PathLike, values: dict) -> None:
 def read_json(path: str | os.PathLike) -> dict:
     """Read a JSON file this project wrote."""
     return json.loads(Path(path).read_text())
+
+
+def copy_regular_file(path: Path, copy: Path, limit: int, what: str) -> None:
+    """path's bytes into copy, read once through one descriptor: a regular file (no FIFO, no
+    device) of at most limit bytes and no more bytes than its size said (a /proc file says 0
+    and reads on; a file that grows). Else UserError (one line) naming it `what`."""
+    if not path.is_file():
+        raise UserError(f"{what}: no such file")
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in: no wait at open
+        with os.fdopen(fd, "rb") as src, open(copy, "wb") as dst:
+            info = os.fstat(src.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise UserError(f"{what}: not a regular file")
+            if info.st_size > limit:
+                raise limits.LimitError(f"{what}: {limits.human(info.st_size)}, more than the "
+                                        f"{limits.human(limit)} allowed")  # fmt: skip
+            left = info.st_size + 1
+            while left > 0 and (chunk := src.read(min(left, 2**20))):
+                dst.write(chunk)
+                left -= len(chunk)
+    except OSError as exc:
+        raise UserError(f"{what}: cannot be read ({one_line(exc)})") from None
+    if left <= 0:
+        raise UserError(f"{what}: it reads on past the {info.st_size} bytes its size says (a "
+                        "file that grows, or not a file)")  # fmt: skip

@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import stat
 import tempfile
 import warnings
 import zipfile
@@ -33,6 +31,7 @@ import h5py
 import numpy as np
 
 from gantrack.io import limits
+from gantrack.io.files import copy_regular_file
 from gantrack.runtime.errors import UserError, one_line
 
 MAX_CONFIG_BYTES = 16 * 2**20  # a generator's config is ~10 KB
@@ -101,7 +100,7 @@ def load(path: str | Path, what: str, *, inputs: int | None = None):
     line)."""
     with tempfile.TemporaryDirectory(prefix="gantrack-model-") as folder:
         copy = Path(folder) / "model.keras"
-        _copy_regular_file(Path(path), copy, what)
+        copy_regular_file(Path(path), copy, limits.MAX_MODEL_BYTES, what)
         check(copy, what, inputs=inputs)
         import keras
 
@@ -112,33 +111,6 @@ def load(path: str | Path, what: str, *, inputs: int | None = None):
         except Exception as exc:  # a checked archive can still hold weights that do not fit
             raise UserError(f"{what} cannot be loaded as a Keras model "
                             f"({one_line(exc)})") from None  # fmt: skip
-
-
-def _copy_regular_file(path: Path, copy: Path, what: str) -> None:
-    """path's bytes into copy, read once through one descriptor: a regular file (no FIFO, no
-    device) of at most limits.MAX_MODEL_BYTES, no more bytes than its size said (a /proc file
-    says 0 and reads on; a growing file)."""
-    if not path.is_file():
-        raise UserError(f"{what}: no such file")
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in: no wait at open
-        with os.fdopen(fd, "rb") as src, open(copy, "wb") as dst:
-            info = os.fstat(src.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise UserError(f"{what}: not a regular file")
-            if info.st_size > limits.MAX_MODEL_BYTES:
-                raise limits.LimitError(f"{what}: {limits.human(info.st_size)}, more than the "
-                                        f"{limits.human(limits.MAX_MODEL_BYTES)} allowed for a "
-                                        "model")  # fmt: skip
-            left = info.st_size + 1
-            while left > 0 and (chunk := src.read(min(left, 2**20))):
-                dst.write(chunk)
-                left -= len(chunk)
-    except OSError as exc:
-        raise UserError(f"{what}: cannot be read ({one_line(exc)})") from None
-    if left <= 0:
-        raise UserError(f"{what}: it reads on past the {info.st_size} bytes its size says (a "
-                        "file that grows, or not a file); gantrack loads model files")  # fmt: skip
 
 
 def _check_members(archive: zipfile.ZipFile, what: str) -> None:
