@@ -283,3 +283,17 @@ def assert_no_file_holds(secret: str, *roots: Path, skip: tuple[Path, ...] = ())
                 data = path.read_bytes()
                 found = [f for f in forms if f in data]
                 assert not found, f"{found} in {path}"
+
+
+def live_processes(*, parent: int | None = None, group: int | None = None) -> list[int]:
+    """The live processes (zombies excluded) whose parent is `parent`, or in process `group`."""
+    field, value = (1, parent) if parent is not None else (2, group)
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[field]) == value and fields[0] != "Z":
+            found.append(int(stat.parent.name))
+    return found

@@ -261,34 +261,29 @@ def _wide_dense(config):
     return config
 
 
-def _huge_output(config):
-    """The output upsampled 4096 times per side: ~10**9 values per noise row at sampling."""
-    layers = config["config"]["layers"]
-    last = layers[-1]
-    layers.append({"module": "keras.layers", "class_name": "UpSampling2D", "name": "up",
-                   "config": {"name": "up", "size": [4096, 4096], "data_format": "channels_last",
-                              "interpolation": "nearest"},
-                   "registered_name": None,
+def _after_output(config, class_name: str, layer_config: dict):
+    """config with a layer of class_name (named by layer_config) applied to the tiny
+    generator's (8, 8, 1) output, as the new output."""
+    layers, name = config["config"]["layers"], layer_config["name"]
+    layers.append({"module": "keras.layers", "class_name": class_name, "name": name,
+                   "config": layer_config, "registered_name": None,
                    "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
                        "shape": [None, 8, 8, 1], "dtype": "float32",
-                       "keras_history": [last["name"], 0, 0]}}], "kwargs": {}}]})  # fmt: skip
-    config["config"]["output_layers"] = [["up", 0, 0]]
+                       "keras_history": [layers[-1]["name"], 0, 0]}}], "kwargs": {}}]})  # fmt: skip
+    config["config"]["output_layers"] = [[name, 0, 0]]
     return config
+
+
+def _huge_output(config):
+    """The output upsampled 4096 times per side: ~10**9 values per noise row at sampling."""
+    return _after_output(config, "UpSampling2D", {"name": "up", "size": [4096, 4096],
+                         "data_format": "channels_last", "interpolation": "nearest"})  # fmt: skip
 
 
 def _wide_encoding(config):
     """A CategoryEncoding of 10**8 classes after the output: no variables, 25 GB per row."""
-    layers = config["config"]["layers"]
-    last = layers[-1]
-    layers.append({"module": "keras.layers", "class_name": "CategoryEncoding", "name": "wide",
-                   "config": {"name": "wide", "num_tokens": 10**8, "output_mode": "count",
-                              "sparse": False},
-                   "registered_name": None,
-                   "inbound_nodes": [{"args": [{"class_name": "__keras_tensor__", "config": {
-                       "shape": [None, 8, 8, 1], "dtype": "float32",
-                       "keras_history": [last["name"], 0, 0]}}], "kwargs": {}}]})  # fmt: skip
-    config["config"]["output_layers"] = [["wide", 0, 0]]
-    return config
+    return _after_output(config, "CategoryEncoding", {"name": "wide", "num_tokens": 10**8,
+                         "output_mode": "count", "sparse": False})  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import tiny
 from PIL import Image
-from project import tracking_store, user_env
+from project import live_processes, tracking_store, user_env
 from servers import answers, free_port, model_server
 
 from gantrack.gan import sampling, training
@@ -253,18 +253,6 @@ def test_gantrack_serve_without_the_venv_on_path_stops_with_its_server_on_sigter
     assert not answers(f"{url}/ping") and not list(tmp_path.glob("gantrack-serve-*"))
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
-
-
 def _alive(pid: int) -> bool:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
@@ -289,7 +277,7 @@ def test_gantrack_serve_killed_with_9_takes_its_server_along_and_gave_it_no_secr
         while not answers(f"{url}/ping"):
             assert proc.poll() is None and time.monotonic() < deadline, "serve did not come up"
             time.sleep(0.5)
-        (server,) = _children(proc.pid)
+        (server,) = live_processes(parent=proc.pid)
         environ = Path(f"/proc/{server}/environ").read_bytes()
         assert b"hunter2" not in environ and b"MLFLOW_TRACKING_URI" not in environ
         proc.kill()

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
-from project import Repro, checkpointed, mlflow_client, user_env
+from project import Repro, checkpointed, live_processes, mlflow_client, user_env
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -18,15 +18,7 @@ pytestmark = pytest.mark.slow
 
 def _group(pgid: int) -> list[int]:
     """The live processes of process group pgid (zombies excluded)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(stat.parent.name))
-    return found
+    return live_processes(group=pgid)
 
 
 def _train_pid(pgid: int) -> int:

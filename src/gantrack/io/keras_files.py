@@ -196,20 +196,7 @@ def _check_weights(path: Path, what: str) -> int:
                 shutil.copyfileobj(member, copy)
         except (zipfile.BadZipFile, OSError, RuntimeError) as exc:  # RuntimeError: encrypted
             raise UserError(f"{what} is not a readable .keras archive ({one_line(exc)})") from None
-        size = copy.tell()
-        try:
-            with h5py.File(copy, "r") as weights:
-                declared = _declared_bytes(weights, f"{what}: its {WEIGHTS}")
-        except UserError:
-            raise
-        except Exception as exc:  # h5py raises OSError, KeyError, TypeError... on a crafted file
-            raise UserError(f"{what}: its {WEIGHTS} is not readable HDF5 "
-                            f"({one_line(exc)})") from None  # fmt: skip
-    if declared > size + WEIGHTS_SLACK:
-        raise UserError(f"{what}: its {WEIGHTS} declares {limits.human(declared)} of weights "
-                        f"in {limits.human(size)}; Keras stores weights uncompressed, so it is a "
-                        "shape bomb, not a model")  # fmt: skip
-    return declared
+        return _within_size(copy, copy.tell(), f"{what}: its {WEIGHTS}")
 
 
 def _check_variables(config: dict, what: str, weights_bytes: int) -> None:
@@ -261,18 +248,24 @@ def _operations(model) -> list:
 def check_hdf5_weights(path: Path, what: str) -> None:
     """A weights file of Keras' HDF5 format (not in an archive) whose datasets declare at most
     its own size plus WEIGHTS_SLACK (see _check_weights), or UserError (one line)."""
+    _within_size(path, Path(path).stat().st_size, what)
+
+
+def _within_size(weights, size: int, what: str) -> int:
+    """The bytes the HDF5 weights (a path or a file object) declare, at most size plus
+    WEIGHTS_SLACK, or UserError (one line) naming them `what`."""
     try:
-        with h5py.File(path, "r") as weights:
-            declared = _declared_bytes(weights, what)
+        with h5py.File(weights, "r") as opened:
+            declared = _declared_bytes(opened, what)
     except UserError:
         raise
     except Exception as exc:  # h5py raises OSError, KeyError, TypeError... on a crafted file
-        raise UserError(f"{what}: not readable HDF5 ({one_line(exc)})") from None
-    size = Path(path).stat().st_size
+        raise UserError(f"{what} is not readable HDF5 ({one_line(exc)})") from None
     if declared > size + WEIGHTS_SLACK:
         raise UserError(f"{what} declares {limits.human(declared)} of weights in "
-                        f"{limits.human(size)}; weights are stored uncompressed, so it is a "
-                        "shape bomb")  # fmt: skip
+                        f"{limits.human(size)}; Keras stores weights uncompressed, so it is a "
+                        "shape bomb, not a model")  # fmt: skip
+    return declared
 
 
 def _declared_bytes(weights: h5py.File, what: str) -> int:
