@@ -76,6 +76,11 @@ def registry(monkeypatch):
         ("sent bearer abcdefghijklmnop12", "sent bearer ***"),
         ("key id AKIAIOSFODNN7EXAMPLE used", "key id *** used"),
         (f"pushed with ghp_{'a1B2' * 9}.", "pushed with ***."),
+        # no scheme: a command line, a proxy setting; a user name that is an e-mail address
+        ("ssh alice:Zq9xWv7@db.example.com", "ssh alice:***@db.example.com"),
+        ("proxy=bob:pw12x@10.0.0.1:3128", "proxy=bob:***@10.0.0.1:3128"),
+        ("to user:pw@[::1]:5432", "to user:***@[::1]:5432"),
+        ("postgresql://me@corp.com:pw9x@db/x", "postgresql://me@corp.com:***@db/x"),
     ],
 )  # fmt: skip
 def test_each_shape_is_masked_by_pattern(registry, text, masked):
@@ -100,6 +105,9 @@ def test_each_shape_is_masked_by_pattern(registry, text, masked):
         "23/23 - 6s - 267ms/step - d_fake: 0.4459 - d_loss: 0.8839 - g_loss: 0.9019",
         "train.lr_g=0.0002 tune.storage=None",
         "monkey=3 keyword=x oauth_state=1",
+        "mailto:alice@example.com",
+        "git@github.com:o/r.git",
+        "at 12:30@host.example.com",
     ],
 )
 def test_ordinary_text_is_left_alone(registry, text):

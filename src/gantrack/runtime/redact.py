@@ -11,7 +11,8 @@ error lines, and what MLflow, Optuna, SQLAlchemy or TensorFlow print inside the 
    however a library spells it. Values under MIN_SECRET_LENGTH, small numbers and words such
    as true/none are not registered (they would mask ordinary text).
 2. URL credentials by pattern: `scheme://user:password@` (up to the word's last '@'; with a
-   space when a host follows), and `scheme://TOKEN@` when the user part is 8+ characters.
+   space when a host follows), `scheme://TOKEN@` when the user part is 8+ characters, and
+   `user:password@host` with no scheme when a host follows.
 3. Secret-named values: query parameters (?token=, &sig=, access_token, X-Amz-Signature, ...,
    also percent-encoded inside another URL), DSN and connection-string pairs (password=...,
    AccountKey=...), quoted pairs of a dict or JSON ('password': '...').
@@ -57,12 +58,19 @@ _SCHEME = r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]{0,32}://"  # from a word's
 _USER = r"[^:/?#@\s]*"
 _HOST_FOLLOWS = r"(?=[\w\[])"
 
-# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path)
-_USERINFO = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)(?!\d{{1,5}}(?:[/?#]|$))\S*@")
+# scheme://user:password@ (greedy: the password may hold '@' and '/'; not a host:port/path;
+# the user may hold '@', an e-mail address: scheme://me@corp.com:password@host)
+_USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^:/?#\s]{{0,256}}:)(?!\d{{1,5}}(?:[/?#]|$))\S*@")
 # ... and one a URL parser would read as a port and a path (1234/abc, 2024#abc), when a host
 # follows the '@' (dotted, with a port, or [IPv6]; not a registry alias: host:5000/gen@champion)
 _HOST_LIKE = r"(?:\[|[\w-]+(?:\.[\w-]+)+|[\w.-]+:\d)"
 _USERINFO_DIGITS = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)\d{{1,5}}[/?#][^\s@]*@(?={_HOST_LIKE})")
+# user:password@host with no scheme (a command line, ssh, a proxy setting), when a host
+# follows (dotted, with a port, or [IPv6]); not mailto:name@host
+_BARE_USERINFO = re.compile(
+    rf"(?P<head>(?<![\w.:/@%+-])(?!mailto:)[A-Za-z_][\w.-]{{0,63}}:)"
+    rf"[^\s@/:'\"]{{1,256}}@(?={_HOST_LIKE})"
+)
 # scheme://user:pass word@host (a space in the password; no '/' in it)
 _USERINFO_SPACED = re.compile(
     rf"(?P<head>{_SCHEME}{_USER}:)(?!\d+(?:[/\s]|$))[^/\n@]*?\s[^/\n]*?@{_HOST_FOLLOWS}"
@@ -128,6 +136,8 @@ def mask(text: str) -> str:
         text = _USERINFO_DIGITS.sub(rf"\g<head>{MASK}@", text)
         text = _USERINFO_SPACED.sub(rf"\g<head>{MASK}@", text)
         text = _USER_TOKEN.sub(rf"\g<head>{MASK}@", text)
+    if "@" in text and ":" in text:
+        text = _BARE_USERINFO.sub(rf"\g<head>{MASK}@", text)
     if "=" in text:
         text = _PAIR.sub(_masked_value, text)
     if "%" in text:
