@@ -1,5 +1,6 @@
 """A full disk and a read-only project, for real: the project on a tiny or read-only tmpfs
-mount. Each is one line on stderr, exit code 2, and nothing half written."""
+mount. Each is one line on stderr, exit code 2, and nothing half written. A power loss cannot
+be had here: what survives one, a file flushed before its rename, is checked on the calls."""
 
 import contextlib
 import os
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 from project import cli, one_line_error
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+from gantrack.io import files
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
 @contextlib.contextmanager
@@ -26,6 +29,7 @@ def _files(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
 
 
+@needs_root
 def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path):
     with _tmpfs(tmp_path / "project", "64k") as project:
         (project / "params.yaml").write_text("data:\n  dataset: digits\n")
@@ -34,6 +38,7 @@ def test_a_full_disk_is_one_line_and_leaves_no_half_written_file(tmp_path):
         assert _files(project) == ["params.yaml"]  # no .tmp-* and no partial split
 
 
+@needs_root
 def test_a_read_only_project_is_one_line(tmp_path):
     with _tmpfs(tmp_path / "project", "4m") as project:
         (project / "params.yaml").write_text("data:\n  dataset: digits\n")
@@ -41,3 +46,29 @@ def test_a_read_only_project_is_one_line(tmp_path):
         proc = cli(project, "prepare")
         one_line_error(proc, "prepare", "Read-only file system")
         assert _files(project) == ["params.yaml"]
+
+
+def test_a_file_is_on_the_disk_before_it_replaces_the_old_one(tmp_path, monkeypatch):
+    """atomic_path flushes the new file's bytes before the rename and the directory after it:
+    after a power loss the old file or the new one is there, never an empty one."""
+    path = tmp_path / "out" / "stats.json"
+    files.write_json(path, {"n": 1})
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recording_fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd).st_size))
+        fsync(fd)
+
+    def recording_replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    monkeypatch.setattr(os, "replace", recording_replace)
+    files.write_json(path, {"n": 2, "long": "x" * 100})
+    (tmp, size), (src, dst), (directory, _) = [e[1:] for e in events]
+    assert [e[0] for e in events] == ["fsync", "replace", "fsync"]
+    assert tmp == src and dst == str(path) and size == path.stat().st_size > 0
+    assert directory == str(path.parent)
+    assert "x" * 100 in path.read_text() and not list(path.parent.glob(".tmp-*"))
