@@ -2,6 +2,7 @@
 PostgreSQL cluster."""
 
 import contextlib
+import http.server
 import os
 import pwd
 import secrets
@@ -10,7 +11,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -144,3 +147,65 @@ def answers(url: str) -> bool:
             return True
     except OSError:
         return False
+
+
+class LyingProxy:
+    """A hostile MLflow server: it forwards every request to a real one and answers each
+    artifact download with the real file followed by `extra` zero bytes, while the listings
+    stay true. `extra_sent` counts the extra bytes the client took before it hung up."""
+
+    DOWNLOAD = "/api/2.0/mlflow-artifacts/artifacts/"
+
+    def __init__(self, upstream: str, extra: int):
+        self.upstream, self.extra, self.extra_sent = upstream, extra, 0
+
+    def forward(self, handler: http.server.BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        request = urllib.request.Request(
+            self.upstream + handler.path, data=handler.rfile.read(length) if length else None,
+            method=handler.command,
+            headers={k: v for k, v in handler.headers.items() if k.lower() != "host"},
+        )  # fmt: skip
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                status, headers, body = answer.status, answer.headers, answer.read()
+        except urllib.error.HTTPError as error:
+            status, headers, body = error.code, error.headers, error.read()
+        download = handler.command == "GET" and handler.path.startswith(self.DOWNLOAD)
+        lying = download and status == 200
+        handler.send_response(status)
+        for key, value in headers.items():
+            if key.lower() not in ("content-length", "transfer-encoding", "connection", "date",
+                                   "server"):  # fmt: skip
+                handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(body) + (self.extra if lying else 0)))
+        handler.end_headers()
+        handler.wfile.write(body)
+        chunk = bytes(2**20)
+        with contextlib.suppress(OSError):
+            while lying and self.extra_sent < self.extra:
+                handler.wfile.write(chunk)
+                self.extra_sent += len(chunk)
+
+
+@contextlib.contextmanager
+def lying_proxy(upstream: str, extra: int):
+    """A LyingProxy in front of upstream on 127.0.0.1; yields (its URL, the proxy)."""
+    proxy = LyingProxy(upstream, extra)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            proxy.forward(self)
+
+        do_POST = do_PATCH = do_DELETE = do_PUT = do_GET  # noqa: N815
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", proxy
+    finally:
+        server.shutdown()
+        server.server_close()

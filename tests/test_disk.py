@@ -3,6 +3,7 @@ mount. Each is one line on stderr, exit code 2, and nothing half written. A powe
 be had here: what survives one, a file flushed before its rename, is checked on the calls."""
 
 import contextlib
+import errno
 import os
 import subprocess
 from pathlib import Path
@@ -72,3 +73,24 @@ def test_a_file_is_on_the_disk_before_it_replaces_the_old_one(tmp_path, monkeypa
     assert tmp == src and dst == str(path) and size == path.stat().st_size > 0
     assert directory == str(path.parent)
     assert "x" * 100 in path.read_text() and not list(path.parent.glob(".tmp-*"))
+
+
+def test_a_capped_folder_stops_writes_past_its_cap_and_then_lifts(tmp_path):
+    """What code gantrack does not control writes into a capped folder (MLflow's downloads)
+    stops with EFBIG once the folder holds more than the cap; the process writes again after."""
+    folder = tmp_path / "download"
+    folder.mkdir()
+    with (
+        files.capped_folder(folder, 2**20, poll=0.01) as cap,
+        pytest.raises(OSError) as error,
+        open(folder / "big", "wb") as f,
+    ):
+        for _ in range(10_000):  # 10 GB, were it not stopped
+            f.write(bytes(2**20))
+            f.flush()
+    assert error.value.errno == errno.EFBIG and cap.exceeded
+    assert (folder / "big").stat().st_size < 2**30
+    (tmp_path / "after").write_bytes(bytes(2**21))  # the limit is lifted
+    with files.capped_folder(folder / "none", 2**20) as quiet:
+        pass
+    assert not quiet.exceeded

@@ -17,7 +17,7 @@ from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 from PIL import Image
 from project import tracking_store, user_env
-from servers import free_port, model_server
+from servers import free_port, lying_proxy, mlflow_server, model_server
 
 from gantrack import config
 from gantrack.commands import sample
@@ -246,3 +246,30 @@ def test_docs_images_photographs_the_run_in_the_mlflow_ui(store):
     with Image.open(docs / "served.png") as served:
         assert served.format == "PNG"
         assert served.width >= 8 * docs_images.CELL and docs_images.CELL < served.height < 600
+
+
+def test_a_store_sending_more_than_it_listed_is_cut_off(tmp_path):
+    """A hostile tracking server lists a logged generator's true sizes, then sends a gigabyte
+    more with each file: `gantrack sample` stops the download within the listed bytes (plus
+    slack), one line, exit 2, nothing written."""
+    with mlflow_server(tmp_path / "server", free_port()) as url:
+        mlflow.set_tracking_uri(url)
+        try:
+            mlflow.set_experiment("gantrack")
+            with mlflow.start_run() as run:
+                registry.log_generator(tiny.gan(seed=0).generator)
+        finally:
+            mlflow.set_tracking_uri(None)
+        with lying_proxy(url, extra=2**30) as (proxy_url, proxy):
+            (tmp_path / "params.yaml").write_text("train:\n  epochs: 1\n")
+            proc = subprocess.run(
+                ["gantrack", "sample", "--model", f"runs:/{run.info.run_id}/generator",
+                 "--out", "x.npz"],
+                cwd=tmp_path, env={**user_env(), "MLFLOW_TRACKING_URI": proxy_url},
+                capture_output=True, text=True, timeout=600,
+            )  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    (line,) = proc.stderr.strip().splitlines()
+    assert "the store sent more than the" in line and "its listing said; not loaded" in line
+    assert 0 < proxy.extra_sent < 2**28  # cut off far short of the gigabyte
+    assert not (tmp_path / "x.npz").exists()

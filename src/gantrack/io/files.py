@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
+import resource
 import stat
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,3 +92,47 @@ def copy_regular_file(path: Path, copy: Path, limit: int, what: str) -> None:
     if left <= 0:
         raise UserError(f"{what}: it reads on past the {info.st_size} bytes its size says (a "
                         "file that grows, or not a file)")  # fmt: skip
+
+
+@dataclasses.dataclass
+class Cap:
+    """What capped_folder saw: exceeded once the folder's files held more than the cap."""
+
+    exceeded: bool = False
+
+
+@contextlib.contextmanager
+def capped_folder(folder: Path, max_bytes: int, poll: float = 0.02) -> Iterator[Cap]:
+    """Bound what code gantrack does not control (MLflow's artifact downloads) writes into
+    folder: a thread sums the sizes of folder's files every `poll` seconds and, once they
+    exceed max_bytes, makes every write that grows a file of this process fail with EFBIG
+    (RLIMIT_FSIZE 0; Python ignores SIGXFSZ) until the block ends. A store sending more than
+    it listed is stopped within one poll; the caller checks `exceeded` and refuses."""
+    cap, done = Cap(), threading.Event()
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)
+
+    def watch() -> None:
+        while not done.wait(poll):
+            if _folder_bytes(folder) > max_bytes:
+                cap.exceeded = True
+                resource.setrlimit(resource.RLIMIT_FSIZE, (0, limit[1]))
+                return
+
+    watcher = threading.Thread(target=watch, name="capped-folder", daemon=True)
+    watcher.start()
+    try:
+        yield cap
+    finally:
+        done.set()
+        watcher.join()
+        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        cap.exceeded = cap.exceeded or _folder_bytes(folder) > max_bytes
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):  # a temporary file renamed or gone meanwhile
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from ruamel.yaml import YAML, YAMLError
 
 from gantrack import tracking
-from gantrack.io import keras_files
+from gantrack.io import files, keras_files, limits
 from gantrack.runtime.errors import UserError, one_line
 from gantrack.tracking import selection
 
@@ -201,32 +201,46 @@ def served_copy(uri: str, dst: Path) -> Path:
 
 MAX_MODEL_BYTES = 2**30  # a model folder's files together (a generator's: a few MB)
 MAX_MODEL_FILES = 1000
+LISTING_SLACK = 2**20  # what a download may write beyond the listed sizes (MLflow's own files)
 
 
 def _download(uri: str, dst: Path, what: str) -> Path:
     """The model folder behind uri, downloaded into dst once its listing shows it is no larger
-    than a model (MAX_MODEL_BYTES, MAX_MODEL_FILES): a store's files are hostile too."""
+    than a model (MAX_MODEL_BYTES, MAX_MODEL_FILES), and stopped should the store send more
+    than it listed (a store's files are hostile too)."""
     try:
-        _check_listing(uri.rstrip("/"), what)
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst)))
+        listed = _check_listing(uri.rstrip("/"), what)
+        with files.capped_folder(dst, listed + LISTING_SLACK) as cap:
+            try:
+                local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=str(dst))
+            except (MlflowException, OSError):
+                if not cap.exceeded:
+                    raise
     except (MlflowException, OSError) as exc:
         raise UserError(f"{what}: cannot be downloaded ({one_line(exc)})") from None
+    if cap.exceeded:
+        raise UserError(f"{what}: the store sent more than the {limits.human(listed)} its "
+                        "listing said; not loaded")  # fmt: skip
+    return Path(local)
 
 
-def _check_listing(uri: str, what: str) -> None:
-    """The files under uri, listed (not downloaded) folder by folder, within the limits."""
-    folders, files, size = [""], 0, 0
+def _check_listing(uri: str, what: str) -> int:
+    """The bytes of the files under uri, listed (not downloaded) folder by folder, within the
+    limits (MAX_MODEL_BYTES when the store lists a file without its size)."""
+    folders, count, size, unsized = [""], 0, 0, False
     while folders:
         folder = folders.pop()
         for info in mlflow.artifacts.list_artifacts(artifact_uri=f"{uri}/{folder}".rstrip("/")):
             name = info.path.rsplit("/", 1)[-1]
             if info.is_dir:
                 folders.append(f"{folder}/{name}".lstrip("/"))
-            files, size = files + 1, size + (info.file_size or 0)
-            if files > MAX_MODEL_FILES or size > MAX_MODEL_BYTES:
+            unsized = unsized or (not info.is_dir and info.file_size is None)
+            count, size = count + 1, size + (info.file_size or 0)
+            if count > MAX_MODEL_FILES or size > MAX_MODEL_BYTES:
                 raise UserError(f"{what}: its files hold more than {MAX_MODEL_FILES} entries or "
                                 f"{MAX_MODEL_BYTES >> 20} MiB; a generator is a few files of a "
                                 "few MB, so it is not downloaded")  # fmt: skip
+    return MAX_MODEL_BYTES if unsized else size
 
 
 def _keras_archive(local: Path, what: str) -> Path:
