@@ -63,3 +63,24 @@ def test_the_quiet_import_hook_silences_tensorflows_banners_and_only_them():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == "after\n"
+
+
+_EXTRAS = "import sys; print(sorted({'sklearn', 'matplotlib.pyplot'} & set(sys.modules)))"
+
+
+def test_keras_loads_without_its_optional_extras_and_gantrack_still_has_them():
+    """Keras imports scikit-learn and matplotlib.pyplot when it loads (the cost the hook
+    saves); through the hook it does not, still runs a layer, and gantrack's own imports of
+    both work after it."""
+    plain = subprocess.run([sys.executable, "-c", f"import keras; {_EXTRAS}"],
+                           capture_output=True, text=True)  # fmt: skip
+    assert plain.stdout.strip() == "['matplotlib.pyplot', 'sklearn']", plain.stderr
+    code = (
+        "from gantrack.runtime import compat; compat.lean_keras_import(); import keras;"
+        f"{_EXTRAS}; print(keras.layers.Dense(2)(keras.ops.ones((1, 3))).shape);"
+        "from sklearn.datasets import load_digits; import matplotlib.pyplot;"
+        "from gantrack.gan import plots; print(load_digits().images.shape)"
+    )
+    lean = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert lean.returncode == 0, lean.stderr
+    assert lean.stdout.split("\n")[:3] == ["[]", "(1, 2)", "(1797, 8, 8)"]

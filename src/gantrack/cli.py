@@ -219,6 +219,7 @@ def _version() -> str:
 def main(argv: list[str] | None = None) -> int:
     streams.install()  # first: every line printed from here on is masked, libraries' too
     args = _parser().parse_args(argv)
+    compat.lean_keras_import()
     if not args.verbose:
         # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors
         # (grappler's remapper) to stderr; level 3 keeps only fatal ones. Read once, when
