@@ -5,7 +5,7 @@ DVC := PATH="$(CURDIR)/.venv/bin:$$PATH" .venv/bin/dvc
 RESULTS := benchmarks/results
 
 .PHONY: setup test repro reference bench bench-speed bench-quality bench-memory bench-fid \
-        bench-tune-memory bench-profile bench-ema bench-ema-warmup bench-step bench-rejection
+        bench-tune-memory bench-profile bench-ema bench-ema-warmup bench-step bench-rejection bench-start
 
 setup:
 	bash scripts/setup.sh
@@ -21,7 +21,7 @@ reference: setup
 	$(DVC) repro reference
 
 bench: bench-speed bench-profile bench-step bench-quality bench-memory bench-fid bench-tune-memory \
-	bench-ema bench-ema-warmup bench-rejection
+	bench-ema bench-ema-warmup bench-rejection bench-start
 
 bench-speed: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_speed.py --mixed --json $(RESULTS)/speed.json
@@ -38,6 +38,10 @@ bench-quality: reference
 	mkdir -p $(RESULTS) docs/quality/default && $(PY) benchmarks/bench_quality.py --seconds 200 \
 	  --chunk 50 --baseline first_default --grids docs/quality/default \
 	  --json $(RESULTS)/quality_default.json --variant first_default $(FIRST_DEFAULT)
+
+# A command's start (the lean Keras import against Keras' full one) and a model load's checks.
+bench-start: setup
+	mkdir -p $(RESULTS) && $(PY) benchmarks/bench_start.py --json $(RESULTS)/start.json
 
 bench-profile: setup
 	mkdir -p $(RESULTS) && $(PY) benchmarks/profile_step.py --json $(RESULTS)/profile.json
