@@ -423,6 +423,21 @@ def test_an_image_bomb_is_refused_or_skipped_from_its_header(image_folder, width
     )
 
 
+def test_the_largest_image_allowed_is_read_within_the_memory_bound(image_folder):
+    """8192x8192 RGBA turned by its EXIF orientation: each full-size copy is 268 MB, and the
+    reading used to hold five at once (1.35 GB)."""
+    project, source, params = image_folder
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    side = int(limits.MAX_IMAGE_PIXELS**0.5)
+    Image.new("RGBA", (side, side), (10, 20, 30, 128)).save(source / "big.png", exif=exif,
+                                                             compress_level=1)  # fmt: skip
+    params("refuse")
+    run = _gantrack(project, "prepare", address_space=ADDRESS_SPACE)
+    assert run.code == 0, run.stderr
+    assert run.peak < MAX_PEAK, f"peak RSS {run.peak / GB:.2f} GB"
+
+
 def test_only_the_first_frame_of_an_animation_is_decoded(tmp_path):
     from gantrack.data import folder
 

@@ -202,3 +202,92 @@ def test_a_tensorflow_datasets_name_is_prepared_at_the_asked_size(tmp_path, monk
         config.from_dict({"data": {"dataset": "tfds:mnist"}})
     with pytest.raises(UserError, match="data.dataset: unknown value 'tfds:'"):
         config.from_dict({"data": {"dataset": "tfds:"}})
+
+
+# --- what a photo's file may hold --------------------------------------------------------------
+
+
+def _quadrants(width: int = 48, height: int = 32) -> Image.Image:
+    """An L image whose four quadrants differ, so that every turn and flip shows."""
+    pixels = np.zeros((height, width), np.uint8)
+    pixels[: height // 2, width // 2 :] = 80
+    pixels[height // 2 :, : width // 2] = 160
+    pixels[height // 2 :, width // 2 :] = 240
+    return Image.fromarray(pixels, "L")
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_an_exif_orientation_is_read_upright(tmp_path, orientation):
+    """A camera's photo stored sideways with its EXIF orientation reads as the upright one."""
+    from gantrack.data import folder
+
+    upright = _quadrants()
+    stored = upright
+    if orientation in folder.EXIF_TURNS:  # the stored pixels: the upright ones turned back
+        back = {Image.Transpose.ROTATE_270: Image.Transpose.ROTATE_90,
+                Image.Transpose.ROTATE_90: Image.Transpose.ROTATE_270}  # fmt: skip
+        turn = folder.EXIF_TURNS[orientation]
+        stored = upright.transpose(back.get(turn, turn))
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    stored.save(tmp_path / "stored.png", exif=exif)
+    upright.save(tmp_path / "upright.png")
+    read = folder._read(tmp_path / "stored.png", "L", 16, "refuse")
+    expected = folder._read(tmp_path / "upright.png", "L", 16, "refuse")
+    assert np.abs(read.astype(int) - expected.astype(int)).max() <= 2
+    assert expected[0, 0] < 40 and expected[0, -1] > 40 and expected[-1, 0] > 120
+
+
+def test_transparency_is_laid_on_white_and_16_bit_gray_is_scaled(tmp_path):
+    from gantrack.data import folder
+
+    half = np.zeros((32, 32, 4), np.uint8)
+    half[:, 16:] = (0, 0, 0, 255)  # left half transparent black, right half opaque black
+    Image.fromarray(half, "RGBA").save(tmp_path / "alpha.png")
+    read = folder._read(tmp_path / "alpha.png", "RGB", 8, "refuse")
+    assert (read[:, :3] >= 245).all() and (read[:, 5:] <= 10).all()  # Lanczos rings a little
+    Image.fromarray(np.full((16, 16), 32896, np.uint16)).save(tmp_path / "deep.png")
+    assert folder._mode(tmp_path / "deep.png").startswith("I;16")
+    assert (folder._read(tmp_path / "deep.png", "L", 8, "refuse") == 128).all()
+
+
+def test_a_fifo_in_place_of_an_image_is_refused_not_waited_on(tmp_path):
+    """A FIFO swapped in after the folder was listed: opening it used to wait for a writer."""
+    import os
+    import signal
+
+    from gantrack.data import folder
+
+    os.mkfifo(tmp_path / "swapped.png")
+    signal.alarm(30)  # a hang fails the test instead of stopping the suite
+    try:
+        with pytest.raises(UserError, match=r"swapped\.png is not a readable image .*regular"):
+            folder._read(tmp_path / "swapped.png", "L", 8, "refuse")
+    finally:
+        signal.alarm(0)
+
+
+def test_pillows_warnings_stay_off_stderr_and_deep_folders_are_one_line(classes, tmp_path):
+    from struct import pack
+
+    tag = pack("<HHII", 274, 3, 1000, 0x1000)  # orientation: 1000 values past the file's end
+    exif = b"Exif\0\0II*\0" + pack("<IH", 8, 1) + tag + pack("<I", 0)
+    Image.new("RGB", (16, 16)).save(classes / "cats" / "odd_exif.jpg", exif=exif)
+    project = tmp_path / "project"
+    project.mkdir()
+    params = "data:\n  dataset: folder\n  source_dir: {}\n  image_size: 8\n"
+    (project / "params.yaml").write_text(params.format(classes))
+    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (line,) = done.stderr.strip().splitlines()  # the log's one line, no Pillow warning
+    assert "prepared folder: 16 train, 5 test images" in line
+    deep = tmp_path / "deep"
+    _write(deep / "a", 10, (0, 0, 0))
+    Path(deep, "b", *["d"] * 40).mkdir(parents=True)
+    (project / "params.yaml").write_text(params.format(deep))
+    refused = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
+                             capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode == 2
+    (line,) = refused.stderr.strip().splitlines()
+    assert "lies more than 32 folders deep; flatten it" in line

@@ -5,12 +5,16 @@ square and resized to image_size x image_size with Pillow, in grayscale (1 chann
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import stat
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
 from gantrack.data.splits import Split, hold_out
 from gantrack.io import limits
@@ -21,7 +25,8 @@ EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 FORMATS = ("PNG", "JPEG", "BMP", "GIF")  # Pillow's names; no other decoder ever runs
 MIN_IMAGES = 10  # fewer cannot make a train and a test split worth the name
 BAD_IMAGES = ("skip", "refuse")
-GRAY = ("1", "L", "LA", "I", "I;16", "F")
+GRAY = ("1", "L", "LA", "I", "I;16", "I;16L", "I;16B", "I;16N", "F")
+MAX_DEPTH = 32  # folders below source_dir (classes are the first level)
 
 
 def read_image_folder(
@@ -65,7 +70,7 @@ def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
     """Image files under root, their labels (class index, 0 without classes) and class names."""
     if not root.is_dir():
         raise UserError(f"data.source_dir: {root} is not a folder (data.dataset folder needs one)")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+    files = sorted(_image_files(root))
     top = [p for p in files if p.parent == root]
     classes = sorted({p.relative_to(root).parts[0] for p in files if p.parent != root})
     if top and classes:
@@ -78,16 +83,47 @@ def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
     return files, labels, classes
 
 
-def _open(path: Path) -> Image.Image:
+def _image_files(root: Path) -> list[Path]:
+    """The files with an image suffix under root, at most MAX_DEPTH folders down; folders
+    reached through a symbolic link are not entered (files through one are read)."""
+    found, folders = [], [(root, 0)]
+    while folders:
+        folder, depth = folders.pop()
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    path = folder / entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        if depth == MAX_DEPTH:
+                            raise UserError(f"data.source_dir: {path} lies more than {MAX_DEPTH} "
+                                            "folders deep; flatten it")  # fmt: skip
+                        folders.append((path, depth + 1))
+                    elif path.suffix.lower() in EXTENSIONS and entry.is_file():
+                        found.append(path)
+        except OSError as exc:
+            raise UserError(f"data.source_dir: cannot list {folder} ({one_line(exc)})") from None
+    return found
+
+
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[Image.Image]:
     """The image opened from its header (nothing decoded yet) in one of the formats EXTENSIONS
-    name, whatever its suffix; limits.LimitError when decoding it would cost too much."""
-    image = Image.open(path, formats=FORMATS)
-    try:
-        limits.check_pixels(path, image.size)
-    except limits.LimitError:
-        image.close()
-        raise
-    return image
+    name, whatever its suffix, from a regular file (a FIFO swapped in is refused, not waited
+    on); limits.LimitError when decoding it would cost too much. Pillow's warnings (odd EXIF
+    tags) stay off stderr; its decompression-bomb warning is an error."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as file, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        with Image.open(file, formats=FORMATS) as image:
+            limits.check_pixels(path, image.size)
+            yield image
+
+
+UNREADABLE = (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
+              Image.DecompressionBombError)  # fmt: skip
 
 
 def _mode(path: Path) -> str | None:
@@ -95,30 +131,56 @@ def _mode(path: Path) -> str | None:
     try:
         with _open(path) as image:
             return image.mode
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, limits.LimitError):
+    except (*UNREADABLE, limits.LimitError):
         return None
 
 
 def _read(path: Path, mode: str, size: int, bad_images: str) -> np.ndarray | None:
-    """The image decoded (its first frame), turned by its EXIF orientation, transparency laid
-    on white, center-cropped to a square and resized (Lanczos) to size x size in mode; None
+    """The image decoded (its first frame), center-cropped to a square and resized (Lanczos)
+    to size x size, transparency laid on white, turned by its EXIF orientation, in mode; None
     when it cannot be read (or has more than limits.MAX_IMAGE_PIXELS) and bad_images is
-    "skip"."""
+    "skip". Only the decoded image and one converted copy are ever full size: the crop, the
+    white and the turn are done at size x size (they commute with the resize)."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _open(path) as opened:
-                image = ImageOps.exif_transpose(opened)
-                if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                    white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-                    image = Image.alpha_composite(white, image.convert("RGBA"))
-                image = ImageOps.fit(image.convert(mode), (size, size), Image.Resampling.LANCZOS)
-                return np.asarray(image, np.uint8)
+        with _open(path) as opened:
+            turn = EXIF_TURNS.get(opened.getexif().get(EXIF_ORIENTATION, 1))
+            alpha = opened.mode in ("RGBA", "LA", "PA") or "transparency" in opened.info
+            image = _converted(opened, "RGBA" if alpha else mode)
+            width, height = image.size
+            side = min(width, height)
+            box = ((width - side) // 2, (height - side) // 2)
+            image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0,
+                                 box=(*box, box[0] + side, box[1] + side))  # fmt: skip
+        if alpha:
+            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
+            image = Image.alpha_composite(white, image).convert(mode)
+        if turn is not None:
+            image = image.transpose(turn)
+        return np.asarray(image, np.uint8)
     except limits.LimitError as exc:
         problem = str(exc)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning,
-            Image.DecompressionBombError) as exc:  # fmt: skip
+    except UNREADABLE as exc:
         problem = f"{path} is not a readable image ({one_line(exc)})"
     if bad_images == "refuse":
         raise UserError(f"data.source_dir: {problem}; remove it or set data.bad_images: skip")
     return None
+
+
+def _converted(image: Image.Image, mode: str) -> Image.Image:
+    """image in mode; 16-bit grayscale scaled to 8 bits (Pillow's convert would clip it)."""
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray((np.asarray(image).astype(np.uint16) >> 8).astype(np.uint8), "L")
+    return image if image.mode == mode else image.convert(mode)
+
+
+EXIF_ORIENTATION = 0x0112
+# EXIF orientation -> the turn that shows the image upright (as ImageOps.exif_transpose)
+EXIF_TURNS = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
