@@ -17,7 +17,7 @@ from dataclasses import replace
 from gantrack import config
 from gantrack.config import schema
 from gantrack.runtime import compat, redact, stop, streams
-from gantrack.runtime.errors import UserError, one_line
+from gantrack.runtime.errors import UserError, one_line, printable
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
 
@@ -164,7 +164,7 @@ def _run(args: argparse.Namespace) -> int | None:
             args.model, args.n, Path(args.out), args.seed, cfg, args.label,
             truncation=args.truncation, interpolate=args.interpolate, steps=args.steps,
         )  # fmt: skip
-        print(args.out)
+        print(printable(args.out))
         return
     if args.command == "serve":
         return _serve(args, cfg)
@@ -237,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # on stderr
         for name, level in (("absl", logging.WARNING), ("alembic", logging.WARNING),
                             ("urllib3", logging.ERROR),
-                            ("mlflow.store.db.utils", logging.ERROR)):  # fmt: skip
+                            ("mlflow.store.db.utils", logging.ERROR),
+                            ("mlflow.utils.databricks_utils", logging.ERROR)):  # fmt: skip
             logging.getLogger(name).setLevel(level)
     # train stops at a batch boundary, keeping its last checkpoint; the rest stop at once.
     stop.install(deferred=args.command == "train")
@@ -273,16 +274,14 @@ def main(argv: list[str] | None = None) -> int:
     return code or 0
 
 
-# A full disk, a read-only project or folder, a quota: the user's to fix, one line.
-DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT}
+# A full disk, a read-only project or folder, a quota, a file-size limit: the user's to fix.
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
 
 
 def _error(command: str, message: str, code: int) -> int:
     """Print `gantrack COMMAND: message` as one line on stderr (secrets masked, control
     characters escaped) and return the exit code."""
-    text = redact.mask(f"gantrack {command}: {message}")
-    text = "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
-    print(text, file=sys.stderr)
+    print(printable(redact.mask(f"gantrack {command}: {message}")), file=sys.stderr)
     return code
 
 

@@ -291,3 +291,20 @@ def test_pillows_warnings_stay_off_stderr_and_deep_folders_are_one_line(classes,
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert "lies more than 32 folders deep; flatten it" in line
+
+
+def test_names_from_the_folder_reach_the_log_escaped(classes, tmp_path):
+    """A file name holding a terminal escape (a clipboard write) and a newline is logged as
+    one escaped line, not played on the terminal."""
+    (classes / "cats" / "junk\x1b]52;c;SGk=\x07\nFAKE.png").write_bytes(b"not an image")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(
+        f"data:\n  dataset: folder\n  source_dir: {classes}\n  image_size: 8\n"
+    )
+    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    warning, info = done.stderr.strip().splitlines()
+    assert "skipped 1 unreadable file(s)" in warning and "\x1b" not in done.stderr
+    assert warning.endswith("junk\\x1b]52;c;SGk=\\x07\\nFAKE.png") and "prepared folder" in info

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import glob
 import json
 import os
 import resource
@@ -51,7 +52,7 @@ def _fsync(path: Path) -> None:
 
 def _remove_orphans(path: Path) -> None:
     """Delete temporary files for path that a killed process (kill -9) left behind."""
-    for tmp in path.parent.glob(f".tmp-*-{path.name}"):
+    for tmp in path.parent.glob(f".tmp-*-{glob.escape(path.name)}"):
         pid = tmp.name.split("-", 2)[1]
         if pid.isdigit() and not stop.alive(int(pid)):
             tmp.unlink(missing_ok=True)

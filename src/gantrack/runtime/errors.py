@@ -13,3 +13,10 @@ def one_line(exc: BaseException) -> str:
     """`Type: first line of message`, so UserError messages built from exceptions stay one line."""
     text = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def printable(text: str) -> str:
+    """text with every character that is not printable escaped (a newline as \\n, ESC as
+    \\x1b): one line stays one line, and a name from a file or a store cannot move the
+    cursor, clear the screen or write the clipboard of the terminal it is printed on."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)

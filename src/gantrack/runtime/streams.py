@@ -15,6 +15,7 @@ import warnings
 from collections.abc import Iterable
 from typing import Any
 
+from gantrack.runtime.errors import printable
 from gantrack.runtime.redact import add_environment, mask
 
 
@@ -124,7 +125,13 @@ def _flush_streams() -> None:
 
 
 class MaskingFormatter(logging.Formatter):
-    """A logging formatter that masks secrets in every formatted record."""
+    """A logging formatter that masks secrets in every formatted record and escapes the
+    unprintable characters of its message (a name from a file or a store holding a newline or
+    a terminal escape sequence): one record, one line, whatever it quotes."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         return mask(super().format(record))
