@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 from urllib.parse import quote
 
@@ -400,8 +399,11 @@ def test_apply_writes_the_best_params_into_params_yaml_naming_data_and_study(pro
     shipped = (ROOT / "params.yaml").read_text()
     before = shipped.replace("  dataset: fashion_mnist    #", "  dataset: digits           #")
     before = before.replace("  study_name: gantrack\n", "  study_name: main\n")
-    target = project / "params_apply.yaml"
+    before = before.replace("g_layers: {low: 2, high: 4}", "g_layers: {low: 1, high: 2}")
+    before = before.replace("d_layers: {low: 1, high: 3}", "d_layers: {low: 1, high: 2}")
+    target = project / "params_apply.yaml"  # the study's space: its trials lie inside it
     target.write_text(before)
+    searched = config.load(target).tune
     proc = _gantrack(project, "--params", "params_apply.yaml", "tune", "--apply")
     assert proc.returncode == 0, proc.stderr
     after = target.read_text()
@@ -409,7 +411,7 @@ def test_apply_writes_the_best_params_into_params_yaml_naming_data_and_study(pro
     assert applied.train.lr_g == best["train.lr_g"] and applied.train.lr_d == best["train.lr_d"]
     assert applied.model.generator.layers == best["model.generator.layers"]
     assert applied.model.discriminator.layers == best["model.discriminator.layers"]
-    assert applied.tune == replace(config.Config().tune, study_name="main")
+    assert applied.tune == searched and searched.study_name == "main"
     number = tuned.best_trial.number
     unbeaten = ", the baseline: no trial beat it" if number == 0 else ""
     note = f"# found by `gantrack tune` on digits (study main, trial {number}{unbeaten})"
@@ -425,6 +427,58 @@ def test_apply_writes_the_best_params_into_params_yaml_naming_data_and_study(pro
     assert moved == ["# " + line.split("#", 1)[1].strip() for line in removed]
     assert moved[0] == "# transposed convs incl. the output one; >= one per 2x upsampling"
     assert all(line.index("#") >= 28 for line in added)  # params.yaml's comment column
+
+
+def _hostile_study(path: Path, params: dict, data: str) -> None:
+    """A study as another user of a shared storage could leave it: one complete trial with
+    params, its data attribute `data`."""
+    from optuna.distributions import FloatDistribution, IntDistribution
+
+    study = optuna.create_study(study_name="gantrack", storage=f"sqlite:///{path}")
+    study.set_user_attr(report.DATA_ATTR, data)
+    kinds = {float: lambda v: FloatDistribution(min(v, 1e-9), max(v, 10.0)),
+             int: lambda v: IntDistribution(min(v, 0), max(v, 10))}  # fmt: skip
+    distributions = {k: kinds[type(v)](v) for k, v in params.items()}
+    study.add_trial(optuna.trial.create_trial(params=params, distributions=distributions,
+                                              value=1.0))  # fmt: skip
+
+
+LR = {"train.lr_g": 1e-3, "train.lr_d": 1e-3}
+LAYERS = {"model.generator.layers": 3, "model.discriminator.layers": 2}
+
+
+@pytest.mark.parametrize(
+    ("params", "data", "message"),
+    [
+        ({**LR, **LAYERS}, "digits\ntracking:\n  experiment: taken\n#", None),
+        ({**LR, "model.generator.layers": 9, "model.discriminator.layers": 2}, "digits",
+         "model.generator.layers 9 lies outside tune.space"),
+        ({**LR, **LAYERS, "train.r1_gamma": 1e6}, "digits",
+         "train.r1_gamma: not a knob this tune.space searches"),
+        (LR, "digits", "does not set model.discriminator.layers, which tune.space searches"),
+        ({**LR, "model.generator.layers": 2.5, "model.discriminator.layers": 2}, "digits",
+         "model.generator.layers 2.5 lies outside"),
+    ],
+)  # fmt: skip
+def test_apply_trusts_nothing_from_a_shared_study(tmp_path, params, data, message):
+    """A study another user wrote: its words reach params.yaml only as one comment line (a
+    newline in them once added a tracking section), and a trial setting knobs or values its
+    space does not hold is refused whole, one line, params.yaml untouched."""
+    params_path = write_params(tmp_path / "params.yaml", {"tune": {"storage": "sqlite:///s.db"}})
+    _hostile_study(tmp_path / "s.db", params, data)
+    before = params_path.read_text()
+    proc = _gantrack(tmp_path, "tune", "--apply")
+    if message is None:
+        assert proc.returncode == 0, proc.stderr
+        applied = config.load(params_path)
+        assert applied.tracking == config.Config().tracking and applied.train.lr_g == 1e-3
+        (line,) = [line for line in params_path.read_text().splitlines() if "lr_g: 0.001" in line]
+        assert "found by `gantrack tune` on digits\\ntracking:\\n  experiment: taken" in line
+    else:
+        assert proc.returncode == 2
+        (line,) = proc.stderr.strip().splitlines()  # no "old -> new" lines before it
+        assert message in line and "not applied" in line
+        assert params_path.read_text() == before
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ trial and data it was found on, so that the next `dvc repro` trains it.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import warnings
 from pathlib import Path
@@ -21,7 +22,7 @@ from ruamel.yaml import YAML
 from gantrack import config as config_lib
 from gantrack.config import SEARCH_TARGETS, DataConfig, schema
 from gantrack.io.files import atomic_path
-from gantrack.runtime.errors import UserError
+from gantrack.runtime.errors import UserError, printable
 from gantrack.tuning import report
 
 logger = logging.getLogger(__name__)
@@ -128,34 +129,63 @@ def _importances(study: optuna.Study, n_complete: int) -> Any:
 def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
     """Write the best trial's params into params_path with a ruamel round-trip (comments, order
     and the other values kept) after checking the result loads; returns the params. Each knob
-    written gets a comment naming the data, study and trial it was found on."""
+    written gets a comment naming the data, study and trial it was found on. The study's
+    storage may be shared, so nothing in it is trusted: the trial must set exactly the knobs
+    params_path's tune.space searches, each inside its bounds, and its words reach the file
+    only as one escaped comment line."""
     try:
         best = study.best_trial
     except ValueError:
         raise UserError(
             f"study {study.study_name!r} has no complete trial yet; run `gantrack tune` first"
         ) from None
-    unknown = sorted(set(best.params) - set(SEARCH_TARGETS.values()))
-    if unknown:
-        allowed = ", ".join(SEARCH_TARGETS.values())
-        raise UserError(f"{unknown[0]}: not a knob gantrack tune searches; allowed: {allowed}")
     yaml = YAML()  # round-trip
     yaml.representer.add_representer(type(None), _null)
     doc = yaml.load(params_path.read_text()) or {}
-    for key, value in best.params.items():
-        previous = schema.set_dotted(doc, key, value)
-        logger.info("%s: %s: %s -> %s", params_path, key, previous, value)
+    _check_trial(best, config_lib.from_dict(doc).tune)
+    changes = {key: schema.set_dotted(doc, key, value) for key, value in best.params.items()}
     cfg = config_lib.from_dict(doc)  # never write a params file the pipeline would refuse
     data = study.user_attrs.get(report.DATA_ATTR) or describe_data(cfg.data)
     base = report.baseline_trial(study)
     unbeaten = ", the baseline: no trial beat it" if base and base.number == best.number else ""
-    note = (f"found by `gantrack tune` on {data} (study {study.study_name}, trial "
-            f"{best.number}{unbeaten})")  # fmt: skip
+    note = printable(f"found by `gantrack tune` on {str(data)[:200]} (study "
+                     f"{study.study_name}, trial {best.number}{unbeaten})")  # fmt: skip
     for key in best.params:
         _comment(doc, key, note)
+    text = io.StringIO()
+    yaml.dump(doc, text)
+    if config_lib.from_dict(YAML(typ="safe", pure=True).load(text.getvalue()) or {}) != cfg:
+        raise UserError(f"study {study.study_name!r}: its words would change params.yaml beyond "
+                        "the knobs it found; not applied")  # fmt: skip
     with atomic_path(params_path) as tmp:
-        yaml.dump(doc, tmp)
+        tmp.write_text(text.getvalue())
+    for key, previous in changes.items():
+        logger.info("%s: %s: %s -> %s", params_path, key, previous, best.params[key])
     return dict(best.params)
+
+
+def _check_trial(best: FrozenTrial, tune: config_lib.TuneConfig) -> None:
+    """The trial sets exactly the knobs tune.space searches, each value inside its bounds."""
+    space = {key: getattr(tune.space, name) for name, key in SEARCH_TARGETS.items()
+             if getattr(tune.space, name) is not None}  # fmt: skip
+    unknown = sorted(set(best.params) - set(space))
+    if unknown:
+        allowed = ", ".join(space)
+        raise UserError(f"{unknown[0]}: not a knob this tune.space searches (allowed: "
+                        f"{allowed}); not applied")  # fmt: skip
+    missing = sorted(set(space) - set(best.params))
+    if missing:
+        raise UserError(f"trial {best.number} does not set {missing[0]}, which tune.space "
+                        "searches; not applied")  # fmt: skip
+    for key, value in best.params.items():
+        bounds = space[key]
+        kind = int if isinstance(bounds, config_lib.IntRange) else int | float
+        inside = (value in bounds if isinstance(bounds, tuple)
+                  else isinstance(value, kind) and not isinstance(value, bool)
+                  and bounds.low <= value <= bounds.high)  # fmt: skip
+        if not inside:
+            raise UserError(f"trial {best.number}: {key} {value!r} lies outside tune.space "
+                            f"({bounds}); not applied")  # fmt: skip
 
 
 def _null(representer: Any, _: None) -> Any:
