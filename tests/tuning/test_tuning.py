@@ -292,6 +292,35 @@ def test_a_study_whose_run_was_deleted_in_the_ui_gets_a_new_run_linking_it(proje
     assert len(new) == 1 and "is deleted" in caplog.text
 
 
+def test_a_shared_storage_cannot_aim_tune_at_runs_not_of_its_study(project, caplog):
+    """Another user of the storage names a finished run of the store (a champion's training
+    run) as the study's run and as a killed trial's run: it was marked FAILED and took the
+    study's metrics and child runs. Now it is left alone and the study starts its own."""
+    client = _mlflow(project)
+    experiment = client.get_experiment_by_name("gantrack")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("gantrack")
+    foreign = client.create_run(experiment_id, run_name="someone's training").info.run_id
+    client.set_terminated(foreign, "FINISHED")
+    cfg = _cfg(study_name="hostile", epochs=1, n_trials=1, heartbeat_seconds=1)
+    study = tuning.open_study(cfg.tune)
+    study.set_user_attr(tuning.STUDY_RUN_ATTR, foreign)
+    storage = study._storage
+    stale = storage.create_new_trial(study._study_id)
+    storage.set_trial_user_attr(stale, objective.RUN_ATTR, foreign)
+    storage.record_heartbeat(stale)
+    time.sleep(3)  # beyond the grace period: the trial is stale
+    study = tuning.tune(cfg)
+    assert [t.state for t in study.trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    run = client.get_run(foreign)
+    assert run.info.status == "FINISHED" and run.data.tags.get("state") is None
+    assert not run.data.metrics and "optuna.best_trial" not in run.data.tags
+    (parent,), (child,) = _runs(project, "hostile")
+    assert parent.info.run_id == study.user_attrs[tuning.STUDY_RUN_ATTR] != foreign
+    assert child.data.tags["mlflow.parentRunId"] == parent.info.run_id
+    assert "not a running trial of study 'hostile'; left alone" in caplog.text
+    assert "not this study's; starting a new one" in caplog.text
+
+
 def _good_then_stuck(cfg: config.Config) -> optuna.Study:
     """cfg's study with two trials enqueued, the first learning and the second stuck (rates
     so low it barely moves: a worse FID at every step), run."""

@@ -118,12 +118,14 @@ def study_run(study: optuna.Study, cfg: Config) -> str:
     experiment = client.get_experiment_by_name(cfg.tracking.experiment).experiment_id
     recorded = study.user_attrs.get(STUDY_RUN_ATTR)
     if recorded:
-        with contextlib.suppress(MlflowException):
-            run = client.get_run(recorded).info
-            if run.lifecycle_stage == "active" and run.experiment_id == experiment:
+        with contextlib.suppress(MlflowException, TypeError):
+            run = client.get_run(str(recorded))
+            if (run.info.lifecycle_stage == "active" and run.info.experiment_id == experiment
+                    and _of_study(run, study, parent=True)):  # fmt: skip
                 return recorded
-        logger.warning("study %r: its MLflow run %s is deleted or in another store or "
-                       "experiment; starting a new one", study.study_name, recorded)  # fmt: skip
+        logger.warning("study %r: its MLflow run %s is deleted, in another store or "
+                       "experiment, or not this study's; starting a new one", study.study_name,
+                       recorded)  # fmt: skip
     with tracking.start_run(run_name=f"tune {study.study_name}") as run:
         tracking.log_params(flat_params(cfg, "base", "data", "model", "train", "tune"))
         mlflow.set_tag("optuna.study", study.study_name)
@@ -282,10 +284,23 @@ def _stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
         return
     client = mlflow.MlflowClient()
     try:
-        client.set_tag(run_id, STATE_TAG, "failed")
-        client.set_terminated(run_id, "FAILED")
+        run = client.get_run(str(run_id))
+        if run.info.status != "RUNNING" or not _of_study(run, study, parent=False):
+            logger.warning("trial %d: MLflow run %s is not a running trial of study %r; left "
+                           "alone", trial.number, run_id, study.study_name)  # fmt: skip
+            return
+        client.set_tag(run.info.run_id, STATE_TAG, "failed")
+        client.set_terminated(run.info.run_id, "FAILED")
     except MlflowException as exc:
         logger.warning("trial %d: could not close MLflow run %s: %s", trial.number, run_id, exc)
+
+
+def _of_study(run: mlflow.entities.Run, study: optuna.Study, *, parent: bool) -> bool:
+    """Whether run is this study's parent run (parent) or one of its trials' runs, by the tags
+    gantrack gave it: a shared storage's user attributes may name any run of the store."""
+    tags = run.data.tags
+    child = "mlflow.parentRunId" in tags
+    return tags.get("optuna.study") == study.study_name and child != parent
 
 
 def apply(cfg: Config, params_path: str | Path) -> dict[str, Any]:
