@@ -2,12 +2,15 @@
 records values a run did not use), and training refuses prepared data that `prepare` did not
 write."""
 
+import re
 import subprocess
 import time
 
 import numpy as np
 import pytest
 from project import checkpointed, cli, one_line_error, user_env
+
+from gantrack.runtime.errors import UserError
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -46,3 +49,37 @@ def test_train_refuses_prepared_data_that_prepare_did_not_write(prepared):  # no
     assert not (prepared / "checkpoints").exists()
     assert not (prepared / "models").exists()
     assert not (prepared / "mlflow.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("run.json", '{"run_id": 5}', "its run_id 5 is not an MLflow run id"),
+        ("run.json", "{}", "its run_id None is not an MLflow run id"),
+        ("run.json", '{"run_id": "../../x"}', "its run_id '../../x' is not an MLflow run id"),
+        ("run.json", "[1]", "not a JSON object"),
+        ("run.json", "not json", "not the JSON gantrack wrote (JSONDecodeError"),
+        ("classifier.json", '{"classifier_test_accuracy": "abc"}', "'abc' is not a number in"),
+    ],
+)
+def test_files_gantrack_wrote_then_edited_are_one_line(tmp_path, name, content, message):
+    """The run files and metrics gantrack reads back: an edited one is a UserError naming it
+    (a traceback before; a classifier.json key once overwrote the computed FID)."""
+    from gantrack import tracking
+    from gantrack.stages import evaluate
+
+    path = tmp_path / name
+    path.write_text(content)
+    read = tracking.read_run_file if name == "run.json" else evaluate._classifier_accuracy
+    with pytest.raises(UserError, match=re.escape(message)):
+        read(path)
+
+
+def test_only_the_classifiers_accuracy_is_taken_from_its_metrics_file(tmp_path):
+    from gantrack.stages import evaluate
+
+    path = tmp_path / "classifier.json"
+    path.write_text('{"classifier_test_accuracy": 0.85, "fid_classifier": 0.001}')
+    assert evaluate._classifier_accuracy(path) == {"classifier_test_accuracy": 0.85}
+    path.write_text("{}")  # no classifier (unlabelled data)
+    assert evaluate._classifier_accuracy(path) == {}

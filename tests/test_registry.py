@@ -90,6 +90,10 @@ def test_the_champion_alias_moves_only_to_a_comparably_better_fid(store):
     assert registry.register_generator(empty.info.run_id, NAME, "fid_classifier", 1.0, 300,
                                        *DATA) == (None, False)  # fmt: skip
     assert int(_champion(client).version) == 7
+    # The champion's FID tag changed by another user of the store: a warning, the alias stays.
+    client.set_model_version_tag(NAME, "7", "gantrack.fid", "abc")
+    assert registry.register_generator(a, NAME, "fid_classifier", 1.0, 300, *DATA)[1] is False
+    assert int(_champion(client).version) == 7
 
 
 def _gantrack_sample(project: Path, *args: str) -> subprocess.CompletedProcess:

@@ -157,3 +157,11 @@ def test_lr_decay_reaches_its_end_at_the_last_step_and_a_resume_keeps_its_place(
 def test_lr_decay_needs_the_number_of_images():
     with pytest.raises(ValueError, match="lr_decay linear needs the number of images"):
         training.build_gan(tiny.MODEL, tiny.train_cfg(lr_decay="linear"), tiny.SHAPE, 0)
+
+
+@pytest.mark.parametrize("content", ["[]", '{"fingerprint": "same", "run_id": 5}', "not json"])
+def test_a_state_file_gantrack_did_not_write_is_discarded_not_a_traceback(tmp_path, content):
+    checkpoints.write_state(tmp_path / "ckpt", "same", run_id="abc")
+    (tmp_path / "ckpt" / checkpoints.STATE_FILE).write_text(content)
+    assert checkpoints.read_state(tmp_path / "ckpt", "same") == ({}, {})
+    assert not (tmp_path / "ckpt").exists()

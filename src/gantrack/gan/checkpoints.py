@@ -99,8 +99,10 @@ def read_state(directory: Path, fingerprint: str) -> tuple[dict, dict]:
         return {}, {}
     try:
         state = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
         state = {}
+    if not isinstance(state, dict) or not isinstance(state.get("run_id", ""), str):
+        state = {}  # not what gantrack wrote: unreadable as far as resuming goes
     if state.get("fingerprint") != fingerprint:
         logger.warning("discarding checkpoints in %s: written for other params or data", directory)
         shutil.rmtree(directory)

@@ -65,8 +65,23 @@ def write_json(path: str | os.PathLike, values: dict) -> None:
 
 
 def read_json(path: str | os.PathLike) -> dict:
-    """Read a JSON file this project wrote."""
-    return json.loads(Path(path).read_text())
+    """A JSON object from a file this project wrote, which a user or a crash may have changed:
+    anything else (not JSON, not an object, larger than MAX_JSON_BYTES) is a UserError."""
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_JSON_BYTES:
+            raise UserError(f"{path}: larger than {MAX_JSON_BYTES} bytes, not what gantrack "
+                            "wrote; run the stage that writes it again")  # fmt: skip
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"{path}: not the JSON gantrack wrote ({one_line(exc)}); run the stage "
+                        "that writes it again") from None  # fmt: skip
+    if not isinstance(values, dict):
+        raise UserError(f"{path}: not a JSON object; run the stage that writes it again")
+    return values
+
+
+MAX_JSON_BYTES = 2**24  # the stages' JSON files (meta.json with its class names: a few kB)
 
 
 def copy_regular_file(path: Path, copy: Path, limit: int, what: str) -> None:

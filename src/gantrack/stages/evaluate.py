@@ -15,6 +15,7 @@ from gantrack.config import Config, flat_params
 from gantrack.evaluation import extractors, scoring
 from gantrack.io.files import read_json, write_json
 from gantrack.io.paths import PATHS, Paths, require
+from gantrack.runtime.errors import UserError
 from gantrack.tracking import registry
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
     if labels is not None and ref_labels is not None:  # intra-FID, with the same extractor
         results |= scoring.score_classes(name, ref_feats, ref_labels, feats, labels,
                                          e.class_min_samples)  # fmt: skip
-    results |= read_json(require(paths.classifier_metrics, "classifier"))
+    results |= _classifier_accuracy(require(paths.classifier_metrics, "classifier"))
     write_json(paths.eval_metrics, results)
     with tracking.continue_run(paths.generate_run, flat_params(cfg, "evaluate")):
         tracking.log_metrics_once(results)
@@ -55,3 +56,19 @@ def run(cfg: Config, paths: Paths = PATHS) -> dict:
         )  # fmt: skip
     print(scoring.table(results))
     return results
+
+
+def _classifier_accuracy(path) -> dict[str, float]:
+    """The classifier's test accuracy from its metrics file ({} without a classifier): only
+    that key, a number in [0, 1], so that an edited file cannot stand in for a score."""
+    accuracy = read_json(path).get("classifier_test_accuracy")
+    if accuracy is None:
+        return {}
+    if (
+        isinstance(accuracy, bool)
+        or not isinstance(accuracy, int | float)
+        or not 0 <= accuracy <= 1
+    ):
+        raise UserError(f"{path}: classifier_test_accuracy {accuracy!r} is not a number in "
+                        "[0, 1]; run `dvc repro classifier` to rewrite it")  # fmt: skip
+    return {"classifier_test_accuracy": float(accuracy)}

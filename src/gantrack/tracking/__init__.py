@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import secrets
 import subprocess
 import warnings
@@ -27,7 +28,7 @@ from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from gantrack.io.files import atomic_path
+from gantrack.io.files import atomic_path, read_json
 from gantrack.runtime import redact, stop
 from gantrack.runtime.errors import UserError, one_line
 from gantrack.tracking.epochs import CheckpointSync  # noqa: F401
@@ -280,8 +281,19 @@ def write_run_file(path: Path, run_id: str) -> None:
 
 
 def read_run_file(path: Path) -> str | None:
+    """The MLflow run id in a run file (None when there is none): 32 hexadecimal digits, as
+    MLflow makes them; anything else is a UserError (an edited or foreign file)."""
     path = Path(path)
-    return json.loads(path.read_text())["run_id"] if path.is_file() else None
+    if not path.is_file():
+        return None
+    run_id = read_json(path).get("run_id")
+    if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
+        raise UserError(f"{path}: its run_id {run_id!r} is not an MLflow run id; run the stage "
+                        "that writes it again")  # fmt: skip
+    return run_id
+
+
+RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
 def log_params(params: dict[str, Any]) -> None:

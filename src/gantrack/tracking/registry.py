@@ -14,6 +14,7 @@ code from the store runs) or serve it with `mlflow models serve -m models:/NAME@
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from pathlib import Path
 
@@ -69,7 +70,11 @@ def register_generator(
                            "%s); the alias stays", model_name, version, champion.version,
                            theirs)  # fmt: skip
             return version, False
-        best = float(champion.tags[FID_TAG])
+        best = _number(champion.tags.get(FID_TAG))
+        if best is None:
+            logger.warning("%s: the champion (version %s) has no readable %s tag; the alias "
+                           "stays", model_name, champion.version, FID_TAG)  # fmt: skip
+            return version, False
         if fid >= best:
             logger.info("%s: version %s (%s %.4g) does not beat the champion, version %s "
                         "(%.4g)", model_name, version, metric, fid, champion.version,
@@ -148,6 +153,15 @@ def _version_of(client: MlflowClient, model_name: str, run_id: str, tags: dict) 
         model_name, f"models:/{model_id}", run_id=run_id, tags={**tags, **chosen},
         description=selection.describe(run, tags, FOOTING, FID_TAG), model_id=model_id,
     ).version)  # fmt: skip
+
+
+def _number(text: str | None) -> float | None:
+    """text as a finite number (a tag another user of the store may have changed), or None."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def _registered_model(client: MlflowClient, model_name: str) -> None:
