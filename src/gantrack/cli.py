@@ -216,6 +216,12 @@ def _version() -> str:
         return "unknown"
 
 
+# Libraries' loggers whose chatter a user cannot act on (without --verbose)
+QUIET_LOGGERS = {"absl": logging.WARNING, "alembic": logging.WARNING, "urllib3": logging.ERROR,
+                 "mlflow.store.db.utils": logging.ERROR,
+                 "mlflow.utils.databricks_utils": logging.ERROR}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     streams.install()  # first: every line printed from here on is masked, libraries' too
     args = _parser().parse_args(argv)
@@ -235,10 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         # connection retries (a store that stays unreachable ends in one error line).
         os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when MLflow loads
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # on stderr
-        for name, level in (("absl", logging.WARNING), ("alembic", logging.WARNING),
-                            ("urllib3", logging.ERROR),
-                            ("mlflow.store.db.utils", logging.ERROR),
-                            ("mlflow.utils.databricks_utils", logging.ERROR)):  # fmt: skip
+        for name, level in QUIET_LOGGERS.items():
             logging.getLogger(name).setLevel(level)
     # train stops at a batch boundary, keeping its last checkpoint; the rest stop at once.
     stop.install(deferred=args.command == "train")

@@ -575,6 +575,55 @@ def test_a_trial_trains_with_the_values_it_drew_for_every_searched_knob():
     assert trial_cfg.train.label_smoothing == cfg.train.label_smoothing  # not searched
 
 
+def test_a_shared_studys_words_reach_the_report_and_csv_inert():
+    """Attributes another user of the storage wrote: no terminal escape, heading or markup of
+    theirs in report.md, no formula in trials.csv."""
+    from gantrack.tuning import results
+
+    study = optuna.create_study()
+    study.set_user_attr(report.DATA_ATTR, "digits\x1b[2J\n# Injected\n<img src=x onerror=y>")
+    lr = optuna.distributions.FloatDistribution(1e-5, 1e-2)
+    study.add_trial(optuna.trial.create_trial(
+        params={"train.lr_g": 1e-3}, value=1.0, user_attrs={"note": "=HYPERLINK(\"http://x\")"},
+        distributions={"train.lr_g": lr}))  # fmt: skip
+    text = report.markdown(study, "fid", {"trials_complete": 1, "trials_pruned": 0,
+                                          "trials_fail": 0})  # fmt: skip
+    (data,) = [line for line in text.splitlines() if line.startswith("- Data:")]
+    assert data == "- Data: digits\\x1b[2J\\n# Injected\\n&lt;img src=x onerror=y&gt;"
+    assert "\x1b" not in text and "\n# Injected" not in text
+    cells = study.trials_dataframe().map(results._csv_cell)
+    assert cells["user_attrs_note"][0] == '\'=HYPERLINK("http://x")' and cells["value"][0] == 1
+
+
+def test_a_study_that_searched_a_knob_otherwise_is_one_line(project):
+    """Trials of the study drew lr_g without the log scale gantrack searches it on: Optuna
+    refuses the draw (a traceback before)."""
+    from optuna.distributions import FloatDistribution
+
+    cfg = _cfg(study_name="otherwise", epochs=1, n_trials=1)
+    study = tuning.open_study(cfg.tune)
+    study.add_trial(optuna.trial.create_trial(params={"train.lr_g": 1e-3}, value=1.0,
+        distributions={"train.lr_g": FloatDistribution(1e-5, 3e-3)}))  # fmt: skip
+    with pytest.raises(UserError, match=r"study 'otherwise' searched train\.lr_g otherwise"):
+        tuning.tune(cfg)
+
+
+def test_a_database_of_another_program_as_the_storage_is_one_line(tmp_path):
+    """tune.storage naming the MLflow store (an easy slip): one line, exit 2."""
+    import mlflow
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    try:
+        mlflow.search_experiments()  # the store's tables
+    finally:
+        mlflow.set_tracking_uri(None)
+    write_params(tmp_path / "params.yaml", {"tune": {"storage": "sqlite:///mlflow.db"}})
+    proc = _gantrack(tmp_path, "tune", "--apply")
+    assert proc.returncode == 2
+    (line,) = proc.stderr.strip().splitlines()
+    assert line.startswith("gantrack tune: error: tune.storage: cannot open sqlite:///mlflow.db")
+
+
 @pytest.mark.parametrize(
     ("tune", "args", "message"),
     [

@@ -26,7 +26,7 @@ from gantrack.gan.inputs import steps_per_epoch
 from gantrack.io import images, keras_files
 from gantrack.io.files import read_json
 from gantrack.io.paths import PATHS, Paths, require
-from gantrack.runtime.errors import UserError
+from gantrack.runtime.errors import UserError, one_line
 from gantrack.tuning import budget
 from gantrack.tuning.report import BASELINE_ATTR, EPOCHS_ATTR
 
@@ -91,12 +91,18 @@ def suggest(trial: optuna.Trial, cfg: Config) -> Config:
         bounds = getattr(cfg.tune.space, name)
         if bounds is None:
             continue
-        if isinstance(bounds, tuple):
-            values[key] = trial.suggest_categorical(key, list(bounds))
-        elif isinstance(bounds, IntRange):
-            values[key] = trial.suggest_int(key, bounds.low, bounds.high)
-        else:
-            values[key] = trial.suggest_float(key, bounds.low, bounds.high, log=name in LOG_SCALE)
+        try:
+            if isinstance(bounds, tuple):
+                values[key] = trial.suggest_categorical(key, list(bounds))
+            elif isinstance(bounds, IntRange):
+                values[key] = trial.suggest_int(key, bounds.low, bounds.high)
+            else:
+                values[key] = trial.suggest_float(key, bounds.low, bounds.high,
+                                                  log=name in LOG_SCALE)  # fmt: skip
+        except ValueError as exc:  # the study's trials drew it from another distribution
+            raise UserError(f"tune.study_name: study {cfg.tune.study_name!r} searched {key} "
+                            f"otherwise ({one_line(exc)}); choose another "
+                            "tune.study_name") from None  # fmt: skip
     t = cfg.tune
     # Checkpoints (in a temporary folder) where FIDs are measured: CheckpointSync then logs
     # those epochs, as the train stage does, also the epoch a pruner stops at.

@@ -4,11 +4,14 @@ number of trials they rest on (none below MIN_IMPORTANCE_TRIALS complete trials)
 
 from __future__ import annotations
 
+import html
 import warnings
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+
+from gantrack.runtime.errors import printable
 
 MIN_IMPORTANCE_TRIALS = 5  # fewer complete trials give importances that are mostly noise
 BASELINE_ATTR = "gantrack.baseline"  # trial user attribute (set when it is enqueued)
@@ -46,7 +49,7 @@ def comparison(study: optuna.Study, metric: str) -> tuple[str, str]:
     best, base = study.best_trial, baseline_trial(study)
     best_line = f"trial {best.number}, {metric} = {best.value:.4g}"
     if base is None:
-        why = study.user_attrs.get(NO_BASELINE_ATTR, "the study was created without one")
+        why = text(study.user_attrs.get(NO_BASELINE_ATTR, "the study was created without one"))
         return f"none ({why})", best_line
     base_line = f"trial {base.number} (the params before the search)"
     if base.state != TrialState.COMPLETE:
@@ -65,7 +68,7 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
         f"# Study {study.study_name}",
         "",
         f"- Objective: {metric} (lower is better)",
-        f"- Data: {study.user_attrs.get(DATA_ATTR, 'not recorded')}",
+        f"- Data: {text(study.user_attrs.get(DATA_ATTR, 'not recorded'))}",
         f"- Trials: {n_complete} complete, {counts['trials_pruned']} pruned, "
         f"{counts['trials_fail']} failed",
     ]
@@ -74,15 +77,24 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
     base_line, best_line = comparison(study, metric)
     lines += [f"- Baseline: {base_line}", f"- Best: {best_line}"]
     if (epochs := study.best_trial.user_attrs.get(EPOCHS_ATTR)) is not None:
-        lines.append(f"- Equal time: the best trial trained {epochs} epochs, what its speed "
+        lines.append(f"- Equal time: the best trial trained {text(epochs)} epochs, what its speed "
                      "fitted in tune.seconds")  # fmt: skip
     lines += ["", "## Best params", ""]
-    lines += [f"- {key}: {value!r}" for key, value in study.best_params.items()]
+    lines += [f"- {text(key)}: {text(repr(value))}" for key, value in study.best_params.items()]
     ranked, why = importances(study, n_complete)
     lines += ["", "## Parameter importances", ""]
     if ranked is None:
         lines.append(f"None: {why}.")
     else:
+        rows = (f"| {text(k)} | {v:.3f} |" for k, v in ranked.items())
         lines += [f"fANOVA on {n_complete} complete trials:", "", "| param | importance |",
-                  "|---|---|", *(f"| {k} | {v:.3f} |" for k, v in ranked.items())]  # fmt: skip
+                  "|---|---|", *rows]  # fmt: skip
     return "\n".join([*lines, ""])
+
+
+def text(value: object, limit: int = 200) -> str:
+    """A study's words (its storage may be shared: another user wrote them) as report text: one
+    line, unprintable characters escaped, HTML's <, > and & as entities, at most limit
+    characters: no terminal escape, heading or markup of theirs reaches the report."""
+    line = html.escape(printable(str(value)), quote=False)
+    return line if len(line) <= limit else f"{line[:limit]}..."

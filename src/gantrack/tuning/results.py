@@ -42,7 +42,7 @@ def write_outputs(study: optuna.Study, metric: str, out_dir: Path) -> None:
     and the trial counts."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "trials.csv") as tmp:
-        study.trials_dataframe().to_csv(tmp, index=False)
+        study.trials_dataframe().map(_csv_cell).to_csv(tmp, index=False)
     mlflow.log_artifact(str(out_dir / "trials.csv"))
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     counts = {f"trials_{s.name.lower()}": len(study.get_trials(states=(s,))) for s in states}
@@ -124,6 +124,14 @@ def _importances(study: optuna.Study, n_complete: int) -> Any:
     axes = vis.plot_param_importances(study, evaluator=report.evaluator())
     axes.set_title(f"Parameter importances (fANOVA, {n_complete} complete trials)", loc="left")
     return axes
+
+
+def _csv_cell(value: Any) -> Any:
+    """A trials.csv cell: a string a spreadsheet would run as a formula (=, +, -, @, a tab or a
+    carriage return first: a shared storage's attribute) quoted with a leading '."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
 
 
 def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:

@@ -265,7 +265,8 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
                 url, heartbeat_interval=t.heartbeat_seconds,
                 grace_period=2 * t.heartbeat_seconds, heartbeat_stale_trial_callback=_stale_trial,
             )  # fmt: skip
-        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError) as exc:
+        except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
+            # RuntimeError: a database of another program or Optuna version (its schema)
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             message = f"tune.storage: cannot open {url} ({reason})"
             raise UserError(redact.mask(message)) from None
