@@ -487,3 +487,15 @@ def test_load_split_not_an_npz(tmp_path, content):
     else:
         path.write_bytes(content)
     _raises(r"x\.npz is not a readable \.npz", data.load_split, path)
+
+
+def test_a_split_larger_than_load_split_reads_is_not_written(tmp_path, monkeypatch):
+    """prepare would write it, and every later stage refuse it: refused before writing."""
+    from gantrack.data import splits
+    from gantrack.io import limits
+
+    monkeypatch.setattr(limits, "MAX_ARRAY_BYTES", 1000)
+    split = splits.Split(np.zeros((20, 8, 8, 1), np.uint8), np.zeros(20, np.int64))
+    with pytest.raises(UserError, match="1.3 kB of images, more than the 1.0 kB a split may hold"):
+        splits.save_split(tmp_path / "train.npz", split)
+    assert not list(tmp_path.iterdir())

@@ -4,6 +4,7 @@ import contextlib
 import copy
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -621,7 +622,10 @@ def test_a_database_of_another_program_as_the_storage_is_one_line(tmp_path):
     proc = _gantrack(tmp_path, "tune", "--apply")
     assert proc.returncode == 2
     (line,) = proc.stderr.strip().splitlines()
-    assert line.startswith("gantrack tune: error: tune.storage: cannot open sqlite:///mlflow.db")
+    assert "tune.storage: sqlite:///mlflow.db holds another program's tables (" in line
+    with contextlib.closing(sqlite3.connect(tmp_path / "mlflow.db")) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    assert "experiments" in tables and not {"studies", "version_info"} & tables  # untouched
 
 
 @pytest.mark.parametrize(
@@ -935,3 +939,17 @@ def test_artifact_dir_must_be_a_folder():
         with pytest.raises(UserError, match=message):
             _cfg(artifact_dir=value)
     assert _cfg(artifact_dir="/mnt/shared/grids").tune.artifact_dir == "/mnt/shared/grids"
+
+
+def test_apply_writes_through_a_linked_params_file(tmp_path):
+    """params.yaml a symbolic link (to a shared config): its target takes the values, the
+    link stays (it was replaced by a copy)."""
+    (tmp_path / "shared").mkdir()
+    target = write_params(tmp_path / "shared" / "params.yaml",
+                          {"tune": {"storage": f"sqlite:///{tmp_path / 's.db'}"}})  # fmt: skip
+    (tmp_path / "params.yaml").symlink_to(target)
+    _hostile_study(tmp_path / "s.db", {**LR, **LAYERS}, "digits")
+    proc = _gantrack(tmp_path, "tune", "--apply")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "params.yaml").is_symlink()
+    assert config.load(target).model.generator.layers == 3

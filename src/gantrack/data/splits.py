@@ -93,7 +93,12 @@ def digest(*splits: Split) -> str:
 
 
 def save_split(path: str | os.PathLike, split: Split) -> None:
-    """Write `split` to an uncompressed .npz (keys "images", "labels"), atomically."""
+    """Write `split` to an uncompressed .npz (keys "images", "labels"), atomically; refused
+    when its images exceed what load_split would read (limits.MAX_ARRAY_BYTES)."""
+    if split.images.nbytes > limits.MAX_ARRAY_BYTES:
+        raise UserError(f"{path}: {limits.human(split.images.nbytes)} of images, more than the "
+                        f"{limits.human(limits.MAX_ARRAY_BYTES)} a split may hold; lower "
+                        "data.image_size or set data.limit")  # fmt: skip
     with atomic_path(path) as tmp:
         np.savez(tmp, images=split.images, labels=split.labels)
 

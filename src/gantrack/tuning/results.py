@@ -147,6 +147,7 @@ def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
         raise UserError(
             f"study {study.study_name!r} has no complete trial yet; run `gantrack tune` first"
         ) from None
+    params_path = params_path.resolve()  # a symbolic link: its target is written, the link kept
     yaml = YAML()  # round-trip
     yaml.representer.add_representer(type(None), _null)
     doc = yaml.load(params_path.read_text()) or {}

@@ -19,6 +19,7 @@ import contextlib
 import functools
 import logging
 import os
+import sqlite3
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -257,6 +258,7 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
     import sqlalchemy.exc
 
     url = storage_url(t)
+    _refuse_foreign_sqlite(url)
     tracking.store_defaults()  # a PostgreSQL host that drops packets: one line after 10 s
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -270,6 +272,25 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
             message = f"tune.storage: cannot open {url} ({reason})"
             raise UserError(redact.mask(message)) from None
+
+
+def _refuse_foreign_sqlite(url: str) -> None:
+    """A sqlite file holding another program's tables (the MLflow store, say) and none of
+    Optuna's: refused before Optuna adds its tables to it."""
+    if not url.startswith("sqlite:///"):
+        return
+    path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
+    except sqlite3.Error:
+        return  # not a database: Optuna's own error says so
+    if tables and "version_info" not in tables:
+        raise UserError(f"tune.storage: {url} holds another program's tables ("
+                        f"{', '.join(sorted(tables)[:3])}, ...), not Optuna's; give a file of "
+                        "its own")  # fmt: skip
 
 
 def _pruner(t: TuneConfig) -> optuna.pruners.BasePruner:
