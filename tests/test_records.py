@@ -2,6 +2,7 @@
 records values a run did not use), and training refuses prepared data that `prepare` did not
 write."""
 
+import json
 import re
 import subprocess
 import time
@@ -83,3 +84,22 @@ def test_only_the_classifiers_accuracy_is_taken_from_its_metrics_file(tmp_path):
     assert evaluate._classifier_accuracy(path) == {"classifier_test_accuracy": 0.85}
     path.write_text("{}")  # no classifier (unlabelled data)
     assert evaluate._classifier_accuracy(path) == {}
+
+
+def test_a_state_file_naming_another_experiments_run_leaves_that_run_alone(prepared):
+    """checkpoints/state.json (edited, or copied from another project) names a running run of
+    another experiment: train starts its own run, the other stays RUNNING (it was marked
+    KILLED, or train failed with a store error)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{prepared / 'mlflow.db'}")
+    foreign = client.create_run(client.create_experiment("someone-else")).info.run_id
+    (prepared / "checkpoints").mkdir()
+    (prepared / "checkpoints/state.json").write_text(
+        json.dumps({"fingerprint": "not these params", "run_id": foreign})
+    )
+    done = cli(prepared, "train", timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert client.get_run(foreign).info.status == "RUNNING"
+    trained = json.loads((prepared / "models/run.json").read_text())["run_id"]
+    assert trained != foreign and client.get_run(trained).info.status == "FINISHED"

@@ -86,7 +86,7 @@ def configure(experiment: str | None) -> None:
         if uri or experiment is None:
             mlflow.set_tracking_uri(uri or f"sqlite:///{database}")
             if experiment is not None:
-                mlflow.set_experiment(experiment)
+                _picked[uri] = mlflow.set_experiment(experiment).experiment_id
             else:  # read once here: a URI that does not parse or a store that is not there
                 mlflow.search_experiments(max_results=1)  # is this one line, not a traceback
             return
@@ -94,7 +94,7 @@ def configure(experiment: str | None) -> None:
             mlflow.set_tracking_uri(f"sqlite:///{database}")
             if mlflow.get_experiment_by_name(experiment) is None:
                 mlflow.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
-            mlflow.set_experiment(experiment)
+            _picked[mlflow.get_tracking_uri()] = mlflow.set_experiment(experiment).experiment_id
     except MlflowException as exc:
         if "deleted experiment" in str(exc):
             raise UserError(
@@ -168,8 +168,8 @@ def start_run(
     system_metrics: MLflow samples CPU, memory (and GPU) use into the run while it is open."""
     replaced = None
     if run_id and not exists(run_id):
-        logger.warning("MLflow run %s is deleted or gone from the store; starting a new run",
-                       run_id)  # fmt: skip
+        logger.warning("MLflow run %s is deleted, gone from the store or in another "
+                       "experiment; starting a new run", run_id)  # fmt: skip
         replaced, run_id = run_id, None
     tags = masked_context_tags() if run_id is None else None
     # A reopened run keeps its name: MLflow would rename it to run_name.
@@ -265,12 +265,17 @@ def exists(run_id: str) -> bool:
 
 
 def _active(run_id: str) -> Any:
-    """The run, if it is an active run of the store; else None."""
+    """The run, if it is an active run of the store, in the configured experiment (a run file
+    naming another experiment's run is edited or foreign); else None."""
     try:
         run = MlflowClient().get_run(run_id)
     except MlflowException:
         return None
-    return run if run.info.lifecycle_stage == "active" else None
+    ours = run.info.experiment_id == _picked.get(mlflow.get_tracking_uri(), run.info.experiment_id)
+    return run if ours and run.info.lifecycle_stage == "active" else None
+
+
+_picked: dict[str, str] = {}  # tracking URI -> the id of the experiment configure() picked
 
 
 def write_run_file(path: Path, run_id: str) -> None:
@@ -316,7 +321,7 @@ def end_abandoned(run_id: str) -> None:
     were for other params or data), so that it does not stay RUNNING in the store."""
     client = MlflowClient()
     try:
-        if client.get_run(run_id).info.status == "RUNNING":
+        if (run := _active(run_id)) is not None and run.info.status == "RUNNING":
             client.set_terminated(run_id, "KILLED")
             logger.info("MLflow run %s: its training was abandoned; marked KILLED", run_id)
     except MlflowException:
