@@ -106,6 +106,8 @@ def test_each_shape_is_masked_by_pattern(registry, text, masked):
         "train.lr_g=0.0002 tune.storage=None",
         "monkey=3 keyword=x oauth_state=1",
         "mailto:alice@example.com",
+        "Mailto:alice@example.com",
+        "python:3.11@sha256:4f2a9c",
         "git@github.com:o/r.git",
         "at 12:30@host.example.com",
     ],

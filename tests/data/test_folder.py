@@ -308,3 +308,23 @@ def test_names_from_the_folder_reach_the_log_escaped(classes, tmp_path):
     warning, info = done.stderr.strip().splitlines()
     assert "skipped 1 unreadable file(s)" in warning and "\x1b" not in done.stderr
     assert warning.endswith("junk\\x1b]52;c;SGk=\\x07\\nFAKE.png") and "prepared folder" in info
+
+
+@pytest.mark.parametrize("kind", ["RGBA", "P"])
+def test_a_transparent_sprite_reads_as_laid_on_white_then_fitted(tmp_path, kind):
+    """The reader lays transparency on white near the crop only (memory), with the margin
+    Lanczos reads: the same pixels as laying the whole picture on white, then fitting it."""
+    from PIL import ImageDraw, ImageOps
+
+    from gantrack.data import folder
+
+    sprite = Image.new("RGBA", (90, 61), (0, 0, 0, 0))
+    ImageDraw.Draw(sprite).ellipse((20, 10, 70, 50), fill=(200, 30, 60, 255))
+    saved = sprite if kind == "RGBA" else sprite.convert("P")  # a palette with a transparent index
+    saved.save(tmp_path / "sprite.png", **({} if kind == "RGBA" else {"transparency": 0}))
+    with Image.open(tmp_path / "sprite.png") as opened:
+        white = Image.new("RGBA", opened.size, (255, 255, 255, 255))
+        whole = Image.alpha_composite(white, opened.convert("RGBA")).convert("RGB")
+    expected = np.asarray(ImageOps.fit(whole, (32, 32), Image.Resampling.LANCZOS))
+    read = folder._read(tmp_path / "sprite.png", "RGB", 32, "refuse")
+    assert np.abs(read.astype(int) - expected.astype(int)).max() <= 1

@@ -590,7 +590,7 @@ def test_a_shared_studys_words_reach_the_report_and_csv_inert():
     text = report.markdown(study, "fid", {"trials_complete": 1, "trials_pruned": 0,
                                           "trials_fail": 0})  # fmt: skip
     (data,) = [line for line in text.splitlines() if line.startswith("- Data:")]
-    assert data == "- Data: digits\\x1b[2J\\n# Injected\\n&lt;img src=x onerror=y&gt;"
+    assert data == "- Data: digits\\x1b\\[2J\\n# Injected\\n&lt;img src=x onerror=y&gt;"
     assert "\x1b" not in text and "\n# Injected" not in text
     cells = study.trials_dataframe().map(results._csv_cell)
     assert cells["user_attrs_note"][0] == '\'=HYPERLINK("http://x")' and cells["value"][0] == 1

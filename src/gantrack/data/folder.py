@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import stat
 import warnings
@@ -85,7 +86,8 @@ def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 def _image_files(root: Path) -> list[Path]:
     """The files with an image suffix under root, at most MAX_DEPTH folders down; folders
-    reached through a symbolic link are not entered (files through one are read)."""
+    reached through a symbolic link are not entered (files through one are read), a subfolder
+    that cannot be listed (lost+found, another user's) is skipped with a warning."""
     found, folders = [], [(root, 0)]
     while folders:
         folder, depth = folders.pop()
@@ -101,7 +103,9 @@ def _image_files(root: Path) -> list[Path]:
                     elif path.suffix.lower() in EXTENSIONS and entry.is_file():
                         found.append(path)
         except OSError as exc:
-            raise UserError(f"data.source_dir: cannot list {folder} ({one_line(exc)})") from None
+            if folder == root:
+                raise UserError(f"data.source_dir: cannot list {root} ({one_line(exc)})") from None
+            logger.warning("%s: skipped, it cannot be listed (%s)", folder, one_line(exc))
     return found
 
 
@@ -136,11 +140,11 @@ def _mode(path: Path) -> str | None:
 
 
 def _read(path: Path, mode: str, size: int, bad_images: str) -> np.ndarray | None:
-    """The image decoded (its first frame), center-cropped to a square and resized (Lanczos)
-    to size x size, transparency laid on white, turned by its EXIF orientation, in mode; None
+    """The image decoded (its first frame), transparency laid on white, center-cropped to a
+    square and resized (Lanczos) to size x size, turned by its EXIF orientation, in mode; None
     when it cannot be read (or has more than limits.MAX_IMAGE_PIXELS) and bad_images is
-    "skip". Only the decoded image and one converted copy are ever full size: the crop, the
-    white and the turn are done at size x size (they commute with the resize)."""
+    "skip". At most three full-size pictures at once (the largest allowed: ~0.55 GB); the
+    turn is done at size x size (it commutes with the centered crop and the resize)."""
     try:
         with _open(path) as opened:
             turn = EXIF_TURNS.get(opened.getexif().get(EXIF_ORIENTATION, 1))
@@ -148,12 +152,10 @@ def _read(path: Path, mode: str, size: int, bad_images: str) -> np.ndarray | Non
             image = _converted(opened, "RGBA" if alpha else mode)
             width, height = image.size
             side = min(width, height)
-            box = ((width - side) // 2, (height - side) // 2)
-            image = image.resize((size, size), Image.Resampling.LANCZOS, reducing_gap=3.0,
-                                 box=(*box, box[0] + side, box[1] + side))  # fmt: skip
-        if alpha:
-            white = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            image = Image.alpha_composite(white, image).convert(mode)
+            box = ((width - side) / 2, (height - side) / 2, (width + side) / 2, (height + side) / 2)
+            if alpha:  # before the resize: Lanczos overshoots at alpha's edges
+                image, box = _on_white(image, box, mode, margin=3 * side // size + 2)
+            image = image.resize((size, size), Image.Resampling.LANCZOS, box=box)
         if turn is not None:
             image = image.transpose(turn)
         return np.asarray(image, np.uint8)
@@ -164,6 +166,19 @@ def _read(path: Path, mode: str, size: int, bad_images: str) -> np.ndarray | Non
     if bad_images == "refuse":
         raise UserError(f"data.source_dir: {problem}; remove it or set data.bad_images: skip")
     return None
+
+
+def _on_white(image: Image.Image, box: tuple, mode: str, margin: int) -> tuple[Image.Image, tuple]:
+    """(box of an RGBA image and margin pixels around it (what Lanczos reads: its support is 3
+    source pixels per output pixel) laid on white, in mode; box within that)."""
+    width, height = image.size
+    left, top = max(0, int(box[0]) - margin), max(0, int(box[1]) - margin)
+    crop = (left, top, min(width, math.ceil(box[2]) + margin),
+            min(height, math.ceil(box[3]) + margin))  # fmt: skip
+    square = image if crop == (0, 0, *image.size) else image.crop(crop)
+    white = Image.new(mode, square.size, 255 if mode == "L" else (255, 255, 255))
+    white.paste(square, mask=square.getchannel("A"))
+    return white, (box[0] - crop[0], box[1] - crop[1], box[2] - crop[0], box[3] - crop[1])
 
 
 def _converted(image: Image.Image, mode: str) -> Image.Image:

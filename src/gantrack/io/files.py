@@ -122,16 +122,20 @@ def capped_folder(folder: Path, max_bytes: int, poll: float = 0.02) -> Iterator[
     """Bound what code gantrack does not control (MLflow's artifact downloads) writes into
     folder: a thread sums the sizes of folder's files every `poll` seconds and, once they
     exceed max_bytes, makes every write that grows a file of this process fail with EFBIG
-    (RLIMIT_FSIZE 0; Python ignores SIGXFSZ) until the block ends. A store sending more than
-    it listed is stopped within one poll; the caller checks `exceeded` and refuses."""
-    cap, done = Cap(), threading.Event()
+    (RLIMIT_FSIZE 0; Python ignores SIGXFSZ) until the block ends: the limit is the process's,
+    so other threads' writes fail too in that window, which only a refused download opens. A
+    store sending more than it listed is stopped within one poll; the caller checks `exceeded`
+    and refuses."""
+    cap, done, lock = Cap(), threading.Event(), threading.Lock()
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)
 
     def watch() -> None:
         while not done.wait(poll):
             if _folder_bytes(folder) > max_bytes:
-                cap.exceeded = True
-                resource.setrlimit(resource.RLIMIT_FSIZE, (0, limit[1]))
+                with lock:  # never after the block has restored the limit
+                    if not done.is_set():
+                        cap.exceeded = True
+                        resource.setrlimit(resource.RLIMIT_FSIZE, (0, limit[1]))
                 return
 
     watcher = threading.Thread(target=watch, name="capped-folder", daemon=True)
@@ -139,9 +143,9 @@ def capped_folder(folder: Path, max_bytes: int, poll: float = 0.02) -> Iterator[
     try:
         yield cap
     finally:
-        done.set()
-        watcher.join()
-        resource.setrlimit(resource.RLIMIT_FSIZE, limit)
+        with lock:
+            done.set()
+            resource.setrlimit(resource.RLIMIT_FSIZE, limit)  # process-wide: restored first
         cap.exceeded = cap.exceeded or _folder_bytes(folder) > max_bytes
 
 

@@ -66,10 +66,11 @@ _USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^:/?#\s]{{0,256}}:)(?!\d{{1,5}}(?:[
 _HOST_LIKE = r"(?:\[|[\w-]+(?:\.[\w-]+)+|[\w.-]+:\d)"
 _USERINFO_DIGITS = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)\d{{1,5}}[/?#][^\s@]*@(?={_HOST_LIKE})")
 # user:password@host with no scheme (a command line, ssh, a proxy setting), when a host
-# follows (dotted, with a port, or [IPv6]); not mailto:name@host
+# follows (dotted, with a port, or [IPv6]); not mailto:name@host, not image:tag@sha256:digest.
+# (A password holding '@', ':' or '/' is masked only in a URL with a scheme, or once known.)
 _BARE_USERINFO = re.compile(
-    rf"(?P<head>(?<![\w.:/@%+-])(?!mailto:)[A-Za-z_][\w.-]{{0,63}}:)"
-    rf"[^\s@/:'\"]{{1,256}}@(?={_HOST_LIKE})"
+    rf"(?P<head>(?<![\w.:/@%+-])(?![Mm][Aa][Ii][Ll][Tt][Oo]:)[A-Za-z_][\w.-]{{0,63}}:)"
+    rf"[^\s@/:'\"]{{1,256}}@(?!sha\d+:)(?={_HOST_LIKE})"
 )
 # scheme://user:pass word@host (a space in the password; no '/' in it)
 _USERINFO_SPACED = re.compile(

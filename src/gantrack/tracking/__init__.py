@@ -298,7 +298,7 @@ def read_run_file(path: Path) -> str | None:
     return run_id
 
 
-RUN_ID = re.compile(r"[0-9a-f]{32}")
+RUN_ID = re.compile(r"[a-zA-Z0-9][\w\-]{0,255}")  # MLflow's own rule (its stores' ids vary)
 
 
 def log_params(params: dict[str, Any]) -> None:

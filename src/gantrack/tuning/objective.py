@@ -152,13 +152,15 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
     what optuna-dashboard shows)."""
     keras.backend.clear_session(free_memory=True)  # the previous trial's graphs and models
     trial_cfg = suggest(trial, cfg)
+    is_baseline = "true" if trial.user_attrs.get(BASELINE_ATTR) else "false"
+    # The study's tags from the start: a worker killed at any point leaves a run its study
+    # recognises as its trial's (study._stale_trial closes only those).
+    tags = {"optuna.study": cfg.tune.study_name, "optuna.trial": str(trial.number),
+            "optuna.worker": str(worker), "optuna.baseline": is_baseline}  # fmt: skip
     run = mlflow.start_run(run_name=f"trial {trial.number}", nested=True,
-                           tags=tracking.masked_context_tags())  # fmt: skip
+                           tags={**tracking.masked_context_tags(), **tags})  # fmt: skip
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     mlflow.log_params(trial.params)
-    is_baseline = "true" if trial.user_attrs.get(BASELINE_ATTR) else "false"
-    mlflow.set_tags({"optuna.study": cfg.tune.study_name, "optuna.trial": trial.number,
-                     "optuna.worker": worker, "optuna.baseline": is_baseline})  # fmt: skip
     state = "failed"
     try:
         value = _train_and_score(trial, trial_cfg, inputs, artifacts, reference=cfg)

@@ -94,7 +94,9 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
 
 def text(value: object, limit: int = 200) -> str:
     """A study's words (its storage may be shared: another user wrote them) as report text: one
-    line, unprintable characters escaped, HTML's <, > and & as entities, at most limit
-    characters: no terminal escape, heading or markup of theirs reaches the report."""
+    line, unprintable characters escaped, HTML's <, > and & as entities, Markdown's [, ] and |
+    escaped, at most limit characters: no terminal escape, heading, markup, link, image or
+    table cell of theirs reaches the report."""
     line = html.escape(printable(str(value)), quote=False)
+    line = line.replace("[", "\\[").replace("]", "\\]").replace("|", "\\|")  # links, tables
     return line if len(line) <= limit else f"{line[:limit]}..."

@@ -277,10 +277,8 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
 def _refuse_foreign_sqlite(url: str) -> None:
     """A sqlite file holding another program's tables (the MLflow store, say) and none of
     Optuna's: refused before Optuna adds its tables to it."""
-    if not url.startswith("sqlite:///"):
-        return
     path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
-    if not path.is_file() or path.stat().st_size == 0:
+    if not url.startswith("sqlite:///") or not path.is_file() or path.stat().st_size == 0:
         return
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
@@ -307,7 +305,8 @@ def _stale_trial(study: optuna.Study, trial: FrozenTrial) -> None:
     client = mlflow.MlflowClient()
     try:
         run = client.get_run(str(run_id))
-        if run.info.status != "RUNNING" or not _of_study(run, study, parent=False):
+        ours = _of_study(run, study, parent=False) and run.info.status == "RUNNING"
+        if not ours or run.data.tags.get("optuna.trial") != str(trial.number):
             logger.warning("trial %d: MLflow run %s is not a running trial of study %r; left "
                            "alone", trial.number, run_id, study.study_name)  # fmt: skip
             return
