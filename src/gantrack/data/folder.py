@@ -9,7 +9,6 @@ import contextlib
 import logging
 import math
 import os
-import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from PIL import Image
 
 from gantrack.data.splits import Split, hold_out
 from gantrack.io import limits
+from gantrack.io.files import open_regular
 from gantrack.runtime.errors import UserError, one_line
 
 logger = logging.getLogger(__name__)
@@ -115,12 +115,9 @@ def _open(path: Path) -> Iterator[Image.Image]:
     name, whatever its suffix, from a regular file (a FIFO swapped in is refused, not waited
     on); limits.LimitError when decoding it would cost too much. Pillow's warnings (odd EXIF
     tags) stay off stderr; its decompression-bomb warning is an error."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as file, warnings.catch_warnings():
+    with open_regular(path) as file, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
         with Image.open(file, formats=FORMATS) as image:
             limits.check_pixels(path, image.size)
             yield image

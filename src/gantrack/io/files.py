@@ -12,6 +12,7 @@ import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from gantrack.io import limits
 from gantrack.runtime import stop
@@ -84,6 +85,20 @@ def read_json(path: str | os.PathLike) -> dict:
 MAX_JSON_BYTES = 2**24  # the stages' JSON files (meta.json with its class names: a few kB)
 
 
+class NotRegularFileError(OSError):
+    """open_regular's refusal: a FIFO, a device or a folder where a file was expected."""
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """path opened for reading if it is a regular file; NotRegularFileError for anything else,
+    which is opened without waiting (a FIFO swapped in has no writer) and never read."""
+    file = os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK), "rb")
+    if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+        file.close()
+        raise NotRegularFileError(f"{path} is not a regular file")
+    return file
+
+
 def copy_regular_file(path: Path, copy: Path, limit: int, what: str) -> None:
     """path's bytes into copy, read once through one descriptor: a regular file (no FIFO, no
     device) of at most limit bytes and no more bytes than its size said (a /proc file says 0
@@ -91,11 +106,8 @@ def copy_regular_file(path: Path, copy: Path, limit: int, what: str) -> None:
     if not path.is_file():
         raise UserError(f"{what}: no such file")
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO swapped in: no wait at open
-        with os.fdopen(fd, "rb") as src, open(copy, "wb") as dst:
+        with open_regular(path) as src, open(copy, "wb") as dst:
             info = os.fstat(src.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                raise UserError(f"{what}: not a regular file")
             if info.st_size > limit:
                 raise limits.LimitError(f"{what}: {limits.human(info.st_size)}, more than the "
                                         f"{limits.human(limit)} allowed")  # fmt: skip
@@ -103,6 +115,8 @@ def copy_regular_file(path: Path, copy: Path, limit: int, what: str) -> None:
             while left > 0 and (chunk := src.read(min(left, 2**20))):
                 dst.write(chunk)
                 left -= len(chunk)
+    except NotRegularFileError:
+        raise UserError(f"{what}: not a regular file") from None
     except OSError as exc:
         raise UserError(f"{what}: cannot be read ({one_line(exc)})") from None
     if left <= 0:
