@@ -2,6 +2,7 @@
 formats, sizes and modes, read by `gantrack prepare`."""
 
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -308,6 +309,26 @@ def test_names_from_the_folder_reach_the_log_escaped(classes, tmp_path):
     warning, info = done.stderr.strip().splitlines()
     assert "skipped 1 unreadable file(s)" in warning and "\x1b" not in done.stderr
     assert warning.endswith("junk\\x1b]52;c;SGk=\\x07\\nFAKE.png") and "prepared folder" in info
+
+
+def test_a_class_folder_named_in_bytes_not_utf8_reaches_meta_json_as_valid_text(tmp_path):
+    """Linux allows any bytes in a folder name; Python holds those that are not UTF-8 as lone
+    surrogates, which strict JSON readers and UTF-8 writers refuse. meta.json gets them as
+    \\xNN text."""
+    root = tmp_path / "images"
+    _write(root / "dogs", 10, (30, 30, 200))
+    _write(Path(os.fsdecode(bytes(root) + b"/caf\xe9")), 10, (200, 30, 30))  # Latin-1 "café"
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "params.yaml").write_text(
+        f"data:\n  dataset: folder\n  source_dir: {root}\n  image_size: 8\n"
+    )
+    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
+                          capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((project / "data/prepared/meta.json").read_bytes().decode("utf-8"))
+    assert meta["class_names"] == ["caf\\xe9", "dogs"]  # sorted by name
+    "".join(meta["class_names"]).encode("utf-8")  # no lone surrogate left
 
 
 @pytest.mark.parametrize("kind", ["RGBA", "P"])

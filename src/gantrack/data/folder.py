@@ -64,7 +64,13 @@ def read_image_folder(
     logger.debug("%s: %d images, %dx%dx%d, %s, %d skipped", root, len(stacked), size, size,
                 channels, described, len(bad))  # fmt: skip
     return hold_out(stacked, np.asarray(kept, np.int64), test_fraction, seed, bool(classes),
-                    tuple(classes))  # fmt: skip
+                    tuple(map(_text, classes)))  # fmt: skip
+
+
+def _text(name: str) -> str:
+    """A folder's name as text any UTF-8 reader takes: bytes that are not UTF-8 (which Python
+    holds as lone surrogates, refused by strict JSON parsers and UTF-8 writers) as \\xNN."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
