@@ -1,5 +1,8 @@
-"""Everything MLflow: one run per pipeline execution, handed from stage to stage through small
-files; the Keras callback that logs an epoch; the generator as a logged model.
+"""Everything MLflow. This module: the store (`configure`), one run per pipeline execution,
+handed from stage to stage through small files (`start_run`, `continue_run`, the run files),
+the run shared by tuning workers, the data as the run's input. Beside it: epochs.py (each
+checkpointed epoch logged once), registry.py (the generator as a logged and registered model),
+selection.py (the kept epochs' models), serving.py and served.py (`gantrack serve`), overview.py.
 
 train starts (or, when resuming, reopens) a run and writes its id to a run file; generate and
 evaluate reopen the run named in their input run file and write it on. If a later execution
@@ -24,117 +27,26 @@ from typing import Any
 import mlflow
 import mlflow.data
 import numpy as np
-from filelock import FileLock
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from gantrack.io.files import atomic_path, read_json
 from gantrack.runtime import redact, stop
-from gantrack.runtime.errors import UserError, one_line
+from gantrack.runtime.errors import UserError
 from gantrack.tracking.epochs import CheckpointSync  # noqa: F401
+from gantrack.tracking.store import (  # noqa: F401
+    DATABASES,
+    STORE_DEFAULTS,
+    configure,
+    picked,
+    project_root,
+    store_defaults,
+)
 
 logger = logging.getLogger(__name__)
 PARENT_TAG = "gantrack.forked_from"
 LOGGED_TO_TAG = "gantrack.logged_to"
 REPLACES_TAG = "gantrack.replaces"  # a new run started because the one to continue was deleted
-
-
-def project_root() -> Path:
-    """The repository root: DVC_ROOT inside `dvc exp run --temp`/queued runs, else the cwd.
-
-    Temporary experiment copies are deleted afterwards, so the default store must not live there.
-    """
-    root = os.environ.get("DVC_ROOT")
-    if root and not Path(root).is_dir():
-        raise UserError(f"DVC_ROOT: {root} is not a folder; it names the DVC repository's root "
-                        "(DVC sets it): unset it or point it at the project")  # fmt: skip
-    return Path(root or Path.cwd()).resolve()
-
-
-# An unreachable server or database fails in seconds, not after minutes; psycopg 3 returns a
-# SQL_ASCII database's text as bytes, which SQLAlchemy cannot read: ask for UTF8 (users may
-# override every one).
-STORE_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
-                 "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                 "PGCONNECT_TIMEOUT": "10", "PGCLIENTENCODING": "UTF8"}  # fmt: skip
-DATABASES = ("postgresql", "mysql", "mssql")  # MLflow's SQLAlchemy stores but sqlite
-
-
-def configure(experiment: str | None) -> None:
-    """Point MLflow at MLFLOW_TRACKING_URI, else sqlite:///<root>/mlflow.db, and pick the
-    experiment (created with artifacts in <root>/mlruns when the default store is used).
-    experiment None: only read from the store, which must exist (nothing is created).
-
-    Raises UserError (one line, no password) when the store cannot be reached or read, or the
-    experiment was deleted. Processes starting together on a fresh project (parallel tuning
-    workers) create and migrate the default store one at a time.
-    """
-    store_defaults()
-    root = project_root()
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    redact.add_secrets_in(uri)  # its password, in whatever spelling MLflow prints it
-    database = _sqlite_file(uri) if uri else root / "mlflow.db"
-    if database and not database.parent.is_dir():
-        raise UserError(f"MLFLOW_TRACKING_URI: {_store(uri)}: no folder {database.parent}; "
-                        "create it or fix the path")  # fmt: skip
-    if experiment is None and database and not database.is_file():
-        raise UserError(f"MLflow store {_store(uri)}: no such file; set MLFLOW_TRACKING_URI "
-                        "to the store that holds the model")  # fmt: skip
-    try:
-        if uri and uri.split(":", 1)[0].split("+")[0] in DATABASES:
-            _connect_once(uri)
-        if uri or experiment is None:
-            mlflow.set_tracking_uri(uri or f"sqlite:///{database}")
-            if experiment is not None:
-                _picked[uri] = mlflow.set_experiment(experiment).experiment_id
-            else:  # read once here: a URI that does not parse or a store that is not there
-                mlflow.search_experiments(max_results=1)  # is this one line, not a traceback
-            return
-        with FileLock(root / "mlflow.db.lock"):
-            mlflow.set_tracking_uri(f"sqlite:///{database}")
-            if mlflow.get_experiment_by_name(experiment) is None:
-                mlflow.create_experiment(experiment, artifact_location=(root / "mlruns").as_uri())
-            _picked[mlflow.get_tracking_uri()] = mlflow.set_experiment(experiment).experiment_id
-    except MlflowException as exc:
-        if "deleted experiment" in str(exc):
-            raise UserError(
-                f"tracking.experiment: {experiment!r} is deleted in the MLflow store; restore it "
-                "(mlflow experiments restore) or choose another tracking.experiment"
-            ) from None
-        raise UserError(f"MLflow store {_store(uri)}: {one_line(exc)}") from None
-    except Exception as exc:  # unreachable server, corrupt database file: all end the same way
-        raise UserError(f"MLflow store {_store(uri)} cannot be used ({one_line(exc)})") from None
-
-
-def store_defaults() -> None:
-    """STORE_DEFAULTS into the environment where the user has not set them: read by the MLflow
-    store's connections and by tune.storage's."""
-    for name, value in STORE_DEFAULTS.items():
-        os.environ.setdefault(name, value)
-
-
-def _connect_once(uri: str) -> None:
-    """Connect to a database store once: MLflow retries an unreachable one for ~100 s."""
-    import sqlalchemy
-    from sqlalchemy.pool import NullPool
-
-    engine = sqlalchemy.create_engine(uri, poolclass=NullPool)
-    try:
-        with engine.connect():
-            pass
-    finally:
-        engine.dispose()
-
-
-def _sqlite_file(uri: str) -> Path | None:
-    """The database file of a sqlite:/// URI (None: another store, or in memory)."""
-    path = uri.removeprefix("sqlite:///").split("?")[0] if uri.startswith("sqlite:///") else ""
-    return Path(path) if path and path != ":memory:" else None
-
-
-def _store(uri: str | None) -> str:
-    where = uri or f"sqlite:///{project_root() / 'mlflow.db'}"
-    return redact.mask(where)
 
 
 def git_commit(root: Path | None = None) -> str | None:
@@ -271,11 +183,8 @@ def _active(run_id: str) -> Any:
         run = MlflowClient().get_run(run_id)
     except MlflowException:
         return None
-    ours = run.info.experiment_id == _picked.get(mlflow.get_tracking_uri(), run.info.experiment_id)
+    ours = run.info.experiment_id == picked.get(mlflow.get_tracking_uri(), run.info.experiment_id)
     return run if ours and run.info.lifecycle_stage == "active" else None
-
-
-_picked: dict[str, str] = {}  # tracking URI -> the id of the experiment configure() picked
 
 
 def write_run_file(path: Path, run_id: str) -> None:
