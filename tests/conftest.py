@@ -12,6 +12,18 @@ from filelock import FileLock  # noqa: E402
 from project import PREPARED, TINY, cli, commit, copy_project, copy_tiny, make_project, run  # noqa: E402
 
 
+def pytest_configure(config):
+    """Stop at once when the tests would import another tree's gantrack (a second clone sharing
+    this venv, whose editable install points elsewhere): they would test that code."""
+    import gantrack
+
+    here = Path(__file__).resolve().parents[1] / "src" / "gantrack"
+    if Path(gantrack.__file__).resolve().parent != here:
+        found = Path(gantrack.__file__).parent
+        pytest.exit(f"gantrack is imported from {found}, not {here}: install this tree "
+                    "(bash scripts/setup.sh) or give it its own venv", returncode=2)  # fmt: skip
+
+
 @pytest.fixture(scope="session")
 def inception_weights(tmp_path_factory):
     """Random-init InceptionV3 weights written to a file: the real loading path, no download."""

@@ -1,8 +1,8 @@
 """Training, the one way for the train stage, tuning and benchmarks: `train` (what a caller
-uses: it resumes, watches the FID through `FidWatch`, calls `Hooks`), `build` (a seeded GAN for
-the data: conditioned where it can be, see `conditioning_classes`) on `build_gan` (the compiled
-GAN for a given shape and class count), and `fit` with sample grids and checkpoints (input:
-gan.inputs)."""
+uses: it resumes, watches the FID through `FidWatch`, calls `Hooks`), `build_for_data` (a
+seeded GAN for the data: conditioned where it can be, see `conditioning_classes`) on
+`build_gan` (the compiled GAN for a given shape and class count), and `fit` with sample grids
+and checkpoints (input: gan.inputs)."""
 
 from __future__ import annotations
 

@@ -70,7 +70,7 @@ def run(cfg: Config, paths: Paths = PATHS) -> str | None:
     if not devices.is_chief(gan.distribute_strategy):
         with tempfile.TemporaryDirectory(prefix="gantrack-worker-") as tmp:
             fid = dataclasses.replace(fid, kept=None) if fid else None  # the chief keeps them
-            _fit(cfg, split, meta, gan, fid, Path(tmp) / "checkpoints", Path(tmp) / "grids")
+            _train_gan(cfg, split, meta, gan, fid, Path(tmp) / "checkpoints", Path(tmp) / "grids")
         return None
     tracking.configure(cfg.tracking.experiment)  # an unusable store fails before training
     with _only_writer(paths.train_lock):
@@ -115,8 +115,16 @@ def _acquire_or_refuse(lock: FileLock, lock_path: Path) -> None:
         ) from None
 
 
-def _fit(cfg: Config, split: data.Split, meta: dict, gan, fid, checkpoint_dir: Path,
-         grids_dir: Path, hooks: training.Hooks | None = None) -> training.Trained:  # fmt: skip
+def _train_gan(
+    cfg: Config,
+    split: data.Split,
+    meta: dict,
+    gan,
+    fid,
+    checkpoint_dir: Path,
+    grids_dir: Path,
+    hooks: training.Hooks | None = None,
+) -> training.Trained:
     return training.train(cfg.model, cfg.train, split.images, split.labels, meta["n_classes"],
                           seed=cfg.base.seed, checkpoint_dir=checkpoint_dir, grids_dir=grids_dir,
                           fid=fid, hooks=hooks, gan=gan)  # fmt: skip
@@ -145,7 +153,8 @@ def _train(cfg: Config, paths: Paths, meta: dict, split: data.Split, gan, fid) -
         models = selection.EpochModelSync(fid.kept, log) if fid and fid.kept else None
         sync = tracking.CheckpointSync(models, dataset=(meta["dataset"], meta["sha256"][:16]))
         hooks = training.Hooks(after_checkpoint=sync)
-        result = _fit(cfg, split, meta, gan, fid, paths.checkpoints, paths.grids_dir, hooks).result
+        trained = _train_gan(cfg, split, meta, gan, fid, paths.checkpoints, paths.grids_dir, hooks)
+        result = trained.result
         if result.diverged_at:
             raise UserError(
                 f"training diverged at epoch {result.diverged_at} (losses not finite); "
