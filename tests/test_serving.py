@@ -178,6 +178,8 @@ def test_noise_up_to_the_bound_answers_finite_floats(served):
         ({"params": {"seed": -1}}, "seed: -1 is out of range"),
         ({"inputs": [[0.0, 1.0]]}, "inputs: noise of shape (1, 2); this generator takes (N, 8)"),
         ({"inputs": [["a"] * 8]}, "inputs: give [] or noise vectors"),
+        ({"inputs": "A" * 100_000}, "inputs: give [] or noise vectors"),
+        ({"inputs": {"z": [0.0] * 8}}, "inputs: give [] or noise vectors"),
         # JSON null is no value of a param (MLflow passes it on): refused, not the default.
         ({"params": {"n": None}}, "n: must be an integer, not null (leave n out for its "
                                   "default, 1)"),
@@ -202,6 +204,44 @@ def test_bad_requests_are_a_400_naming_the_problem(served, request_, message):
     assert answer["error_code"] == "INVALID_PARAMETER_VALUE"
     assert message in answer["message"], answer["message"]
     assert "stack_trace" not in answer and "Traceback" not in json.dumps(answer)
+
+
+def test_a_long_string_as_inputs_costs_no_memory(tmp_path):
+    """NumPy turns a string into float64 through ~500 bytes per character: a 2 MB string sent
+    as a request's inputs took the server a gigabyte. It is refused before any conversion."""
+    script = """if True:
+        import numpy as np
+        from gantrack.tracking import serving
+        def peak():  # kB
+            return int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+        before = peak()
+        try:
+            serving.sent_noise(np.asarray("A" * 2_000_000), 8)  # as MLflow's parser hands it
+        except serving.RequestError as exc:
+            print(exc)
+        print(peak() - before)
+    """
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=user_env(), timeout=120)  # fmt: skip
+    message, grown = done.stdout.strip().splitlines()
+    assert message.startswith("inputs: give [] or noise vectors"), done.stderr
+    assert int(grown) < 100_000, f"{grown} kB more at the peak"
+
+
+def test_a_generator_of_large_images_answers_fewer_a_request():
+    """At most serving.MAX_VALUES pixel values a request: 16 images of 256x256x3."""
+    import keras
+
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Reshape((256, 256, 3))(keras.layers.Dense(256 * 256 * 3)(inputs))
+    generator = keras.Model(inputs, outputs)
+    assert serving.max_images(generator) == 16
+    assert np.asarray(serving.answer(generator, [], [], {"n": 16})).shape == (16, 256, 256, 3)
+    with pytest.raises(serving.RequestError, match=r"n: 17 is out of range; must be in 1\.\.16"):
+        serving.answer(generator, [], [], {"n": 17})
+    with pytest.raises(serving.RequestError, match="17 noise vectors; at most 16"):
+        serving.answer(generator, [], np.zeros((17, 4)).tolist(), {})
+    assert serving.describe(generator)["max_images"] == 16
 
 
 def test_an_unconditional_generator_refuses_a_class(tmp_path):

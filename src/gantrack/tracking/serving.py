@@ -44,6 +44,9 @@ ARTIFACT = "generator"  # the .keras archive's name among the model's artifacts
 ARCHIVE = "generator.keras"
 FORMAT_VERSION = 1  # metadata["gantrack_generator"]: the request and answer described here
 MAX_IMAGES = 256  # per request: a 64x64x3 image is ~40 KB of JSON
+# ... and at most this many pixel values (256 images of 64x64x3): a generator of larger images
+# answers fewer (16 of 256x256x3, 1 of 1024x1024x3) rather than gigabytes of JSON
+MAX_VALUES = 256 * 64 * 64 * 3
 FORMATS = ("auto", "uint8", "png", "float")  # auto: uint8 for drawn noise, float for sent noise
 BATCH_SIZE = 64
 # Noise sent as inputs: at most this in magnitude. N(0, 1) noise never gets near (|z| > 10 has
@@ -81,7 +84,7 @@ def describe(generator, class_names=None) -> dict:
         "num_classes": k,
         "class_names": names,
         "image_shape": [int(d) for d in generator.output_shape[1:]],
-        "max_images": MAX_IMAGES,
+        "max_images": max_images(generator),
     }
 
 
@@ -134,9 +137,9 @@ def answer(generator, names: list[str], model_input, params: dict):
     if fmt not in FORMATS:
         raise RequestError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
     latent = int(generator.input_shape[-1])
-    noise = sent_noise(model_input, latent)
+    noise = sent_noise(model_input, latent, max_images(generator))
     if noise is None:
-        n = _bounded(params, "n", 1, MAX_IMAGES)
+        n = _bounded(params, "n", 1, max_images(generator))
         seed = _bounded(params, "seed", 0, MAX_SEED)
         rng = np.random.default_rng(seed)  # as `gantrack sample --seed` draws
         noise = sampling.draw_noise(rng, (n, latent), _truncation(params))
@@ -187,19 +190,31 @@ def requested_class(params: dict, names: list[str]) -> int | None:
     return index
 
 
-def sent_noise(model_input, latent: int) -> np.ndarray | None:
-    """The noise vectors a request sent as its inputs, checked; None for empty inputs."""
+def max_images(generator) -> int:
+    """Images a request may ask of generator: MAX_IMAGES, fewer where they are large."""
+    per_image = int(np.prod(generator.output_shape[1:]))
+    return max(1, min(MAX_IMAGES, MAX_VALUES // per_image))
+
+
+def sent_noise(model_input, latent: int, most: int = MAX_IMAGES) -> np.ndarray | None:
+    """The noise vectors a request sent as its inputs (at most `most`), checked; None for
+    empty inputs. Only numbers are converted: NumPy turns a string into float64 through ~500
+    bytes per character (a 2 MB string in a request took a gigabyte)."""
+    wrong = f"inputs: give [] or noise vectors, lists of {latent} numbers"
     try:
-        noise = np.asarray(model_input, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise RequestError(f"inputs: give [] or noise vectors, lists of {latent} numbers") from None
+        noise = np.asarray(model_input)
+    except (TypeError, ValueError):  # ragged lists
+        raise RequestError(wrong) from None
     if noise.size == 0:
         return None
+    if noise.dtype.kind not in "biuf":  # strings, objects (a dict, mixed lists), dates
+        raise RequestError(wrong)
+    noise = noise.astype(np.float64)
     if noise.ndim != 2 or noise.shape[1] != latent:
         raise RequestError(f"inputs: noise of shape {noise.shape}; this generator takes "
                            f"(N, {latent}), one vector of {latent} numbers per image")  # fmt: skip
-    if len(noise) > MAX_IMAGES:
-        raise RequestError(f"inputs: {len(noise)} noise vectors; at most {MAX_IMAGES} a request")
+    if len(noise) > most:
+        raise RequestError(f"inputs: {len(noise)} noise vectors; at most {most} a request")
     outside = ~(np.abs(noise) <= MAX_NOISE)  # also nan
     if outside.any():
         row, col = np.argwhere(outside)[0]
