@@ -99,6 +99,22 @@ def test_bad_sample_values_are_one_line_and_write_nothing(project, args, message
     assert sorted(p.name for p in project.iterdir()) == before
 
 
+def test_large_images_are_fewer_a_call(project):
+    """At most MAX_VALUES pixel values a call: -n 2000 of 256x256x3 took over 6 GB."""
+    import gantrack.commands.sample as command
+
+    model = dataclasses.replace(tiny.MODEL, generator=dataclasses.replace(
+        tiny.MODEL.generator, layers="auto"))  # fmt: skip
+    gan = training.build_gan(model, tiny.train_cfg(), (256, 256, 3), 0)
+    gan.sampler.save(project / "large.keras")
+    most = command.MAX_VALUES // (256 * 256 * 3)
+    proc = cli(project, "sample", "--model", "large.keras", "-n", str(most + 1), "--out", "l.npz")
+    message = (f"-n: {most + 1} images of 256x256x3 from large.keras are too many; at most "
+               f"{most} at this size ({command.MAX_VALUES} pixel values)")  # fmt: skip
+    one_line_error(proc, "sample", message)
+    assert not (project / "l.npz").exists()
+
+
 def test_an_alias_is_logged_as_the_version_it_names(project, monkeypatch):
     uri = f"sqlite:///{project / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)

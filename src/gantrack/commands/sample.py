@@ -21,6 +21,10 @@ from gantrack.runtime.errors import UserError
 logger = logging.getLogger(__name__)
 
 MAX_IMAGES = 1_000_000
+# ... and at most this many pixel values in all (~134 M: 171,196 images of 28x28, 682 of
+# 256x256x3), so memory stays near a gigabyte for any image size (-n 2000 of 256x256x3 took
+# over 6 GB before)
+MAX_VALUES = 2**27
 MAX_STEPS = 1000
 DEFAULT_IMAGES, DEFAULT_WALKS, DEFAULT_STEPS = 64, 8, 8
 URI_SCHEMES = ("models:/", "runs:/")
@@ -41,6 +45,7 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
 
     if label is not None:
         label = _check_label(label, sampling.num_classes(generator), model)
+    _check_values(n * (steps if interpolate else 1), generator, model)
     batch = cfg.generate.batch_size
     if interpolate:
         fakes = sampling.walk(generator, n, steps, seed, batch, label, truncation)
@@ -50,6 +55,15 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
     if version is not None:  # said once it worked: an error stays the only line on stderr
         logger.info("%s is version %s", model, version)
     return fakes
+
+
+def _check_values(images: int, generator, model: str) -> None:
+    shape = tuple(int(d) for d in generator.output_shape[1:])
+    most = MAX_VALUES // int(np.prod(shape))
+    if images > most:
+        size = "x".join(map(str, shape))
+        raise UserError(f"-n: {images} images of {size} from {model} are too many; at most "
+                        f"{most} at this size ({MAX_VALUES} pixel values)")  # fmt: skip
 
 
 def _check(n, seed, truncation, interpolate, steps) -> tuple[int, int]:
