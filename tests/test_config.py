@@ -122,8 +122,21 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ),
         ({"model": {"discriminator": {"max_filters": 0}}}, r"max_filters: 0 is out of range"),
         ({"model": {"generator": {"conditional_bn": "on"}}}, r"conditional_bn: must be bool"),
+        # What memory, NumPy's int64 and float32 cannot hold: one line, not an OOM traceback
+        ({"model": {"latent_dim": 10**6}}, r"latent_dim: 1000000 is out of range; must be <= 1024"),
+        ({"model": {"generator": {"filters": 10**5}}}, r"generator\.filters: 100000 is out of"),
+        ({"classifier": {"filters": 10**6}}, r"classifier\.filters: 1000000 is out of range"),
+        ({"generate": {"n_samples": 2 * 10**7}}, r"n_samples: 20000000 is out of range"),
+        ({"evaluate": {"batch_size": 2**63}}, r"evaluate\.batch_size: 9223372036854775808 is out"),
+        ({"train": {"epochs": 2**63}}, r"train\.epochs: 9223372036854775808 is out of range; must "
+                                       r"be <= 2147483647"),
+        ({"train": {"lr_g": 1e308}}, r"train\.lr_g: 1e\+308 is out of range; must be within "
+                                     r"float32's \+-3\.402823e\+38"),
+        ({"train": {"ema_warmup": 1e300}}, r"train\.ema_warmup: 1e\+300 is out of range"),
+        ({"base": {"seed": 1, 5: 1, "x": 2}}, r"base\.5: unknown key; allowed in base: seed"),
+        ({1: "a", None: "b", "zz": "c"}, r"1: unknown key"),
     ],
-)
+)  # fmt: skip
 def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, message):
     with pytest.raises(UserError, match=message) as info:
         config.from_dict(raw)

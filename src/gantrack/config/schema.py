@@ -23,6 +23,9 @@ from typing import Any
 
 from gantrack.runtime.errors import UserError
 
+MAX_INT = 2**31 - 1  # a knob's integers, unless its own `le` says otherwise (seeds: 2**32 - 1)
+MAX_FLOAT32 = 3.4028234663852886e38
+
 
 def knob(default: Any, *, ge=None, gt=None, le=None, lt=None, choices=None, **meta) -> Any:
     """A dataclass field with the range or choices its value must respect.
@@ -85,7 +88,7 @@ def build(cls: type, raw: Any, prefix: str) -> Any:
     if not isinstance(raw, dict):
         raise UserError(f"{where}: must be a mapping of keys to values, got {raw!r}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - set(fields))
+    unknown = sorted(set(raw) - set(fields), key=str)  # YAML keys may be numbers or null
     if unknown:
         allowed = ", ".join(fields)
         raise UserError(f"{prefix}{unknown[0]}: unknown key; allowed in {where}: {allowed}")
@@ -178,6 +181,14 @@ def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
     for name, (ok, symbol) in checks.items():
         if name in limits and not ok(value, limits[name]):
             raise UserError(f"{key}: {value!r} is out of range; must be {symbol} {limits[name]}")
+    # Beyond what NumPy and TensorFlow hold: int64 or int32 counts, float32 weights and rates
+    # (1e308 as a learning rate is inf in float32; 2**63 epochs an OverflowError)
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if is_int and "le" not in limits and abs(value) > MAX_INT:
+        raise UserError(f"{key}: {value!r} is out of range; must be <= {MAX_INT}")
+    if isinstance(value, float) and abs(value) > MAX_FLOAT32:
+        raise UserError(f"{key}: {value!r} is out of range; must be within float32's "
+                        f"+-{MAX_FLOAT32:.7g}")  # fmt: skip
     return value
 
 

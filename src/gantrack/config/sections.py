@@ -18,6 +18,12 @@ from gantrack.gan.loss_traits import TRAITS as LOSS_TRAITS
 from gantrack.runtime.errors import UserError
 
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
+# What a knob may ask of memory: a network's widths, the noise, a batch, a sample count
+# (1e6 as latent_dim or widths, 2e7 samples: gigabytes, then an OOM traceback)
+MAX_FILTERS = 1024
+MAX_LATENT = 1024
+MAX_BATCH = 65536
+MAX_SAMPLES = 200_000
 # Names that MLflow, its search filters and URLs, and Optuna take as they are.
 NAME = (r"[A-Za-z0-9][\w .\-/]{0,199}", "letters, digits, spaces and _ . - / (up to 200), "
         "starting with a letter or digit")  # fmt: skip
@@ -59,8 +65,8 @@ class DataConfig:
 @dataclass(frozen=True)
 class GeneratorNetConfig:
     layers: int | str = knob("auto", ge=1, le=MAX_LAYERS, words=("auto",))
-    filters: int = knob(32, ge=1)
-    max_filters: int | str = knob("auto", ge=1, words=("auto",))
+    filters: int = knob(32, ge=1, le=MAX_FILTERS)
+    max_filters: int | str = knob("auto", ge=1, le=MAX_FILTERS, words=("auto",))
     conditional_bn: bool = True  # class-conditional: BatchNorm scale and offset per class
     activation: str = knob("relu", choices=("relu", "leaky_relu"))  # of each hidden layer
 
@@ -68,8 +74,8 @@ class GeneratorNetConfig:
 @dataclass(frozen=True)
 class DiscriminatorNetConfig:
     layers: int | str = knob("auto", ge=1, le=MAX_LAYERS, words=("auto",))
-    filters: int = knob(32, ge=1)
-    max_filters: int | str = knob("auto", ge=1, words=("auto",))
+    filters: int = knob(32, ge=1, le=MAX_FILTERS)
+    max_filters: int | str = knob("auto", ge=1, le=MAX_FILTERS, words=("auto",))
     dropout: float = knob(0.0, ge=0.0, lt=1.0)
     spectral_norm: bool = False
     batch_norm: bool = True  # after every conv but the first (DCGAN paper)
@@ -77,7 +83,7 @@ class DiscriminatorNetConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    latent_dim: int = knob(100, ge=1)
+    latent_dim: int = knob(100, ge=1, le=MAX_LATENT)
     kernel_size: int = knob(5, ge=1, le=7)
     conditional: bool | str = knob("auto", choices=("auto", True, False))  # on data labels
     generator: GeneratorNetConfig = field(default_factory=GeneratorNetConfig)
@@ -88,15 +94,15 @@ class ModelConfig:
 class ClassifierConfig:
     seed: int = knob(42, ge=0, le=MAX_SEED)  # its own: base.seed does not change the yardstick
     epochs: int = knob(2, ge=1)
-    batch_size: int = knob(128, ge=1)
+    batch_size: int = knob(128, ge=1, le=MAX_BATCH)
     learning_rate: float = knob(1e-3, gt=0.0)
-    filters: int = knob(16, ge=1)
+    filters: int = knob(16, ge=1, le=MAX_FILTERS)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = knob(4, ge=1)
-    batch_size: int = knob(64, ge=1)
+    batch_size: int = knob(64, ge=1, le=MAX_BATCH)
     loss: str = knob("non_saturating", choices=tuple(LOSS_TRAITS))
     label_smoothing: float = knob(0.0, ge=0.0, lt=1.0)
     lr_g: float = knob(1e-3, gt=0.0)
@@ -122,18 +128,18 @@ class TrainConfig:
     sample_every: int = knob(1, ge=1)
     checkpoint_every: int = knob(1, ge=1)
     grid_rows: int = knob(8, ge=1, le=32)
-    steps_per_execution: int = knob(1, ge=1)
+    steps_per_execution: int = knob(1, ge=1, le=MAX_BATCH)
     fid_every: int = knob(1, ge=0)
-    fid_samples: int = knob(1000, ge=2)
+    fid_samples: int = knob(1000, ge=2, le=MAX_SAMPLES)
     keep_best: int = knob(3, ge=1)  # the scored epochs whose generators are kept (best FID)
     select: str = knob("best", choices=("best", "last"))  # the generator the run ends with
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
-    n_samples: int = knob(10000, ge=2)
+    n_samples: int = knob(10000, ge=2, le=MAX_SAMPLES)
     seed: int = knob(1234, ge=0, le=MAX_SEED)
-    batch_size: int = knob(500, ge=1)
+    batch_size: int = knob(500, ge=1, le=MAX_BATCH)
 
 
 @dataclass(frozen=True)
@@ -141,7 +147,7 @@ class EvaluateConfig:
     extractor: str = knob("auto", choices=EXTRACTORS)
     inception_weights: str | None = None
     inception_fid_graph: str | None = None
-    batch_size: int = knob(500, ge=1)
+    batch_size: int = knob(500, ge=1, le=MAX_BATCH)
     kid_subsets: int = knob(100, ge=1)
     kid_subset_size: int = knob(1000, ge=2)
     is_splits: int = knob(10, ge=1)
@@ -190,7 +196,7 @@ class TuneConfig:
     fid_every: int = knob(1, ge=1)
     seconds: int | None = knob(None, ge=1)  # equal-time trials: training seconds each, not epochs
     fid_every_seconds: int = knob(60, ge=1)  # with seconds: budget seconds between FIDs
-    fid_samples: int = knob(1000, ge=2)
+    fid_samples: int = knob(1000, ge=2, le=MAX_SAMPLES)
     seed: int = knob(0, ge=0, le=MAX_SEED)
     pruner: str = knob("median", choices=PRUNERS)
     prune_startup_trials: int = knob(5, ge=0)
