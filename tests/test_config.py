@@ -181,8 +181,21 @@ def test_missing_or_broken_params_file(tmp_path):
         config.load(tmp_path / "absent.yaml")
     broken = tmp_path / "params.yaml"
     broken.write_text("train: [unclosed\n")
-    with pytest.raises(UserError, match="not valid YAML"):
+    with pytest.raises(UserError, match=r"not valid YAML \(expected ',' or '\]', but got"):
         config.load(broken)
+
+
+def test_a_yaml_error_shows_no_excerpt_that_could_hold_a_password(tmp_path):
+    """The parser's excerpt of an unclosed quote is cut before the '@' of a URL: the password
+    was then printed, the URL no longer a shape masking knows. Only the problem and where."""
+    password = "Xk9vQ2mLp8Rt4Wz7Nb3Yc6Hd1Fg5Js0"
+    broken = tmp_path / "params.yaml"
+    broken.write_text(f'tune:\n  storage: "postgresql://alice:{password}@db.example.com/optuna\n')
+    with pytest.raises(UserError) as info:
+        config.load(broken)
+    message = str(info.value)
+    assert "not valid YAML (found unexpected end of stream at line 3, column 1" in message
+    assert password[:6] not in message and "alice" not in message
 
 
 def test_flat_dict_names_params_by_dotted_path():

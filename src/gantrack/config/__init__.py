@@ -59,12 +59,24 @@ def load(path: str | Path = "params.yaml") -> Config:
     except OSError as exc:
         raise UserError(f"{path}: cannot be read ({one_line(exc)})") from None
     except YAMLError as exc:
-        raise UserError(f"{path}: not valid YAML ({' '.join(str(exc).split())})") from None
+        raise UserError(f"{path}: not valid YAML ({_yaml_problem(exc)})") from None
     if not raw:  # a run on nothing but defaults would overwrite a project's outputs
         raise UserError(f"{path}: empty; give at least one section ({', '.join(SECTIONS)})")
     if not isinstance(raw, dict):
         raise UserError(f"{path}: must be a mapping of sections ({', '.join(SECTIONS)})")
     return from_dict(raw)
+
+
+def _yaml_problem(exc: YAMLError) -> str:
+    """What the parser found and where, without its excerpt of the file: the excerpt is cut at
+    the problem, which can leave a password out of the URL shape that masking knows."""
+    problem = getattr(exc, "problem", None)
+    mark = getattr(exc, "problem_mark", None)
+    if not problem:
+        return type(exc).__name__
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    context = getattr(exc, "context", None)
+    return f"{problem}{where}" + (f", {context}" if context else "")
 
 
 def from_dict(raw: dict) -> Config:
