@@ -135,6 +135,7 @@ def test_yaml_1_2_floats_such_as_dvc_set_values_are_read_as_numbers(tmp_path):
         ({"train": {"ema_warmup": 1e300}}, r"train\.ema_warmup: 1e\+300 is out of range"),
         ({"base": {"seed": 1, 5: 1, "x": 2}}, r"base\.5: unknown key; allowed in base: seed"),
         ({1: "a", None: "b", "zz": "c"}, r"1: unknown key"),
+        ({"tune": {"artifact_dir": "/tmp/a\0b"}}, r"tune\.artifact_dir: must not hold a NUL byte"),
     ],
 )  # fmt: skip
 def test_bad_params_give_one_line_naming_the_key_and_what_is_allowed(raw, message):
@@ -202,3 +203,14 @@ def test_flat_dict_names_params_by_dotted_path():
     flat = schema.to_flat_dict(config.Config())
     assert flat["train.lr_g"] == config.TrainConfig().lr_g
     assert flat["model.generator.layers"] == config.GeneratorNetConfig().layers
+
+
+def test_a_dvc_experiment_name_is_masked_and_printable_as_a_run_name(monkeypatch):
+    """DVC_EXP_NAME comes from the environment: no token or terminal escape reaches the run."""
+    from gantrack import tracking
+
+    token = "ghp_" + "a1B2c3D4e5" * 4
+    monkeypatch.setenv("DVC_EXP_NAME", f"exp\x1b[2J-{token}")
+    assert tracking.run_name("digits") == "exp\\x1b[2J-***"
+    monkeypatch.delenv("DVC_EXP_NAME")
+    assert tracking.run_name("digits").startswith("digits-")

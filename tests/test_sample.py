@@ -85,6 +85,7 @@ def test_interpolate_draws_one_walk_per_row_as_a_grid_or_an_animation(project):
         (["--interpolate", "-n", "0"], "-n: 0 walks is out of range with --steps 8"),
         (["--interpolate", "--class", "3"], "--class: 3 is out of range; generator.keras has "
                                             "classes 0..2"),
+        (["--out", "/proc/x.png"], "error: cannot create /proc/"),  # not a traceback
     ],
 )  # fmt: skip
 def test_bad_sample_values_are_one_line_and_write_nothing(project, args, message):

@@ -262,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
-        where = f" {exc.filename}" if exc.filename else ""
+        where = f" {printable(str(exc.filename))}" if exc.filename else ""
+        if exc.errno == errno.ENOENT:
+            return _error(args.command, f"error: cannot create{where} ({exc.strerror}); write "
+                          "elsewhere", 2)  # fmt: skip
         return _error(args.command, f"error: cannot write{where} ({exc.strerror}); free space "
                       "or make it writable, then run it again", 2)  # fmt: skip
     except MemoryError:
@@ -277,8 +280,10 @@ def main(argv: list[str] | None = None) -> int:
     return code or 0
 
 
-# A full disk, a read-only project or folder, a quota, a file-size limit: the user's to fix.
-DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG}
+# A full disk, a read-only project or folder, a quota, a file-size limit, a folder that
+# refuses new files (/proc) or was deleted meanwhile: the user's to fix.
+DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG,
+               errno.ENOENT}  # fmt: skip
 
 
 def _error(command: str, message: str, code: int) -> int:

@@ -150,6 +150,8 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 def check_value(key: str, value: Any, limits: typing.Mapping[str, Any]) -> Any:
     if value is None:
         return value
+    if isinstance(value, str) and "\0" in value:  # no path, name or URL holds one
+        raise UserError(f"{key}: must not hold a NUL byte (\\0)")
     if limits.get("nonempty") and not str(value).strip():
         raise UserError(f"{key}: must not be empty")
     pattern = limits.get("pattern")  # (regex, what it allows): names other tools parse

@@ -32,7 +32,7 @@ from mlflow.tracking import MlflowClient
 
 from gantrack.io.files import atomic_path, read_json
 from gantrack.runtime import redact, stop
-from gantrack.runtime.errors import UserError
+from gantrack.runtime.errors import UserError, printable
 from gantrack.tracking.epochs import CheckpointSync  # noqa: F401
 from gantrack.tracking.store import (  # noqa: F401
     DATABASES,
@@ -68,7 +68,8 @@ def run_name(prefix: str) -> str:
     """A new run's name: DVC's experiment name under `dvc exp run`, else prefix and six random
     hex digits. (MLflow's own names come from Python's RNG, which training seeds: every project
     would get the same name.)"""
-    return os.environ.get("DVC_EXP_NAME") or f"{prefix}-{secrets.token_hex(3)}"
+    name = os.environ.get("DVC_EXP_NAME")  # the environment's: masked, printable
+    return printable(redact.mask(name))[:250] if name else f"{prefix}-{secrets.token_hex(3)}"
 
 
 @contextlib.contextmanager
