@@ -9,8 +9,13 @@ import socket
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+import numpy as np
 import pytest
+
+from gantrack.gan import devices
+from gantrack.runtime.errors import UserError
 
 # Real processes (the CLI, `dvc repro`, servers): outside the fast loop (-m "not slow").
 pytestmark = pytest.mark.slow
@@ -160,3 +165,53 @@ def test_multi_worker_mirrored_trains_one_model_across_two_processes():
     assert [r["replicas"] for r in results] == [2, 2]
     # Both workers hold the same weights after training: gradients were summed across them.
     assert results[0]["checksum"] == results[1]["checksum"]
+
+
+@pytest.mark.parametrize(
+    ("tf_config", "message"),
+    [
+        ({"cluster": "x", "task": {}}, 'TF_CONFIG: "cluster" must map task types to lists'),
+        ({"cluster": {"worker": [5]}, "task": {"type": "worker", "index": 0}}, "lists of"),
+        ({"cluster": {}, "task": {}}, 'TF_CONFIG: "cluster" must map'),
+        ({"cluster": {"worker": ["h:1"]}, "task": {"type": "evaluator", "index": 0}},
+         "\"task\" \"type\" must be chief or worker, one of the cluster's, got 'evaluator'"),
+        ({"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 5}},
+         '"task" "index" 5 is out of range; the cluster has 2 worker task(s)'),
+        ({"cluster": {"worker": ["h:1"]}, "task": "worker"}, '"task" "type" must be'),
+    ],
+)  # fmt: skip
+def test_a_tf_config_of_the_wrong_shape_is_one_line_before_tensorflow_reads_it(
+    monkeypatch, tf_config, message
+):
+    monkeypatch.setenv("TF_CONFIG", json.dumps(tf_config))
+    with pytest.raises(UserError) as info:
+        devices.strategy("multi_worker_mirrored")
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+SINGLE_WORKER = textwrap.dedent(
+    """
+    import json, sys, tempfile
+    sys.path.insert(0, %r)
+    import tiny
+    from gantrack.gan import training
+    cfg = tiny.train_cfg(epochs=2, strategy="multi_worker_mirrored")
+    gan = tiny.gan(strategy="multi_worker_mirrored", epochs=2)
+    folder = tempfile.mkdtemp()
+    result = training.fit(gan, tiny.random_images(64), cfg, seed=0,
+                          checkpoint_dir=f"{folder}/ckpt", grids_dir=f"{folder}/grids")
+    print(json.dumps(result.history["g_loss"].tolist()))
+    """
+)
+
+
+def test_multi_worker_mirrored_without_tf_config_trains_this_process_alone():
+    """No TF_CONFIG: one worker. Keras then hands each epoch's log value over as an array of
+    shape (1,), which ended the first epoch in a TypeError."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    script = SINGLE_WORKER % str(Path(__file__).resolve().parents[1])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env=env, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    losses = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(losses) == 2 and all(np.isfinite(losses))

@@ -25,6 +25,17 @@ def finite(logs) -> bool:
     return all(math.isfinite(float(v)) for v in (logs or {}).values())
 
 
+class ScalarLogs(keras.callbacks.Callback):
+    """First of the callbacks: an epoch's logs as numbers for those after it. Under
+    MultiWorkerMirroredStrategy with one worker (no TF_CONFIG), Keras hands each value over as
+    an array of shape (1,), which `float` and the history refuse."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        for key, value in (logs or {}).items():
+            if np.ndim(value):
+                logs[key] = float(np.mean(value))
+
+
 class SampleGrid(keras.callbacks.Callback):
     """Every `every` epochs (and after the last), draw fixed noise through the generator and
     save a grid as `<epoch>.png` in each of `directories`. Fixed noise makes grids of

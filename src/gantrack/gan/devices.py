@@ -70,12 +70,39 @@ def _multi_worker() -> tf.distribute.Strategy:
             spec = json.loads(raw)
         except json.JSONDecodeError as exc:
             raise UserError(f"TF_CONFIG: not valid JSON ({exc})") from None
-        if not isinstance(spec, dict) or not {"cluster", "task"} <= set(spec):
-            raise UserError(
-                'TF_CONFIG: must hold "cluster" and "task", e.g. {"cluster": {"worker": '
-                '["host1:port", "host2:port"]}, "task": {"type": "worker", "index": 0}}'
-            )
+        _check_tf_config(spec)
     return tf.distribute.MultiWorkerMirroredStrategy()
+
+
+TF_CONFIG_EXAMPLE = ('e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, "task": '
+                     '{"type": "worker", "index": 0}}')  # fmt: skip
+
+
+def _check_tf_config(spec) -> None:
+    """TF_CONFIG's shape, which TensorFlow reads with tracebacks: a cluster of task types, each
+    a list of "host:port", and this process's task, a type of the cluster and an index in it."""
+    if not isinstance(spec, dict) or not {"cluster", "task"} <= set(spec):
+        raise UserError(f'TF_CONFIG: must hold "cluster" and "task", {TF_CONFIG_EXAMPLE}')
+    cluster, task = spec["cluster"], spec["task"]
+    addresses = cluster.values() if isinstance(cluster, dict) else ()
+    if (
+        not cluster
+        or not isinstance(cluster, dict)
+        or not all(
+            isinstance(a, list) and a and all(isinstance(h, str) and ":" in h for h in a)
+            for a in addresses
+        )
+    ):
+        raise UserError(f'TF_CONFIG: "cluster" must map task types to lists of "host:port", '
+                        f"{TF_CONFIG_EXAMPLE}")  # fmt: skip
+    kind = task.get("type") if isinstance(task, dict) else None
+    index = task.get("index", 0) if isinstance(task, dict) else None
+    if kind not in cluster or kind not in ("chief", "worker"):
+        raise UserError(f'TF_CONFIG: "task" "type" must be chief or worker, one of the '
+                        f"cluster's, got {kind!r}")  # fmt: skip
+    if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
+        raise UserError(f'TF_CONFIG: "task" "index" {index!r} is out of range; the cluster has '
+                        f"{len(cluster[kind])} {kind} task(s)")  # fmt: skip
 
 
 # train.strategy -> the tf.distribute strategy. default: the current (single-device) one;

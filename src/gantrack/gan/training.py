@@ -198,13 +198,13 @@ def fit(
         save(start)  # what a kill between a checkpoint and its records left out
     divergence = callbacks.StopOnDivergence()
     cbs = [
+        callbacks.ScalarLogs(),
         callbacks.StopWhenAsked(),
         _sample_grid(gan, cfg, seed, [grids_dir, kept_grids]),
         divergence,
         *extra_callbacks,
         history,
-        # Last: an epoch's grid and history row exist before its checkpoint does, so a kill
-        # never resumes past an epoch whose records are missing.
+        # Last: a kill never resumes past an epoch whose grid and history row are missing.
         checkpoints.Checkpoint(manager, epoch, cfg.checkpoint_every, cfg.epochs, save),
     ]
     if start < cfg.epochs:
