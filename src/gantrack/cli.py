@@ -262,12 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         if exc.errno not in DISK_ERRORS:
             raise
-        where = f" {printable(str(exc.filename))}" if exc.filename else ""
-        if exc.errno == errno.ENOENT:
-            return _error(args.command, f"error: cannot create{where} ({exc.strerror}); write "
-                          "elsewhere", 2)  # fmt: skip
-        return _error(args.command, f"error: cannot write{where} ({exc.strerror}); free space "
-                      "or make it writable, then run it again", 2)  # fmt: skip
+        return _disk_error(args.command, exc)
     except MemoryError:
         return _error(args.command, "error: out of memory; lower the batch or sample sizes", 2)
     except Exception as exc:
@@ -284,6 +279,14 @@ def main(argv: list[str] | None = None) -> int:
 # refuses new files (/proc) or was deleted meanwhile: the user's to fix.
 DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EFBIG,
                errno.ENOENT}  # fmt: skip
+
+
+def _disk_error(command: str, exc: OSError) -> int:
+    where = f" {printable(str(exc.filename))}" if exc.filename else ""
+    if exc.errno == errno.ENOENT:
+        return _error(command, f"error: cannot create{where} ({exc.strerror}); write elsewhere", 2)
+    return _error(command, f"error: cannot write{where} ({exc.strerror}); free space or make it "
+                  "writable, then run it again", 2)  # fmt: skip
 
 
 def _error(command: str, message: str, code: int) -> int:
