@@ -6,7 +6,9 @@ naming the problem. A real sqlite MLflow store and a class-conditional generator
 import base64
 import io
 import json
+import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -19,7 +21,7 @@ import numpy as np
 import pytest
 import tiny
 from PIL import Image
-from project import live_processes, tracking_store, user_env
+from project import live_processes, one_line_error, tracking_store, user_env
 from servers import answers, free_port, model_server
 
 from gantrack.gan import sampling, training
@@ -242,6 +244,35 @@ def test_a_generator_of_large_images_answers_fewer_a_request():
     with pytest.raises(serving.RequestError, match="17 noise vectors; at most 16"):
         serving.answer(generator, [], np.zeros((17, 4)).tolist(), {})
     assert serving.describe(generator)["max_images"] == 16
+
+
+def test_serve_refuses_a_busy_port_in_one_line_and_clears_what_killed_servers_left(tmp_path):
+    """Before any model loads: a port in use or an unknown host is one line (it was MLflow's
+    traceback, after the download). The model copies of killed `gantrack serve` processes
+    (kill -9 leaves them in the temporary folder) are deleted; a live one's stays."""
+    (tmp_path / "params.yaml").write_text("train:\n  epochs: 1\n")
+    temp = tmp_path / "tmp"
+    ended = subprocess.Popen(["true"])
+    ended.wait()  # reaped: its pid no longer runs
+    dead = temp / f"gantrack-serve-{ended.pid}-abc"
+    live = temp / f"gantrack-serve-{os.getpid()}-def"
+    for folder in (dead, live):
+        (folder / "model").mkdir(parents=True)
+    env = {**user_env(), "TMPDIR": str(temp)}
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = subprocess.run(["gantrack", "serve", "--model", "models:/g@champion", "-p",
+                               str(port)], cwd=tmp_path, env=env, capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    one_line_error(proc, "serve", f"--port: cannot listen on 127.0.0.1:{port} (Address "
+                   "already in use); choose another port or host")  # fmt: skip
+    assert not dead.exists() and live.exists()
+    proc = subprocess.run(["gantrack", "serve", "--model", "models:/g@champion", "--host",
+                           "no.such.host.invalid"], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    one_line_error(proc, "serve", "--host: no.such.host.invalid cannot be resolved")
 
 
 def test_an_unconditional_generator_refuses_a_class(tmp_path):

@@ -14,23 +14,59 @@ from __future__ import annotations
 
 import ctypes
 import os
+import shutil
 import signal
+import socket
+import stat
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from gantrack import tracking
-from gantrack.runtime import redact
+from gantrack.runtime import redact, stop
+from gantrack.runtime.errors import UserError, one_line, printable
 from gantrack.tracking import registry
 
 PR_SET_PDEATHSIG = 1  # prctl.h
+PREFIX = "gantrack-serve-"  # + pid + "-": the model's copy, in the temporary folder
+
+
+def _remove_orphans() -> None:
+    """Delete the model copies of `gantrack serve` processes that were killed (kill -9 leaves
+    them): this user's folders whose process is gone."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        pid = folder.name.removeprefix(PREFIX).split("-")[0]
+        try:
+            info = folder.lstat()
+        except OSError:
+            continue
+        mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+        if mine and pid.isdigit() and not stop.alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _check_address(host: str, port: int) -> None:
+    """One line when the server could not listen on host:port (unknown host, port in use)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UserError(f"--host: {printable(host)} cannot be resolved ({one_line(exc)})") from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise UserError(f"--port: cannot listen on {printable(host)}:{port} "
+                            f"({exc.strerror}); choose another port or host") from None  # fmt: skip
 
 
 def run(model: str, host: str, port: int, workers: int) -> int:
     """Serve the generator behind model until the server stops; returns its exit code."""
+    _remove_orphans()
+    _check_address(host, port)  # before the model loads: MLflow's own refusal is a traceback
     tracking.configure(None)  # reads the store; creates nothing
-    with tempfile.TemporaryDirectory(prefix="gantrack-serve-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as tmp:
         local = registry.served_copy(model, Path(tmp))
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local),
                    "--env-manager", "local", "--host", host, "--port", str(port),
