@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from gantrack.config.sections import MAX_SAMPLES as MAX_IMAGES  # what generate may write
 from gantrack.evaluation import metrics
 from gantrack.io import limits
 from gantrack.io.files import atomic_path
@@ -94,6 +95,9 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
         raise UserError(
             f"{path}: images must be uint8 (N>=2, H, W, C), got {fakes.dtype} {fakes.shape}"
         )
+    if len(fakes) > MAX_IMAGES:
+        raise UserError(f"{path}: {len(fakes)} images; at most {MAX_IMAGES} are scored "
+                        "(precision and recall compare every pair)")  # fmt: skip
     if shape is not None and tuple(fakes.shape[1:]) != tuple(shape):
         raise UserError(f"{path}: images are {fakes.shape[1:]}, the dataset's are {tuple(shape)}")
     return fakes
