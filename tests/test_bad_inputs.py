@@ -69,6 +69,11 @@ def test_stores_that_do_not_exist_are_refused_and_not_created(tmp_path):
         (model, {"MLFLOW_TRACKING_URI": f"sqlite:///{missing}/m.db"},
          f"MLFLOW_TRACKING_URI: sqlite:///{missing}/m.db: no folder {missing}"),
         (["tune", "--apply"], {}, "tune.storage: sqlite:///"),
+        # in memory: a run or a study lost when the process ends, without a word
+        (model, {"MLFLOW_TRACKING_URI": "sqlite://"}, "MLFLOW_TRACKING_URI: sqlite:// is in "
+                                                      "memory, gone with the process"),
+        (["tune", "--create-only"], {"GANTRACK_TUNE_STORAGE": "sqlite:///:memory:"},
+         "tune.storage: sqlite:///:memory: is in memory, gone with the process; give a file"),
     ]:  # fmt: skip
         proc = cli(tmp_path, *args, env={**user_env(), **env})
         one_line_error(proc, args[0], message)

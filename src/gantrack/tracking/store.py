@@ -4,6 +4,7 @@ file, checked and reached once (`configure`), and the experiment it picked."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import mlflow
@@ -50,6 +51,9 @@ def configure(experiment: str | None) -> None:
     root = project_root()
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     redact.add_secrets_in(uri)  # its password, in whatever spelling MLflow prints it
+    if uri and in_memory(uri):
+        raise UserError(f"MLFLOW_TRACKING_URI: {uri} is in memory, gone with the process (and "
+                        "the run); give a file: sqlite:///path/mlflow.db")  # fmt: skip
     database = _sqlite_file(uri) if uri else root / "mlflow.db"
     if database and not database.parent.is_dir():
         raise UserError(f"MLFLOW_TRACKING_URI: {_store(uri)}: no folder {database.parent}; "
@@ -112,3 +116,9 @@ def _sqlite_file(uri: str) -> Path | None:
 def _store(uri: str | None) -> str:
     where = uri or f"sqlite:///{project_root() / 'mlflow.db'}"
     return redact.mask(where)
+
+
+def in_memory(url: str) -> bool:
+    """Whether a SQLAlchemy URL names a sqlite database in memory (sqlite://, :memory:)."""
+    base = url.split("?", 1)[0]
+    return re.fullmatch(r"sqlite(\+\w+)?://(/:memory:)?", base) is not None

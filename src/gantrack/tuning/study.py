@@ -270,13 +270,14 @@ def _storage(t: TuneConfig) -> optuna.storages.RDBStorage:
         except (sqlalchemy.exc.SQLAlchemyError, ImportError, ValueError, RuntimeError) as exc:
             # RuntimeError: a database of another program or Optuna version (its schema)
             reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            message = f"tune.storage: cannot open {url} ({reason})"
-            raise UserError(redact.mask(message)) from None
+            raise UserError(redact.mask(f"tune.storage: cannot open {url} ({reason})")) from None
 
 
 def _refuse_foreign_sqlite(url: str) -> None:
     """A sqlite file holding another program's tables (the MLflow store, say) and none of
-    Optuna's: refused before Optuna adds its tables to it."""
+    Optuna's, or in memory (gone with the process): refused before Optuna touches it."""
+    if tracking.store.in_memory(url):
+        raise UserError(f"tune.storage: {url} is in memory, gone with the process; give a file")
     path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
     if not url.startswith("sqlite:///") or not path.is_file() or path.stat().st_size == 0:
         return
