@@ -85,7 +85,7 @@ def test_interpolate_draws_one_walk_per_row_as_a_grid_or_an_animation(project):
         (["--interpolate", "-n", "0"], "-n: 0 walks is out of range with --steps 8"),
         (["--interpolate", "--class", "3"], "--class: 3 is out of range; generator.keras has "
                                             "classes 0..2"),
-        (["--out", "/proc/x.png"], "error: cannot create /proc/"),  # not a traceback
+        (["--out", "/proc/x.png"], "error: cannot create /proc/x.png (No such file"),
     ],
 )  # fmt: skip
 def test_bad_sample_values_are_one_line_and_write_nothing(project, args, message):
@@ -114,6 +114,10 @@ def test_large_images_are_fewer_a_call(project):
                f"{most} at this size ({command.MAX_VALUES} pixel values)")  # fmt: skip
     one_line_error(proc, "sample", message)
     assert not (project / "l.npz").exists()
+    walks = most // 8 + 1  # of 8 images each (--steps 8)
+    proc = cli(project, "sample", "--model", "large.keras", "--interpolate", "-n", str(walks))
+    one_line_error(proc, "sample", f"-n: {walks} walks of 8 images of 256x256x3 from large.keras "
+                   f"are too many; at most {walks - 1} at this size")  # fmt: skip
 
 
 def test_an_alias_is_logged_as_the_version_it_names(project, monkeypatch):

@@ -249,15 +249,20 @@ def test_a_generator_of_large_images_answers_fewer_a_request():
 def test_serve_refuses_a_busy_port_in_one_line_and_clears_what_killed_servers_left(tmp_path):
     """Before any model loads: a port in use or an unknown host is one line (it was MLflow's
     traceback, after the download). The model copies of killed `gantrack serve` processes
-    (kill -9 leaves them in the temporary folder) are deleted; a live one's stays."""
+    (kill -9 leaves them in the temporary folder) are deleted: those whose lock no process
+    holds; a running server's (its lock held, here by this test) and folders without a lock
+    file stay."""
+    import fcntl
+
     (tmp_path / "params.yaml").write_text("train:\n  epochs: 1\n")
     temp = tmp_path / "tmp"
-    ended = subprocess.Popen(["true"])
-    ended.wait()  # reaped: its pid no longer runs
-    dead = temp / f"gantrack-serve-{ended.pid}-abc"
-    live = temp / f"gantrack-serve-{os.getpid()}-def"
-    for folder in (dead, live):
+    dead, live, other = (temp / f"gantrack-serve-{name}" for name in ("dead", "live", "other"))
+    for folder in (dead, live, other):
         (folder / "model").mkdir(parents=True)
+    for folder in (dead, live):
+        (folder / ".serving").touch()
+    held = os.open(live / ".serving", os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
     env = {**user_env(), "TMPDIR": str(temp)}
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
@@ -268,7 +273,8 @@ def test_serve_refuses_a_busy_port_in_one_line_and_clears_what_killed_servers_le
                               text=True, timeout=120)  # fmt: skip
     one_line_error(proc, "serve", f"--port: cannot listen on 127.0.0.1:{port} (Address "
                    "already in use); choose another port or host")  # fmt: skip
-    assert not dead.exists() and live.exists()
+    os.close(held)
+    assert not dead.exists() and live.exists() and other.exists()
     proc = subprocess.run(["gantrack", "serve", "--model", "models:/g@champion", "--host",
                            "no.such.host.invalid"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip

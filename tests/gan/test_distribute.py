@@ -178,6 +178,7 @@ def test_multi_worker_mirrored_trains_one_model_across_two_processes():
         ({"cluster": {"worker": ["h:1", "h:2"]}, "task": {"type": "worker", "index": 5}},
          '"task" "index" 5 is out of range; the cluster has 2 worker task(s)'),
         ({"cluster": {"worker": ["h:1"]}, "task": "worker"}, '"task" "type" must be'),
+        ({"cluster": {"worker": ["h:1"]}, "task": {"type": ["worker"]}}, '"type" must be'),
     ],
 )  # fmt: skip
 def test_a_tf_config_of_the_wrong_shape_is_one_line_before_tensorflow_reads_it(

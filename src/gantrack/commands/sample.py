@@ -38,6 +38,7 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
     walks); returns them. label: all of that class (a class-conditional generator's, 0-based as
     in the data). truncation: noise entries within [-truncation, truncation]. interpolate: n
     latent walks (one per row) of `steps` images each, row by row."""
+    given = n is not None
     n, steps = _check(n, seed, truncation, interpolate, steps)
     _check_out(out, interpolate)
     generator, version = _load(model, cfg)
@@ -45,7 +46,7 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
 
     if label is not None:
         label = _check_label(label, sampling.num_classes(generator), model)
-    _check_values(n * (steps if interpolate else 1), generator, model)
+    n = _within_budget(n, given, steps, generator, model)
     batch = cfg.generate.batch_size
     if interpolate:
         fakes = sampling.walk(generator, n, steps, seed, batch, label, truncation)
@@ -57,13 +58,16 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
     return fakes
 
 
-def _check_values(images: int, generator, model: str) -> None:
+def _within_budget(n: int, given: bool, steps: int, generator, model: str) -> int:
+    """n images (steps 0) or walks of `steps` images, at most MAX_VALUES pixel values: the
+    default lowered to fit, a given -n that does not fit refused."""
     shape = tuple(int(d) for d in generator.output_shape[1:])
-    most = MAX_VALUES // int(np.prod(shape))
-    if images > most:
-        size = "x".join(map(str, shape))
-        raise UserError(f"-n: {images} images of {size} from {model} are too many; at most "
-                        f"{most} at this size ({MAX_VALUES} pixel values)")  # fmt: skip
+    most = MAX_VALUES // (int(np.prod(shape)) * max(steps, 1))
+    if n <= most or (not given and most):
+        return min(n, most)
+    size, unit = "x".join(map(str, shape)), f"walks of {steps} images" if steps else "images"
+    raise UserError(f"-n: {n} {unit} of {size} from {model} are too many; at most {most} at "
+                    f"this size ({MAX_VALUES} pixel values)")  # fmt: skip
 
 
 def _check(n, seed, truncation, interpolate, steps) -> tuple[int, int]:

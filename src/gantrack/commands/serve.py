@@ -12,7 +12,10 @@ with MLflow's command).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
+import fcntl
 import os
 import shutil
 import signal
@@ -21,44 +24,70 @@ import stat
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from gantrack import tracking
-from gantrack.runtime import redact, stop
+from gantrack.runtime import redact
 from gantrack.runtime.errors import UserError, one_line, printable
 from gantrack.tracking import registry
 
 PR_SET_PDEATHSIG = 1  # prctl.h
-PREFIX = "gantrack-serve-"  # + pid + "-": the model's copy, in the temporary folder
+PREFIX = "gantrack-serve-"  # the model's copy, in the temporary folder
+LOCK = ".serving"  # in that folder, locked (flock) while its `gantrack serve` runs
 
 
 def _remove_orphans() -> None:
-    """Delete the model copies of `gantrack serve` processes that were killed (kill -9 leaves
-    them): this user's folders whose process is gone."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
-        pid = folder.name.removeprefix(PREFIX).split("-")[0]
+    """Delete the model copies `gantrack serve` processes killed with -9 left: this user's
+    folders whose lock no process holds (a server in another PID namespace or on another host
+    sharing the folder holds its lock too; a folder without a lock file is left alone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
         try:
             info = folder.lstat()
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+                continue
+            lock = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
             continue
-        mine = stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
-        if mine and pid.isdigit() and not stop.alive(int(pid)):
-            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # held: its server runs
+        finally:
+            os.close(lock)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _held(folder: Path) -> Iterator[None]:
+    """`folder` locked as a running server's (see _remove_orphans) while the context runs;
+    a killed process's lock goes with it."""
+    lock = os.open(folder / LOCK, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(lock)
 
 
 def _check_address(host: str, port: int) -> None:
-    """One line when the server could not listen on host:port (unknown host, port in use)."""
+    """One line when the server could not listen on host:port (unknown host, port in use):
+    every address host resolves to is tried, as the server binds them."""
+    shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise UserError(f"--host: {printable(host)} cannot be resolved ({one_line(exc)})") from None
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+    for family, kind, proto, _, address in addresses:
         try:
-            probe.bind(address)
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+                probe.bind(address)
         except OSError as exc:
-            raise UserError(f"--port: cannot listen on {printable(host)}:{port} "
-                            f"({exc.strerror}); choose another port or host") from None  # fmt: skip
+            if exc.errno == errno.EAFNOSUPPORT:  # IPv6 off on this machine: skipped, as asyncio
+                continue
+            raise UserError(f"--port: cannot listen on {printable(shown)} ({exc.strerror}); "
+                            "choose another port or host") from None  # fmt: skip
 
 
 def run(model: str, host: str, port: int, workers: int) -> int:
@@ -66,7 +95,7 @@ def run(model: str, host: str, port: int, workers: int) -> int:
     _remove_orphans()
     _check_address(host, port)  # before the model loads: MLflow's own refusal is a traceback
     tracking.configure(None)  # reads the store; creates nothing
-    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}{os.getpid()}-") as tmp:
+    with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp, _held(Path(tmp)):
         local = registry.served_copy(model, Path(tmp))
         command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local),
                    "--env-manager", "local", "--host", host, "--port", str(port),

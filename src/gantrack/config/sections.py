@@ -20,7 +20,7 @@ from gantrack.runtime.errors import UserError
 MAX_SEED = 2**32 - 1  # NumPy's and Keras' seeds are 32-bit
 # What a knob may ask of memory: a network's widths, the noise, a batch, a sample count
 # (1e6 as latent_dim or widths, 2e7 samples: gigabytes, then an OOM traceback)
-MAX_FILTERS = 1024
+MAX_FILTERS = 4096  # what max_filters auto picks at 1024x1024
 MAX_LATENT = 1024
 MAX_BATCH = 65536
 MAX_SAMPLES = 200_000

@@ -97,7 +97,7 @@ def _check_tf_config(spec) -> None:
                         f"{TF_CONFIG_EXAMPLE}")  # fmt: skip
     kind = task.get("type") if isinstance(task, dict) else None
     index = task.get("index", 0) if isinstance(task, dict) else None
-    if kind not in cluster or kind not in ("chief", "worker"):
+    if kind not in ("chief", "worker") or kind not in cluster:  # a list as type: not hashed
         raise UserError(f'TF_CONFIG: "task" "type" must be chief or worker, one of the '
                         f"cluster's, got {kind!r}")  # fmt: skip
     if not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[kind]):
