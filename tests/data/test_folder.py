@@ -28,6 +28,16 @@ def _write(folder: Path, n: int, colour, size=(40, 30)) -> None:
         image.save(folder / f"img{i:03d}.{suffix}")
 
 
+def _prepare(project: Path, source: Path, size: int = 8) -> subprocess.CompletedProcess:
+    """`gantrack prepare` in project (made if missing) on the images in source, at size."""
+    project.mkdir(exist_ok=True)
+    (project / "params.yaml").write_text(
+        f"data:\n  dataset: folder\n  source_dir: {source}\n  image_size: {size}\n"
+    )
+    return subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
+                          capture_output=True, text=True)  # fmt: skip
+
+
 @pytest.fixture
 def classes(tmp_path) -> Path:
     root = tmp_path / "images"
@@ -127,22 +137,15 @@ def test_auto_layers_reach_any_folder_size():
 
 def test_gantrack_prepare_on_a_folder_and_on_an_empty_one(classes, tmp_path):
     project = tmp_path / "project"
-    project.mkdir()
-    env = user_env()
-    params = "data:\n  dataset: folder\n  source_dir: {}\n  image_size: 28\n"
-    (project / "params.yaml").write_text(params.format(classes))
-    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=env, capture_output=True,
-                          text=True)  # fmt: skip
+    done = _prepare(project, classes, 28)
     assert done.returncode == 0, done.stderr
     meta = json.loads((project / "data/prepared/meta.json").read_text())
     assert meta["dataset"] == "folder" and meta["shape"] == [28, 28, 3]
     assert meta["n_classes"] == 2 and meta["n_train"] + meta["n_test"] == 20
     assert meta["class_names"] == ["cats", "dogs"]  # the subfolders, by label
     (tmp_path / "empty").mkdir()
-    (project / "params.yaml").write_text(params.format(tmp_path / "empty"))
     before = (project / "data/prepared/train.npz").read_bytes()
-    refused = subprocess.run(["gantrack", "prepare"], cwd=project, env=env, capture_output=True,
-                             text=True)  # fmt: skip
+    refused = _prepare(project, tmp_path / "empty", 28)
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert line.startswith("gantrack prepare: error: data.source_dir: ") and "0 readable" in line
@@ -275,20 +278,14 @@ def test_pillows_warnings_stay_off_stderr_and_deep_folders_are_one_line(classes,
     exif = b"Exif\0\0II*\0" + pack("<IH", 8, 1) + tag + pack("<I", 0)
     Image.new("RGB", (16, 16)).save(classes / "cats" / "odd_exif.jpg", exif=exif)
     project = tmp_path / "project"
-    project.mkdir()
-    params = "data:\n  dataset: folder\n  source_dir: {}\n  image_size: 8\n"
-    (project / "params.yaml").write_text(params.format(classes))
-    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
-                          capture_output=True, text=True)  # fmt: skip
+    done = _prepare(project, classes)
     assert done.returncode == 0, done.stderr
     (line,) = done.stderr.strip().splitlines()  # the log's one line, no Pillow warning
     assert "prepared folder: 16 train, 5 test images" in line
     deep = tmp_path / "deep"
     _write(deep / "a", 10, (0, 0, 0))
     Path(deep, "b", *["d"] * 40).mkdir(parents=True)
-    (project / "params.yaml").write_text(params.format(deep))
-    refused = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
-                             capture_output=True, text=True)  # fmt: skip
+    refused = _prepare(project, deep)
     assert refused.returncode == 2
     (line,) = refused.stderr.strip().splitlines()
     assert "lies more than 32 folders deep; flatten it" in line
@@ -299,12 +296,7 @@ def test_names_from_the_folder_reach_the_log_escaped(classes, tmp_path):
     one escaped line, not played on the terminal."""
     (classes / "cats" / "junk\x1b]52;c;SGk=\x07\nFAKE.png").write_bytes(b"not an image")
     project = tmp_path / "project"
-    project.mkdir()
-    (project / "params.yaml").write_text(
-        f"data:\n  dataset: folder\n  source_dir: {classes}\n  image_size: 8\n"
-    )
-    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
-                          capture_output=True, text=True)  # fmt: skip
+    done = _prepare(project, classes)
     assert done.returncode == 0, done.stderr
     warning, info = done.stderr.strip().splitlines()
     assert "skipped 1 unreadable file(s)" in warning and "\x1b" not in done.stderr
@@ -319,12 +311,7 @@ def test_a_class_folder_named_in_bytes_not_utf8_reaches_meta_json_as_valid_text(
     _write(root / "dogs", 10, (30, 30, 200))
     _write(Path(os.fsdecode(bytes(root) + b"/caf\xe9")), 10, (200, 30, 30))  # Latin-1 "café"
     project = tmp_path / "project"
-    project.mkdir()
-    (project / "params.yaml").write_text(
-        f"data:\n  dataset: folder\n  source_dir: {root}\n  image_size: 8\n"
-    )
-    done = subprocess.run(["gantrack", "prepare"], cwd=project, env=user_env(),
-                          capture_output=True, text=True)  # fmt: skip
+    done = _prepare(project, root)
     assert done.returncode == 0, done.stderr
     meta = json.loads((project / "data/prepared/meta.json").read_bytes().decode("utf-8"))
     assert meta["class_names"] == ["caf\\xe9", "dogs"]  # sorted by name
