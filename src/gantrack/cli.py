@@ -10,7 +10,6 @@ import errno
 import json
 import logging
 import os
-import re
 import signal
 import sys
 from dataclasses import replace
@@ -283,9 +282,7 @@ DISK_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUO
 
 
 def _disk_error(command: str, exc: OSError) -> int:
-    # the file the user named, not files.atomic_path's temporary name beside it
-    name = re.sub(r"\.tmp-\d+-([^/]+)$", r"\1", str(exc.filename)) if exc.filename else ""
-    where = f" {printable(name)}" if name else ""
+    where = f" {printable(str(exc.filename))}" if exc.filename else ""
     if exc.errno == errno.ENOENT:
         return _error(command, f"error: cannot create{where} ({exc.strerror}); write elsewhere", 2)
     return _error(command, f"error: cannot write{where} ({exc.strerror}); free space or make it "

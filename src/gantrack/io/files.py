@@ -37,6 +37,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         _fsync(tmp)
         os.replace(tmp, path)
         _fsync(path.parent)
+    except OSError as exc:
+        if exc.filename == str(tmp):  # the file the caller named, in the error it sees
+            exc.filename = str(path)
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
