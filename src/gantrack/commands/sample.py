@@ -61,11 +61,13 @@ def run(model: str, n: int | None, out: Path, seed: int, cfg: Config, label: int
 def _within_budget(n: int, given: bool, steps: int, generator, model: str) -> int:
     """n images (steps 0) or walks of `steps` images, at most MAX_VALUES pixel values: the
     default lowered to fit, a given -n that does not fit refused."""
-    shape = tuple(int(d) for d in generator.output_shape[1:])
-    most = MAX_VALUES // (int(np.prod(shape)) * max(steps, 1))
+    from gantrack.gan import sampling
+
+    most = sampling.images_within(generator, MAX_VALUES // max(steps, 1))
     if n <= most or (not given and most):
         return min(n, most)
-    size, unit = "x".join(map(str, shape)), f"walks of {steps} images" if steps else "images"
+    size = "x".join(str(d) for d in generator.output_shape[1:])
+    unit = f"walks of {steps} images" if steps else "images"
     raise UserError(f"-n: {n} {unit} of {size} from {model} are too many; at most {most} at "
                     f"this size ({MAX_VALUES} pixel values)")  # fmt: skip
 

@@ -3,6 +3,8 @@ truncation trick) and latent walks (spherical interpolation between seeded endpo
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
@@ -58,6 +60,11 @@ def num_classes(generator: keras.Model) -> int:
     """The classes a class-conditional generator draws from its noise; 0 for others."""
     names = {layer.name for layer in generator.layers}
     return generator.get_layer(CLASS_LAYER).num_tokens if CLASS_LAYER in names else 0
+
+
+def images_within(generator: keras.Model, values: int) -> int:
+    """How many of generator's images hold at most `values` pixel values together."""
+    return values // math.prod(int(d) for d in generator.output_shape[1:])
 
 
 def with_classes(noise: np.ndarray, classes: np.ndarray, k: int) -> np.ndarray:

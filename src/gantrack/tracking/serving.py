@@ -136,10 +136,10 @@ def answer(generator, names: list[str], model_input, params: dict):
     fmt = str(params.get("format", "auto"))
     if fmt not in FORMATS:
         raise RequestError(f"format: {fmt!r} is not one of {', '.join(FORMATS)}")
-    latent = int(generator.input_shape[-1])
-    noise = sent_noise(model_input, latent, max_images(generator))
+    latent, most = int(generator.input_shape[-1]), max_images(generator)
+    noise = sent_noise(model_input, latent, most)
     if noise is None:
-        n = _bounded(params, "n", 1, max_images(generator))
+        n = _bounded(params, "n", 1, most)
         seed = _bounded(params, "seed", 0, MAX_SEED)
         rng = np.random.default_rng(seed)  # as `gantrack sample --seed` draws
         noise = sampling.draw_noise(rng, (n, latent), _truncation(params))
@@ -192,8 +192,7 @@ def requested_class(params: dict, names: list[str]) -> int | None:
 
 def max_images(generator) -> int:
     """Images a request may ask of generator: MAX_IMAGES, fewer where they are large."""
-    per_image = int(np.prod(generator.output_shape[1:]))
-    return max(1, min(MAX_IMAGES, MAX_VALUES // per_image))
+    return max(1, min(MAX_IMAGES, sampling.images_within(generator, MAX_VALUES)))
 
 
 def sent_noise(model_input, latent: int, most: int = MAX_IMAGES) -> np.ndarray | None:
