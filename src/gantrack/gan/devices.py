@@ -84,15 +84,9 @@ def _check_tf_config(spec) -> None:
     if not isinstance(spec, dict) or not {"cluster", "task"} <= set(spec):
         raise UserError(f'TF_CONFIG: must hold "cluster" and "task", {TF_CONFIG_EXAMPLE}')
     cluster, task = spec["cluster"], spec["task"]
-    addresses = cluster.values() if isinstance(cluster, dict) else ()
-    if (
-        not cluster
-        or not isinstance(cluster, dict)
-        or not all(
-            isinstance(a, list) and a and all(isinstance(h, str) and ":" in h for h in a)
-            for a in addresses
-        )
-    ):
+    hosts = cluster.values() if isinstance(cluster, dict) else ()
+    if not hosts or not all(isinstance(h, list) and h and all(
+            isinstance(a, str) and ":" in a for a in h) for h in hosts):  # fmt: skip
         raise UserError(f'TF_CONFIG: "cluster" must map task types to lists of "host:port", '
                         f"{TF_CONFIG_EXAMPLE}")  # fmt: skip
     kind = task.get("type") if isinstance(task, dict) else None
