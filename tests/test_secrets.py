@@ -66,6 +66,9 @@ def registry(monkeypatch):
         # a password a URL parser reads as a port and a path (1234, then /Zq9...)
         ("http://alice:1234/Zq9xWv7@127.0.0.1:9/api", "http://alice:***@127.0.0.1:9/api"),
         ("postgresql://alice:2024#Zq9xWv7@h:9/db", "postgresql://alice:***@h:9/db"),
+        # ... after a database's scheme, whatever host follows: SQLAlchemy reads it so
+        ("postgresql://u:1234/a/b@db/x", "postgresql://u:***@db/x"),
+        ("MYSQL+pymysql://root:3306?pw@dbhost/app", "MYSQL+pymysql://root:***@dbhost/app"),
         ("db:\n  password: s3cr3tpw", "db:\n  password: ***"),
         ("client_secret: abc123 next", "client_secret: *** next"),
         ("psql --password s3cr3tpw -h h", "psql --password *** -h h"),
@@ -136,6 +139,13 @@ def test_a_password_with_a_space_and_at_in_a_url_is_masked_once_known(registry):
     assert "9pN" in redact.mask(text)  # no pattern can tell where such a password ends
     redact.add_secrets_in(f"http://admin:{PASSWORD}@127.0.0.1:5000")
     assert redact.mask(text) == "View run x at: http://admin:***@127.0.0.1:5000/#/experiments/1"
+
+
+def test_a_database_urls_password_a_parser_reads_as_a_port_is_registered(registry):
+    redact.add_secrets_in("postgresql://u:1234/a/b@db/x")
+    assert redact.mask("could not connect with 1234/a/b") == "could not connect with ***"
+    redact.add_secrets_in("http://h:5000/gen@champion")  # an alias: nothing to register
+    assert redact.mask("5000/gen") == "5000/gen"
 
 
 def test_the_environment_gives_its_secrets(registry):

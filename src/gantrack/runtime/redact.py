@@ -11,8 +11,9 @@ error lines, and what MLflow, Optuna, SQLAlchemy or TensorFlow print inside the 
    however a library spells it. Values under MIN_SECRET_LENGTH, small numbers and words such
    as true/none are not registered (they would mask ordinary text).
 2. URL credentials by pattern: `scheme://user:password@` (up to the word's last '@'; with a
-   space when a host follows), `scheme://TOKEN@` when the user part is 8+ characters, and
-   `user:password@host` with no scheme when a host follows.
+   space when a host follows; a password a URL parser reads as a port and a path when a host
+   follows, or after a database's scheme), `scheme://TOKEN@` when the user part is 8+
+   characters, and `user:password@host` with no scheme when a host follows.
 3. Secret-named values: query parameters (?token=, &sig=, access_token, X-Amz-Signature, ...,
    also percent-encoded inside another URL), DSN and connection-string pairs (password=...,
    AccountKey=...), quoted pairs of a dict or JSON ('password': '...').
@@ -65,6 +66,15 @@ _USERINFO = re.compile(rf"(?P<head>{_SCHEME}[^:/?#\s]{{0,256}}:)(?!\d{{1,5}}(?:[
 # follows the '@' (dotted, with a port, or [IPv6]; not a registry alias: host:5000/gen@champion)
 _HOST_LIKE = r"(?:\[|[\w-]+(?:\.[\w-]+)+|[\w.-]+:\d)"
 _USERINFO_DIGITS = re.compile(rf"(?P<head>{_SCHEME}{_USER}:)\d{{1,5}}[/?#][^\s@]*@(?={_HOST_LIKE})")
+# ... and with any host after a database's scheme: SQLAlchemy (MLflow's and Optuna's stores) and
+# database clients read up to the last '@' as userinfo, and no alias follows a database's path
+_DB_SCHEME = (
+    r"(?<![A-Za-z0-9+.-])(?:postgres(?:ql)?|mysql|mariadb|mssql|oracle|cockroachdb|redshift"
+    r"|snowflake|mongodb|redis|rediss|amqps?)(?:\+[\w.-]{1,32})?://"
+)
+_DB_USERINFO_DIGITS = re.compile(
+    rf"(?P<head>{_DB_SCHEME}{_USER}:)\d{{1,5}}[/?#]\S*@{_HOST_FOLLOWS}", _I
+)
 # user:password@host with no scheme (a command line, ssh, a proxy setting), when a host
 # follows (dotted, with a port, or [IPv6]); not mailto:name@host, not image:tag@sha256:digest.
 # (A password holding '@', ':' or '/' is masked only in a URL with a scheme, or once known.)
@@ -80,6 +90,7 @@ _USERINFO_SPACED = re.compile(
 _USER_TOKEN = re.compile(rf"(?P<head>{_SCHEME})[^:/?#@\s]{{8,}}@{_HOST_FOLLOWS}")
 # in _secrets_in_text: where a URL starts; a host after '@'; a port where a password would be
 _SCHEME_START = re.compile(_SCHEME)
+_DB_SCHEME_START = re.compile(_DB_SCHEME, _I)
 _HOST_AFTER_AT = re.compile(r"[\w\[][\w.\-\[\]:]*(?:[/?#\s]|$)")
 _PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
 _HOST_LIKE_AT = re.compile(_HOST_LIKE)
@@ -135,6 +146,7 @@ def mask(text: str) -> str:
     if "://" in text:
         text = _USERINFO.sub(rf"\g<head>{MASK}@", text)
         text = _USERINFO_DIGITS.sub(rf"\g<head>{MASK}@", text)
+        text = _DB_USERINFO_DIGITS.sub(rf"\g<head>{MASK}@", text)
         text = _USERINFO_SPACED.sub(rf"\g<head>{MASK}@", text)
         text = _USER_TOKEN.sub(rf"\g<head>{MASK}@", text)
     if "@" in text and ":" in text:
@@ -237,12 +249,13 @@ def _secrets_in_text(text: str) -> set[str]:
     found: set[str] = set()
     for scheme in _SCHEME_START.finditer(text):
         rest = text[scheme.end() :].split("\n", 1)[0]
+        database = _DB_SCHEME_START.match(text, scheme.start())
         for at in (i for i, c in enumerate(rest) if c == "@"):
             userinfo, after = rest[:at], rest[at + 1 :]
             if "://" in userinfo or not _HOST_AFTER_AT.match(after):
                 continue
             user, colon, password = userinfo.partition(":")
-            if colon and (not _PORT.match(password) or _HOST_LIKE_AT.match(after)):
+            if colon and (not _PORT.match(password) or _HOST_LIKE_AT.match(after) or database):
                 found.add(password)
             elif not colon and len(user) >= 16:
                 found.add(user)
