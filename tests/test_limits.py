@@ -319,7 +319,34 @@ def test_arrays_within_the_limits_still_load(tmp_path):
     np.savez_compressed(path, images=images, labels=np.zeros(2, np.int64))
     np.testing.assert_array_equal(scoring.load_samples(path), images)
     assert len(load_split(path)) == 2
-    limits.check_npz(path, ("images", "labels", "absent"))
+    assert limits.check_npz(path, ("images", "labels", "absent")) == {
+        "images": ((2, 8, 8, 1), np.dtype(np.uint8)), "labels": ((2,), np.dtype(np.int64))
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("images", "message"),
+    [
+        (np.zeros((2, 1024, 1024, 3), np.float64), "images must be uint8 (N>=2, H, W, C), got"),
+        (np.zeros((2, 8, 8, 8, 8, 8, 8, 8), np.uint8), "images must be uint8"),
+        (np.zeros((2, 2048, 2048, 3), np.uint8), "images are (2048, 2048, 3), the dataset's"),
+    ],
+)  # fmt: skip
+def test_samples_of_the_wrong_kind_are_refused_from_their_header_before_loading(
+    tmp_path, images, message
+):
+    import tracemalloc
+
+    path = tmp_path / "wrong.npz"
+    np.savez(path, images=images)  # stored, not compressed: no ratio check refuses it first
+    tracemalloc.start()
+    try:
+        with pytest.raises(UserError, match=re.escape(message)):
+            scoring.load_samples(path, shape=(8, 8, 1))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < images.nbytes / 10, (peak, images.nbytes)  # NumPy reports to tracemalloc
 
 
 # --- 3. params.yaml: alias bombs, merge bombs, nesting, size ---------------------------------

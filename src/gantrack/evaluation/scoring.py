@@ -85,22 +85,28 @@ def load_samples(path: Path, shape: tuple[int, ...] | None = None) -> np.ndarray
         what = "a folder" if path.is_dir() else "no such file"
         raise UserError(f"{path}: {what}; give a samples .npz (key 'images', uint8 NHWC)")
     try:
-        limits.check_npz(path, ("images",), fix="is it a samples file?")
+        declared = limits.check_npz(path, ("images",), fix="is it a samples file?")
+        if "images" in declared:  # checked from its header, before it is loaded
+            _check_images(path, *declared["images"], shape)
         with np.load(path, allow_pickle=False) as npz:
             fakes = npz["images"]
     # A damaged file fails in many ways: not a zip, truncated, empty, a pickle refused.
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(f"{path}: not a samples .npz with key 'images' ({one_line(exc)})") from None
-    if fakes.dtype != np.uint8 or fakes.ndim != 4 or len(fakes) < 2:
-        raise UserError(
-            f"{path}: images must be uint8 (N>=2, H, W, C), got {fakes.dtype} {fakes.shape}"
-        )
-    if len(fakes) > MAX_IMAGES:
-        raise UserError(f"{path}: {len(fakes)} images; at most {MAX_IMAGES} are scored "
-                        "(precision and recall compare every pair)")  # fmt: skip
-    if shape is not None and tuple(fakes.shape[1:]) != tuple(shape):
-        raise UserError(f"{path}: images are {fakes.shape[1:]}, the dataset's are {tuple(shape)}")
+    _check_images(path, fakes.shape, fakes.dtype, shape)
     return fakes
+
+
+def _check_images(path: Path, declared: tuple[int, ...], dtype: np.dtype, shape) -> None:
+    """UserError unless an array of dtype and shape `declared` is N>=2 uint8 images, at most
+    MAX_IMAGES, each of `shape` when given."""
+    if dtype != np.uint8 or len(declared) != 4 or declared[0] < 2:
+        raise UserError(f"{path}: images must be uint8 (N>=2, H, W, C), got {dtype} {declared}")
+    if declared[0] > MAX_IMAGES:
+        raise UserError(f"{path}: {declared[0]} images; at most {MAX_IMAGES} are scored "
+                        "(precision and recall compare every pair)")  # fmt: skip
+    if shape is not None and tuple(declared[1:]) != tuple(shape):
+        raise UserError(f"{path}: images are {declared[1:]}, the dataset's are {tuple(shape)}")
 
 
 def load_sample_labels(path: Path, n: int) -> np.ndarray | None:

@@ -124,15 +124,19 @@ def _check_members(path, infos: list[zipfile.ZipInfo], size: int, max_ratio: flo
 
 
 def check_npz(path: str | os.PathLike, keys: Iterable[str], max_bytes: int = MAX_ARRAY_BYTES,
-              fix: str = "") -> None:  # fmt: skip
+              fix: str = "") -> dict[str, tuple[tuple[int, ...], np.dtype]]:  # fmt: skip
     """Check the arrays `keys` of an .npz from their .npy headers before NumPy allocates them:
     no Python objects, at most max_bytes each, exactly as large as their zip member, and each
     member within check_zip's bounds. Keys the archive lacks are skipped (the caller says which
     it needs). fix: appended to LimitError messages ("; {fix}"). Unreadable archives raise what
-    zipfile and NumPy raise (BadZipFile, ValueError, OSError, EOFError)."""
+    zipfile and NumPy raise (BadZipFile, ValueError, OSError, EOFError).
+
+    Returns {key: (shape, dtype)} as the headers declare them, for the keys present: a caller
+    checks what it expects before loading."""
     tail = f"; {fix}" if fix else ""
     wanted = {name for key in keys for name in (key, f"{key}.npy")}
     size = os.stat(path).st_size
+    declared = {}
     with zipfile.ZipFile(path) as archive:
         members = [info for info in archive.infolist() if info.filename in wanted]
         try:
@@ -165,6 +169,8 @@ def check_npz(path: str | os.PathLike, keys: Iterable[str], max_bytes: int = MAX
             if header + nbytes != info.file_size:
                 raise LimitError(f"{where} declares {described} = {human(nbytes)} but holds "
                                  f"{human(info.file_size - header)}{tail}")  # fmt: skip
+            declared[info.filename.removesuffix(".npy")] = (tuple(shape), dtype)
+    return declared
 
 
 def check_pixels(path: str | os.PathLike, size: tuple[int, int]) -> None:
