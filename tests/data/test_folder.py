@@ -92,6 +92,18 @@ def test_unreadable_files_are_skipped_and_counted_or_refused(classes, caplog):
         )
 
 
+def test_a_class_folder_that_is_a_symbolic_link_is_skipped_with_a_warning(classes, caplog):
+    elsewhere = classes.parent / "elsewhere"
+    _write(elsewhere / "birds", 10, (30, 200, 30))
+    (classes / "birds").symlink_to(elsewhere / "birds")
+    (classes / "dogs" / "linked.png").symlink_to(elsewhere / "birds" / "img000.png")
+    train, test = data.load_dataset(
+        DataConfig(dataset="folder", source_dir=str(classes), image_size=16)
+    )
+    assert len(train) + len(test) == 21  # the linked file is read, the linked folder is not
+    assert f"{classes / 'birds'}: skipped, a symbolic link to a folder" in caplog.text
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [

@@ -91,9 +91,10 @@ def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 def _image_files(root: Path) -> list[Path]:
-    """The files with an image suffix under root, at most MAX_DEPTH folders down; folders
-    reached through a symbolic link are not entered (files through one are read), a subfolder
-    that cannot be listed (lost+found, another user's) is skipped with a warning."""
+    """The files with an image suffix under root, at most MAX_DEPTH folders down. Folders
+    reached through a symbolic link are not entered (files through one are read), and a
+    subfolder that cannot be listed (lost+found, another user's) is skipped: both with a
+    warning."""
     found, folders = [], [(root, 0)]
     while folders:
         folder, depth = folders.pop()
@@ -108,6 +109,9 @@ def _image_files(root: Path) -> list[Path]:
                         folders.append((path, depth + 1))
                     elif path.suffix.lower() in EXTENSIONS and entry.is_file():
                         found.append(path)
+                    elif entry.is_symlink() and entry.is_dir():
+                        logger.warning("%s: skipped, a symbolic link to a folder (not "
+                                       "followed; copy or move the folder in)", path)  # fmt: skip
         except OSError as exc:
             if folder == root:
                 raise UserError(f"data.source_dir: cannot list {root} ({one_line(exc)})") from None
