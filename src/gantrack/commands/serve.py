@@ -1,5 +1,5 @@
-"""`gantrack serve`: MLflow's model server (`mlflow models serve --env-manager local`) on a
-generator gantrack checked first.
+"""`gantrack serve`: MLflow's model server (what `mlflow models serve --env-manager local` runs,
+behind a limit on a request's body: tracking.serving_app) on a generator gantrack checked first.
 
 `mlflow models serve -m models:/...` straight from a store runs the code file the store holds
 (a served generator is an MLflow model from code). gantrack downloads the model, checks it is
@@ -30,7 +30,7 @@ from pathlib import Path
 from gantrack import tracking
 from gantrack.runtime import redact
 from gantrack.runtime.errors import UserError, one_line, printable
-from gantrack.tracking import registry
+from gantrack.tracking import registry, serving_app
 
 PR_SET_PDEATHSIG = 1  # prctl.h
 PREFIX = "gantrack-serve-"  # the model's copy, in the temporary folder
@@ -97,14 +97,14 @@ def run(model: str, host: str, port: int, workers: int) -> int:
     tracking.configure(None)  # reads the store; creates nothing
     with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp, _held(Path(tmp)):
         local = registry.served_copy(model, Path(tmp))
-        command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", str(local),
-                   "--env-manager", "local", "--host", host, "--port", str(port),
-                   "--workers", str(workers)]  # fmt: skip
+        # uvicorn on MLflow's scoring app, as `mlflow models serve` starts it, behind a body limit
+        app = f"{serving_app.__name__}:create_app"
+        command = [sys.executable, "-m", "uvicorn", "--host", host, "--port", str(port),
+                   "--workers", str(workers), "--factory", app]  # fmt: skip
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("MLFLOW_TRACKING_") and not redact.secret_name(k)
                and not redact.holds_secret(v)}  # fmt: skip
-        # MLflow starts its server as `uvicorn` from PATH: this environment's, also unactivated.
-        env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
+        env[serving_app.MODEL_VARIABLE] = str(local)
         server = subprocess.Popen(command, env=env, preexec_fn=_ends_with(os.getpid()))
         try:
             return server.wait()

@@ -2,7 +2,8 @@
 handed from stage to stage through small files (`start_run`, `continue_run`, the run files),
 the run shared by tuning workers, the data as the run's input. Beside it: epochs.py (each
 checkpointed epoch logged once), registry.py (the generator as a logged and registered model),
-selection.py (the kept epochs' models), serving.py and served.py (`gantrack serve`), overview.py.
+selection.py (the kept epochs' models), serving.py and served.py (the served model),
+serving_app.py (its server, for `gantrack serve`), overview.py.
 
 train starts (or, when resuming, reopens) a run and writes its id to a run file; generate and
 evaluate reopen the run named in their input run file and write it on. If a later execution
