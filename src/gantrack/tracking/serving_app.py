@@ -31,7 +31,7 @@ class BodyLimit:
         if scope["type"] != "http":  # lifespan: the app's own
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
-        if not declared.isdigit() or int(declared) > self.max_bytes:
+        if not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes:
             return await self._refuse(send, declared.decode("latin-1")[:32])
         chunks, size = [], 0
         while True:
