@@ -4,7 +4,9 @@ be had here: what survives one, a file flushed before its rename, is checked on 
 
 import contextlib
 import errno
+import json
 import os
+import stat
 import subprocess
 from pathlib import Path
 
@@ -73,6 +75,54 @@ def test_a_file_is_on_the_disk_before_it_replaces_the_old_one(tmp_path, monkeypa
     assert tmp == src and dst == str(path) and size == path.stat().st_size > 0
     assert directory == str(path.parent)
     assert "x" * 100 in path.read_text() and not list(path.parent.glob(".tmp-*"))
+
+
+def test_a_link_planted_where_the_temporary_file_was_is_not_followed(tmp_path):
+    """The temporary file lives in a new 0700 folder with a random name: a symbolic link at
+    the name it had before (`.tmp-PID-name`, PID readable from /proc) clobbered its target."""
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o1777)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (shared / f".tmp-{os.getpid()}-out.json").symlink_to(victim)
+    files.write_json(shared / "out.json", {"n": 1})
+    assert victim.read_text() == "precious"
+    assert json.loads((shared / "out.json").read_text()) == {"n": 1}
+    assert not (shared / "out.json").is_symlink()
+
+
+def test_a_file_keeps_its_mode_and_a_new_one_gets_the_umasks(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("a: 1\n")
+    path.chmod(0o640)
+    with files.atomic_path(path) as tmp:
+        tmp.write_text("a: 2\n")
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640 and path.read_text() == "a: 2\n"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    files.write_json(tmp_path / "new.json", {})
+    assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o666 & ~umask
+
+
+@needs_root
+def test_what_killed_writers_left_is_removed_only_when_it_is_this_users(tmp_path):
+    dead = _dead_pid()
+    mine = tmp_path / f".tmp-{dead}-abcd1234-out.json"
+    mine.mkdir()
+    (mine / "out.json").write_text("half")
+    old_style = tmp_path / f".tmp-{dead}-out.json"  # a temporary file, as written before
+    old_style.write_text("half")
+    theirs = tmp_path / f".tmp-{dead}-efgh5678-out.json"
+    theirs.mkdir()
+    os.chown(theirs, 12345, 12345)
+    files.write_json(tmp_path / "out.json", {"n": 1})
+    assert not mine.exists() and not old_style.exists() and theirs.is_dir()
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 def test_a_capped_folder_stops_writes_past_its_cap_and_then_lifts(tmp_path):

@@ -5,6 +5,7 @@ import copy
 import shutil
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from project import (
     assert_nowhere,
     copy_tiny,
     merge,
+    one_line_error,
     user_env,
     write_params,
 )
@@ -943,6 +945,17 @@ def test_artifact_dir_must_be_a_folder():
         with pytest.raises(UserError, match=message):
             _cfg(artifact_dir=value)
     assert _cfg(artifact_dir="/mnt/shared/grids").tune.artifact_dir == "/mnt/shared/grids"
+
+
+def test_apply_refuses_a_read_only_params_file(tmp_path):
+    params = write_params(tmp_path / "params.yaml",
+                          {"tune": {"storage": f"sqlite:///{tmp_path / 's.db'}"}})  # fmt: skip
+    params.chmod(0o444)
+    before = params.read_text()
+    _hostile_study(tmp_path / "s.db", {**LR, **LAYERS}, "digits")
+    proc = _gantrack(tmp_path, "tune", "--apply")
+    one_line_error(proc, "tune", "params.yaml is read-only; make it writable to apply")
+    assert params.read_text() == before and stat.S_IMODE(params.stat().st_mode) == 0o444
 
 
 def test_apply_writes_through_a_linked_params_file(tmp_path):

@@ -8,7 +8,9 @@ import glob
 import json
 import os
 import resource
+import shutil
 import stat
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,29 +23,40 @@ from gantrack.runtime.errors import UserError, one_line
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+    """Yield a temporary path for `path`; rename it onto `path` only if the block succeeds.
 
-    The temporary name keeps the suffix (Keras and NumPy insist on `.keras` / `.npz`). The
-    rename is atomic on POSIX because both names are in one directory; the file is flushed to
-    the disk before it, and the directory after it, so that a power loss, not only a kill,
-    leaves the old file or the new one, never an empty one.
+    The temporary path is `path`'s own name inside a new folder beside it (`.tmp-PID-XXXX-name`,
+    mode 0700, made exclusively with a random part: tempfile.mkdtemp), so Keras and NumPy see
+    the suffix they insist on and no one else can put a file or a symbolic link where the
+    writer opens its file (a shared folder such as /tmp: a link planted at a predictable name
+    made the write clobber the link's target). The rename is atomic on POSIX because both names
+    are on one file system; the file is flushed to the disk before it, and the directory after
+    it, so that a power loss, not only a kill, leaves the old file or the new one, never an
+    empty one. A file replaced keeps its permission bits.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(path)
-    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        folder = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", suffix=f"-{path.name}",
+                                       dir=path.parent))  # fmt: skip
+    except OSError as exc:  # the file the caller named, in the error it sees
+        exc.filename = str(path)
+        raise
+    tmp = folder / path.name
     try:
         yield tmp
         _fsync(tmp)
+        with contextlib.suppress(FileNotFoundError):
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
         os.replace(tmp, path)
         _fsync(path.parent)
     except OSError as exc:
-        if exc.filename == str(tmp):  # the file the caller named, in the error it sees
+        if exc.filename in (str(tmp), str(folder)):  # the file the caller named, in its error
             exc.filename = str(path)
         raise
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _fsync(path: Path) -> None:
@@ -56,10 +69,20 @@ def _fsync(path: Path) -> None:
 
 
 def _remove_orphans(path: Path) -> None:
-    """Delete temporary files for path that a killed process (kill -9) left behind."""
+    """Delete what a killed process (kill -9) of this user left while writing path: its
+    temporary folder (or, written before those, file), when its process is gone. Another
+    user's are left alone (their process may live in another PID namespace)."""
     for tmp in path.parent.glob(f".tmp-*-{glob.escape(path.name)}"):
         pid = tmp.name.split("-", 2)[1]
-        if pid.isdigit() and not stop.alive(int(pid)):
+        try:
+            info = tmp.lstat()
+        except OSError:
+            continue
+        if not pid.isdigit() or info.st_uid != os.getuid() or stop.alive(int(pid)):
+            continue
+        if stat.S_ISDIR(info.st_mode):
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
             tmp.unlink(missing_ok=True)
 
 

@@ -104,7 +104,7 @@ def alive(pid: int) -> bool:
     """Whether process pid runs (a zombie, killed but not yet reaped, does not)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # gone, or a number no process can have
         return False
     except PermissionError:
         return True  # another user's process

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import io
 import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,9 @@ def apply_params(study: optuna.Study, params_path: Path) -> dict[str, Any]:
     if config_lib.from_dict(YAML(typ="safe", pure=True).load(text.getvalue()) or {}) != cfg:
         raise UserError(f"study {study.study_name!r}: its words would change params.yaml beyond "
                         "the knobs it found; not applied")  # fmt: skip
+    # read-only to its owner or marked read-only (even for root): replacing it would not be
+    if not os.access(params_path, os.W_OK) or not params_path.stat().st_mode & 0o222:
+        raise UserError(f"{params_path} is read-only; make it writable to apply the study")
     with atomic_path(params_path) as tmp:
         tmp.write_text(text.getvalue())
     for key, previous in changes.items():
