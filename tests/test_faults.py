@@ -10,6 +10,7 @@ import subprocess
 import time
 
 import pytest
+from PIL import Image
 from project import (
     Repro,
     checkpointed,
@@ -18,6 +19,7 @@ from project import (
     make_project,
     mlflow_client,
     one_line_error,
+    set_params,
     tiny,
     user_env,
 )
@@ -210,6 +212,36 @@ def test_a_terminal_gets_a_progress_bar_and_stderr_only_log_lines_with_system_me
     metrics = mlflow_client(prepared).get_run(run_id).data.metrics
     assert "system/cpu_utilization_percentage" in metrics
     assert "system/system_memory_usage_megabytes" in metrics
+
+
+def test_a_reader_that_goes_away_or_a_closed_stream_loses_no_work(prepared):
+    """`gantrack train | head -1`: the pipe breaks at the next line, and the training goes on
+    to its end (it died mid-epoch, its run FAILED). With descriptors 1 and 2 closed (`>&- 2>&-`)
+    a command does its work (it was a traceback, or a silent exit before any)."""
+    set_params(prepared, {"train": {"epochs": 2}})
+    train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=user_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+    assert train.stdout.readline()  # the reader has seen a line, and goes away
+    train.stdout.close()
+    assert train.wait(timeout=300) == 0
+    run_id = json.loads((prepared / "models/run.json").read_text())["run_id"]
+    assert mlflow_client(prepared).get_run(run_id).info.status == "FINISHED"
+
+    def closed():
+        os.close(1)
+        os.close(2)
+
+    out = prepared / "grid.png"
+    sample = subprocess.run(["gantrack", "sample", "-n", "4", "--out", str(out)], cwd=prepared,
+                            env=user_env(), preexec_fn=closed, timeout=300)  # fmt: skip
+    assert sample.returncode == 0 and Image.open(out).size[0] > 0
+    piped = subprocess.Popen(["gantrack", "sample", "-n", "4", "--out", "again.png"],
+                             cwd=prepared, env=user_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)  # fmt: skip
+    piped.stdout.close()  # `| true`: gone before the first line
+    _, err = piped.communicate(timeout=300)
+    assert piped.returncode == 0 and b"Traceback" not in err, err
+    assert (prepared / "again.png").is_file()
 
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):

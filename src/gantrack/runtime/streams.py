@@ -1,12 +1,19 @@
 """Every stream of a gantrack process masked by `redact.mask`: sys.stdout, sys.stderr (also
 their binary buffers), warnings and log records. `install()`, the CLI's first call, routes
 them through it; what native code or child processes write straight to file descriptors 1
-and 2 is not seen."""
+and 2 is not seen.
+
+A stream nobody reads does not stop the work: a closed descriptor 0, 1 or 2 (`>&-`) is opened
+on /dev/null first (else the next file gantrack opens would take its number, and what is
+printed would land in it), and a pipe whose reader went away (`gantrack train | head -1`) is
+replaced by /dev/null at the first write that finds it broken; training goes on.
+"""
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -41,7 +48,7 @@ class MaskingStream:
         with self._lock:
             done, self._pending = _lines(self._pending + text)
             if done:
-                self._stream.write(mask(done))
+                _unbroken(self._stream, self._stream.write, mask(done))
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -52,8 +59,8 @@ class MaskingStream:
         with self._lock:
             if self._pending:
                 pending, self._pending = self._pending, ""
-                self._stream.write(mask(pending))
-            self._stream.flush()
+                _unbroken(self._stream, self._stream.write, mask(pending))
+            _unbroken(self._stream, self._stream.flush)
 
     def close(self) -> None:
         self.flush()
@@ -76,7 +83,7 @@ class _MaskingBuffer:
     def _write_masked(self, data: bytes) -> None:
         encoding = getattr(self._text, "encoding", None) or "utf-8"
         text = mask(data.decode(encoding, "surrogateescape"))
-        self._buffer.write(text.encode(encoding, "surrogateescape"))
+        _unbroken(self._buffer, self._buffer.write, text.encode(encoding, "surrogateescape"))
 
     def write(self, data) -> int:
         data = bytes(data)
@@ -90,7 +97,27 @@ class _MaskingBuffer:
         if self._pending:
             pending, self._pending = self._pending, b""
             self._write_masked(pending)
-        self._buffer.flush()
+        _unbroken(self._buffer, self._buffer.flush)
+
+
+def _unbroken(stream, call, *args):
+    """call(*args), a write or flush of stream; when its pipe's reader is gone, stream's
+    descriptor is pointed at /dev/null (for native code and the interpreter's last flush too)
+    and the call made again."""
+    try:
+        return call(*args)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        _to_devnull(stream.fileno())
+        return call(*args)
+
+
+def _to_devnull(fd: int) -> None:
+    null = os.open(os.devnull, os.O_RDWR)
+    if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._buffer, name)
@@ -108,10 +135,19 @@ def install() -> None:
     """Mask all this process prints: register the environment's secrets, wrap sys.stdout and
     sys.stderr in MaskingStream, show warnings masked. Call it before MLflow, Optuna or
     TensorFlow are imported: the logging handlers they make then write masked. Idempotent."""
+    for fd in (0, 1, 2):  # closed (`>&-`): /dev/null, before any file can take its number
+        try:
+            os.fstat(fd)
+        except OSError:
+            _to_devnull(fd)
     add_environment(os.environ)
-    for name in ("stdout", "stderr"):
+    for fd, name in ((1, "stdout"), (2, "stderr")):
         stream = getattr(sys, name)
-        if stream is not None and not isinstance(stream, MaskingStream):
+        if stream is None:  # the descriptor was closed when Python started
+            stream = open(fd, "w", encoding="utf-8", closefd=False)  # noqa: SIM115
+        if not isinstance(stream, MaskingStream):
+            with contextlib.suppress(AttributeError, ValueError):  # an ASCII locale: escaped
+                stream.reconfigure(errors="backslashreplace")
             setattr(sys, name, MaskingStream(stream))
     warnings.showwarning = _showwarning
     atexit.register(_flush_streams)
