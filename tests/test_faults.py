@@ -7,6 +7,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 import time
 
 import pytest
@@ -242,6 +243,12 @@ def test_a_reader_that_goes_away_or_a_closed_stream_loses_no_work(prepared):
     _, err = piped.communicate(timeout=300)
     assert piped.returncode == 0 and b"Traceback" not in err, err
     assert (prepared / "again.png").is_file()
+    # An ASCII-only locale (no UTF-8 mode): `±` in the metrics table was a traceback.
+    ascii_env = {**user_env(), "LC_ALL": "C", "PYTHONUTF8": "0"}
+    ascii_env.pop("PYTHONIOENCODING", None)
+    code = "from gantrack.runtime import streams; streams.install(); print('0.1 \\u00b1 0.01')"
+    shown = subprocess.run([sys.executable, "-c", code], env=ascii_env, capture_output=True)
+    assert shown.returncode == 0 and shown.stdout == b"0.1 \\xb1 0.01\n", shown
 
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):
