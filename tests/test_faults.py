@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import time
 import pytest
 from PIL import Image
 from project import (
+    ROOT,
     Repro,
     checkpointed,
     cli,
@@ -20,6 +22,7 @@ from project import (
     make_project,
     mlflow_client,
     one_line_error,
+    run,
     set_params,
     tiny,
     user_env,
@@ -249,6 +252,30 @@ def test_a_reader_that_goes_away_or_a_closed_stream_loses_no_work(prepared):
     code = "from gantrack.runtime import streams; streams.install(); print('0.1 \\u00b1 0.01')"
     shown = subprocess.run([sys.executable, "-c", code], env=ascii_env, capture_output=True)
     assert shown.returncode == 0 and shown.stdout == b"0.1 \\xb1 0.01\n", shown
+
+
+def test_mlflow_run_logs_into_the_pipelines_run_and_a_stray_run_id_is_ignored(prepared):
+    """`mlflow run . -e train` (no --experiment-name: its run in MLflow's Default experiment)
+    trains into gantrack's own run and tags MLflow's with it (it failed: "active experiment ID
+    does not match"). MLFLOW_RUN_ID naming a finished run is ignored with a warning (MLflow
+    reopened it: a new model beside the old run's metrics)."""
+    shutil.copy(ROOT / "MLproject", prepared / "MLproject")
+    env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{prepared / 'mlflow.db'}"}
+    proc = run(prepared, "mlflow", "run", ".", "--env-manager", "local", "-e", "train", env=env)
+    client = mlflow_client(prepared)
+    trained = json.loads((prepared / "models/run.json").read_text())["run_id"]
+    (project_run,) = client.search_runs(["0"])  # MLflow's Default experiment: the entry point's
+    assert project_run.data.tags["gantrack.logged_to"] == trained, proc.stderr
+    assert project_run.info.status == "FINISHED" and not project_run.data.metrics
+    assert "g_loss" in client.get_run(trained).data.metrics
+
+    shutil.rmtree(prepared / "models")
+    env = {**user_env(), "MLFLOW_RUN_ID": trained}  # finished
+    proc = cli(prepared, "train", env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f"MLFLOW_RUN_ID {trained} names no running run of this store: ignored" in proc.stderr
+    again = json.loads((prepared / "models/run.json").read_text())["run_id"]
+    assert again != trained and len(client.get_metric_history(trained, "g_loss")) == 1
 
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):

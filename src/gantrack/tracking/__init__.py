@@ -80,6 +80,7 @@ def start_run(
     """Reopen run_id if it still exists, else start a new run named run_name (also inside
     `mlflow run`, which hands its run through MLFLOW_RUN_ID). Tags the git commit.
     system_metrics: MLflow samples CPU, memory (and GPU) use into the run while it is open."""
+    project_run()  # out of the environment, where MLflow would take it for run_id
     replaced = None
     if run_id and not exists(run_id):
         logger.warning("MLflow run %s is deleted, gone from the store or in another "
@@ -119,6 +120,7 @@ def shared_run(run_id: str, still_used: Callable[[], bool]) -> Iterator[Any]:
     """Make run_id, a run other processes log into as well (a study's parent run), the active
     run. On leaving it ends FINISHED (FAILED on an exception), or stays RUNNING while
     still_used() says another process still works under it."""
+    project_run()
     run = mlflow.start_run(run_id=run_id)
     _link_project_run(run_id)
     status = "FAILED"
@@ -165,12 +167,34 @@ def log_dataset(images: np.ndarray, name: str, sha256: str, source: Path) -> Non
     mlflow.log_input(dataset, context="training")
 
 
+_project_run: list[str | None] = []  # MLFLOW_RUN_ID, once taken out of the environment
+
+
+def project_run() -> str | None:
+    """The run `mlflow run -e STAGE` made for this command (MLFLOW_RUN_ID), taken out of the
+    environment at the first call. Left there, MLflow logs into it whatever it is: a finished
+    run reopened took a new model beside its old metrics, a run of another experiment (`mlflow
+    run` without --experiment-name) failed the command. A stage logs into the pipeline's run."""
+    if not _project_run:
+        _project_run.append(os.environ.pop("MLFLOW_RUN_ID", None))
+    return _project_run[0]
+
+
 def _link_project_run(run_id: str) -> None:
-    """Inside `mlflow run -e STAGE`, MLflow made a run of its own (MLFLOW_RUN_ID) while the stage
-    logs into the pipeline's run: tag the former with where the results went."""
-    project_run = os.environ.get("MLFLOW_RUN_ID")
-    if project_run and project_run != run_id and exists(project_run):
-        MlflowClient().set_tag(project_run, LOGGED_TO_TAG, run_id)
+    """Tag the run `mlflow run` made (a running run of this store, in any experiment) with the
+    pipeline run the results went to."""
+    project = project_run()
+    if not project or project == run_id:
+        return
+    try:
+        info = MlflowClient().get_run(project).info
+    except MlflowException:
+        info = None
+    if info and info.status == "RUNNING" and info.lifecycle_stage == "active":
+        MlflowClient().set_tag(project, LOGGED_TO_TAG, run_id)
+    else:
+        logger.warning("MLFLOW_RUN_ID %s names no running run of this store: ignored",
+                       printable(redact.mask(project))[:40])  # fmt: skip
 
 
 def exists(run_id: str) -> bool:
