@@ -2,6 +2,7 @@
 
 import contextlib
 import copy
+import html
 import shutil
 import signal
 import sqlite3
@@ -32,7 +33,7 @@ from gantrack import config, data
 from gantrack.gan.geometry import layer_count
 from gantrack.gan.inputs import steps_per_epoch
 from gantrack.io.paths import PATHS
-from gantrack.runtime.errors import UserError
+from gantrack.runtime.errors import UserError, printable
 from gantrack.tuning import budget, objective, report
 from gantrack.tuning import study as tuning
 
@@ -596,10 +597,34 @@ def test_a_shared_studys_words_reach_the_report_and_csv_inert():
     text = report.markdown(study, "fid", {"trials_complete": 1, "trials_pruned": 0,
                                           "trials_fail": 0})  # fmt: skip
     (data,) = [line for line in text.splitlines() if line.startswith("- Data:")]
-    assert data == "- Data: digits\\x1b\\[2J\\n# Injected\\n&lt;img src=x onerror=y&gt;"
+    assert data == r"- Data: digits\\x1b\[2J\\n# Injected\\n&lt;img src=x onerror=y&gt;"
     assert "\x1b" not in text and "\n# Injected" not in text
     cells = study.trials_dataframe().map(results._csv_cell)
     assert cells["user_attrs_note"][0] == '\'=HYPERLINK("http://x")' and cells["value"][0] == 1
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        r"\[phish\](https://evil.example/login) \[x\](javascript:alert(1))",
+        "[x](javascript:alert(1)) ![i](http://e/i.png) <a href=x>y</a> &amp;",
+        "*bold* _em_ `code` ~~gone~~ | cell | \\` \\\\[x](y)",
+        "digits\x1b[2J\n# Injected",
+    ],
+)  # fmt: skip
+def test_a_shared_studys_words_render_as_themselves(words):
+    """Rendered as CommonMark with tables and strikethrough (GitHub's, MLflow's viewers), the
+    report shows another user's words as plain text: no link, image, markup or cell."""
+    from markdown_it import MarkdownIt
+
+    rendered = (
+        MarkdownIt("commonmark")
+        .enable(["table", "strikethrough"])
+        .render(f"- Data: {report.text(words)}\n")
+    )
+    inner = rendered.removeprefix("<ul>\n<li>Data: ").removesuffix("</li>\n</ul>\n")
+    assert "<" not in inner.replace("&lt;", ""), rendered  # no element of theirs
+    assert html.unescape(inner) == printable(words)
 
 
 def test_a_study_that_searched_a_knob_otherwise_is_one_line(project):

@@ -5,6 +5,7 @@ number of trials they rest on (none below MIN_IMPORTANCE_TRIALS complete trials)
 from __future__ import annotations
 
 import html
+import re
 import warnings
 from typing import Any
 
@@ -92,11 +93,16 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
     return "\n".join([*lines, ""])
 
 
+# Markdown's inline markup (links, images, emphasis, code, tables, strikethrough) and its escape
+_MARKUP = re.compile(r"([\\`*_\[\]|~])")
+
+
 def text(value: object, limit: int = 200) -> str:
     """A study's words (its storage may be shared: another user wrote them) as report text: one
-    line, unprintable characters escaped, HTML's <, > and & as entities, Markdown's [, ] and |
-    escaped, at most limit characters: no terminal escape, heading, markup, link, image or
-    table cell of theirs reaches the report."""
-    line = html.escape(printable(str(value)), quote=False)
-    line = line.replace("[", "\\[").replace("]", "\\]").replace("|", "\\|")  # links, tables
+    line, unprintable characters escaped, HTML's <, > and & as entities, Markdown's backslash
+    and inline markup characters backslash-escaped (their own backslash too, else it escapes
+    the escape before a live bracket), at most limit characters: no terminal escape, heading,
+    markup, link, image or table cell of theirs reaches the report, which shows their words as
+    they are."""
+    line = html.escape(_MARKUP.sub(r"\\\1", printable(str(value))), quote=False)
     return line if len(line) <= limit else f"{line[:limit]}..."
