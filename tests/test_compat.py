@@ -84,3 +84,27 @@ def test_keras_loads_without_its_optional_extras_and_gantrack_still_has_them():
     lean = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert lean.returncode == 0, lean.stderr
     assert lean.stdout.split("\n")[:3] == ["[]", "(1, 2)", "(1797, 8, 8)"]
+
+
+def test_keras_home_is_this_users_own_when_the_home_directory_is_not_writable(tmp_path):
+    """Keras falls back to /tmp/.keras (its config and download cache), which any local user
+    can create first; gantrack points KERAS_HOME at a 0700 folder of this user's instead, and
+    at a new one when another owns that name or can write into it."""
+    code = ("from gantrack.runtime import compat; compat.private_keras_home(); "
+            "from keras.src.backend.config import keras_home; print(keras_home())")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_HOME"}
+    (tmp_path / "a-file").touch()  # a home no one can create or write, not even root
+    env.update(HOME=str(tmp_path / "a-file" / "home"), TMPDIR=str(tmp_path))
+
+    def home() -> str:
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True)  # fmt: skip
+        return done.stdout.strip().splitlines()[-1]
+
+    own = tmp_path / f"gantrack-keras-{os.getuid()}"
+    assert home() == str(own) and (own.stat().st_mode & 0o777) == 0o700
+    assert home() == str(own)  # the next command: the same folder, its cache kept
+    own.chmod(0o777)  # as if planted by someone else, writable by all
+    other = home()
+    assert other != str(own) and other.startswith(str(tmp_path / "gantrack-keras-"))
+    assert (os.stat(other).st_mode & 0o777) == 0o700

@@ -196,8 +196,12 @@ def test_a_terminal_gets_a_progress_bar_and_stderr_only_log_lines_with_system_me
 
     params = prepared / "params.yaml"
     params.write_text(params.read_text() + "tracking:\n  system_metrics: true\n")
-    env = {**user_env(), "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
-           "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1"}  # fmt: skip
+    env = {
+        **user_env(),
+        "MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL": "0.5",
+        "MLFLOW_SYSTEM_METRICS_SAMPLES_BEFORE_LOGGING": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "abc",
+    }  # not a level: gantrack's own (TensorFlow's: all)
     terminal, stdout = pty.openpty()
     train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=env, stdout=stdout,
                              stderr=subprocess.PIPE, text=True)  # fmt: skip

@@ -226,11 +226,13 @@ def main(argv: list[str] | None = None) -> int:
     streams.install()  # first: every line printed from here on is masked, libraries' too
     args = _parser().parse_args(argv)
     compat.lean_keras_import()
+    compat.private_keras_home()
     if not args.verbose:
         # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors
         # (grappler's remapper) to stderr; level 3 keeps only fatal ones. Read once, when
         # TensorFlow is first imported: nothing has imported it yet.
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+        if os.environ.get("TF_CPP_MIN_LOG_LEVEL") not in ("0", "1", "2", "3"):  # unset or odd
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         compat.quiet_tensorflow_import()
     handler = logging.StreamHandler()
     log_format = "%(asctime)s %(levelname)s %(name)s: %(message)s"

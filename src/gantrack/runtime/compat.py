@@ -7,6 +7,7 @@ says why it is needed, and tests/test_compat.py fails loudly when a dependency c
 - image_steps: the artifact names MLflow gives images logged with a step.
 - quiet_tensorflow_import: TensorFlow's import, run with file descriptor 2 silenced.
 - lean_keras_import: Keras' optional scikit-learn and matplotlib extras, not imported.
+- private_keras_home: Keras' fallback to a shared /tmp/.keras (home not writable), avoided.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import contextlib
 import importlib.abc
 import importlib.util
 import os
+import stat
 import sys
+import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -132,3 +135,22 @@ def lean_keras_import() -> None:
     LeanKerasImport), unless Keras is imported already."""
     if "keras" not in sys.modules:
         sys.meta_path.insert(0, LeanKerasImport())
+
+
+def private_keras_home() -> None:
+    """Keras reads its config (keras.json: backend, float type, image layout) from ~/.keras and
+    caches downloads there, or in /tmp/.keras when the home directory is not writable: a folder
+    any local user can create first and fill. There, KERAS_HOME is pointed at a folder of this
+    user's alone: <temporary folder>/gantrack-keras-<uid> (0700), or a new one when that name
+    is taken by anything else. Unless KERAS_HOME is set or Keras is imported already."""
+    if "KERAS_HOME" in os.environ or "keras" in sys.modules:
+        return
+    if os.access(os.path.expanduser("~"), os.W_OK):
+        return
+    home = os.path.join(tempfile.gettempdir(), f"gantrack-keras-{os.getuid()}")
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(home, 0o700)
+    info = os.lstat(home)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        home = tempfile.mkdtemp(prefix="gantrack-keras-")
+    os.environ["KERAS_HOME"] = home
