@@ -304,16 +304,18 @@ def test_serve_refuses_a_busy_port_in_one_line_and_clears_what_killed_servers_le
     traceback, after the download). The model copies of killed `gantrack serve` processes
     (kill -9 leaves them in the temporary folder) are deleted: those whose lock no process
     holds; a running server's (its lock held, here by this test) and folders without a lock
-    file stay."""
+    file (or with a FIFO in its place) stay."""
     import fcntl
 
     (tmp_path / "params.yaml").write_text("train:\n  epochs: 1\n")
     temp = tmp_path / "tmp"
-    dead, live, other = (temp / f"gantrack-serve-{name}" for name in ("dead", "live", "other"))
-    for folder in (dead, live, other):
+    dead, live, other, fifo = (temp / f"gantrack-serve-{name}"
+                               for name in ("dead", "live", "other", "fifo"))  # fmt: skip
+    for folder in (dead, live, other, fifo):
         (folder / "model").mkdir(parents=True)
     for folder in (dead, live):
         (folder / ".serving").touch()
+    os.mkfifo(fifo / ".serving")  # opened blocking, it hung the start for ever
     held = os.open(live / ".serving", os.O_RDONLY)
     fcntl.flock(held, fcntl.LOCK_EX)
     env = {**user_env(), "TMPDIR": str(temp)}
@@ -327,7 +329,7 @@ def test_serve_refuses_a_busy_port_in_one_line_and_clears_what_killed_servers_le
     one_line_error(proc, "serve", f"--port: cannot listen on 127.0.0.1:{port} (Address "
                    "already in use); choose another port or host")  # fmt: skip
     os.close(held)
-    assert not dead.exists() and live.exists() and other.exists()
+    assert not dead.exists() and live.exists() and other.exists() and fifo.exists()
     proc = subprocess.run(["gantrack", "serve", "--model", "models:/g@champion", "--host",
                            "no.such.host.invalid"], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)  # fmt: skip

@@ -46,10 +46,13 @@ def _remove_orphans() -> None:
             info = folder.lstat()
             if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
                 continue
-            lock = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW)
+            # non-blocking: a FIFO planted as the lock file would wait for a writer for ever
+            lock = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except OSError:
             continue
         try:
+            if not stat.S_ISREG(os.fstat(lock).st_mode):
+                continue  # not a lock file gantrack made
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             continue  # held: its server runs
