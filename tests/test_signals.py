@@ -37,7 +37,7 @@ def _wait_gone(pgid: int, timeout: float = 90) -> None:
         time.sleep(0.2)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1])
 def test_a_signal_stops_train_with_one_line_keeping_its_checkpoint(prepared, signum):  # noqa: F811
     params = prepared / "params.yaml"
     params.write_text(params.read_text().replace("epochs: 1", "epochs: 50"))
@@ -72,7 +72,7 @@ def _loading_numpy(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
 def test_a_signal_while_the_cli_loads_is_the_same_one_line_stop(prepared, signum):  # noqa: F811
     """Sent while `gantrack` still imports its modules (seen as numpy being mapped), a signal
     used to meet Python's defaults: SIGTERM and SIGHUP ended it with no line, Ctrl-C with a

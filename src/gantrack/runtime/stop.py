@@ -1,5 +1,6 @@
-"""Stopping on request: SIGTERM, SIGINT (Ctrl-C) and SIGHUP, or the end of the `dvc repro`
-that started this process, become one `Stopped` exception raised where stopping is safe.
+"""Stopping on request: SIGTERM, SIGINT (Ctrl-C), SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, or the
+end of the `dvc repro` that started this process, become one `Stopped` exception raised where
+stopping is safe.
 
 Training asks for deferred stops: a signal is only recorded, and training raises Stopped at the
 next batch boundary (`raise_if_requested`), so the last checkpoint and every record before it
@@ -23,7 +24,10 @@ import threading
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+# the last three: their default action ends a process with no word and no cleanup (SIGQUIT,
+# Ctrl-backslash, with a core dump): a training so ended left its MLflow run RUNNING
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
+           signal.SIGUSR2)  # fmt: skip
 WATCH_SECONDS = 0.5
 
 
