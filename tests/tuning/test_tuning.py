@@ -280,6 +280,29 @@ def test_killed_worker_trial_is_marked_failed_and_the_study_resumes(project):
     assert [c.info.status for c in children] == ["FAILED", "FINISHED"]
 
 
+def test_a_signalled_worker_fails_its_trial_at_once_with_one_line(project):
+    """SIGTERM (or any stop) to `gantrack tune`: one line, exit 143, its trial FAIL in the study
+    and its run KILLED at once (the trial stayed RUNNING until the heartbeat ran out)."""
+    tune = {"study_name": "signalled", "epochs": 200, "n_trials": 1, "heartbeat_seconds": 600}
+    params = _write_params(project / "params_signalled.yaml", tune)
+    study = tuning.open_study(config.load(params).tune)
+    command = ["gantrack", "--params", params.name, "tune"]
+    proc = subprocess.Popen(command, cwd=project, env=user_env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(t.intermediate_values for t in study.get_trials(deepcopy=False)):
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "no trial started training in time"
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM
+    assert err.strip().splitlines()[-1] == "gantrack tune: stopped by SIGTERM", err
+    assert [t.state for t in study.get_trials(deepcopy=False)] == [TrialState.FAIL]
+    _, (child,) = _runs(project, "signalled")
+    assert child.info.status == "KILLED" and child.data.tags["state"] == "failed"
+
+
 def test_a_study_whose_run_was_deleted_in_the_ui_gets_a_new_run_linking_it(project, caplog):
     cfg = _cfg(study_name="deleted-run", epochs=1, n_trials=1, artifact_dir="grids")
     study = tuning.tune(cfg)

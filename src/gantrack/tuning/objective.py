@@ -26,6 +26,7 @@ from gantrack.gan.inputs import steps_per_epoch
 from gantrack.io import images, keras_files
 from gantrack.io.files import read_json
 from gantrack.io.paths import PATHS, Paths, require
+from gantrack.runtime import stop
 from gantrack.runtime.errors import UserError, one_line
 from gantrack.tuning import budget
 from gantrack.tuning.report import BASELINE_ATTR, EPOCHS_ATTR
@@ -161,17 +162,30 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
                            tags={**tracking.masked_context_tags(), **tags})  # fmt: skip
     trial.set_user_attr(RUN_ATTR, run.info.run_id)
     mlflow.log_params(trial.params)
-    state = "failed"
+    state, status = "failed", "FAILED"
     try:
         value = _train_and_score(trial, trial_cfg, inputs, artifacts, reference=cfg)
-        state = "complete"
+        state, status = "complete", "FINISHED"
         return value
     except optuna.TrialPruned:
-        state = "pruned"
+        state, status = "pruned", "FINISHED"
         raise
+    except stop.Stopped as exc:
+        status = "KILLED"  # stopped on request
+        raise TrialStopped(exc) from None
     finally:
         mlflow.set_tag(STATE_TAG, state)
-        mlflow.end_run("FAILED" if state == "failed" else "FINISHED")
+        mlflow.end_run(status)
+
+
+class TrialStopped(KeyboardInterrupt):
+    """stop.Stopped inside a trial, as Optuna knows a stop: it marks the trial FAIL on a
+    KeyboardInterrupt and raises it on (on Stopped, not one of its kinds, it left the trial
+    RUNNING until the heartbeat ran out). `stopped`: the stop, raised again by tune."""
+
+    def __init__(self, stopped: stop.Stopped):
+        super().__init__(str(stopped))
+        self.stopped = stopped
 
 
 def budget_unit(t: TuneConfig) -> str:

@@ -43,6 +43,7 @@ from gantrack.tuning.objective import (
     RUN_ATTR,
     STATE_TAG,
     TrialDiverged,
+    TrialStopped,
     baseline,
     budget_unit,
     check_inputs,
@@ -102,11 +103,12 @@ def tune(
     trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs, worker=worker,
                                         artifacts=store)  # fmt: skip
     with tracking.shared_run(parent, still_used=functools.partial(_running, study)):
-        study.optimize(
-            trial_objective, n_trials=t.n_trials, timeout=t.timeout, catch=(TrialDiverged,),
-            callbacks=[TrialMemory(), *callbacks], gc_after_trial=True,
-            show_progress_bar=sys.stderr.isatty(),
-        )  # fmt: skip
+        try:
+            study.optimize(trial_objective, n_trials=t.n_trials, timeout=t.timeout,
+                           catch=(TrialDiverged,), callbacks=[TrialMemory(), *callbacks],
+                           gc_after_trial=True, show_progress_bar=sys.stderr.isatty())  # fmt: skip
+        except TrialStopped as exc:  # its trial is FAIL in the study; the stop goes on
+            raise exc.stopped from None
         results.write_outputs(study, metric_name(t), tracking.project_root() / OUT_DIR)
     return study
 
@@ -180,12 +182,8 @@ ARTIFACT_DIR = "artifacts"  # under tuning/, where tune.artifact_dir is null
 def artifact_store(t: TuneConfig) -> optuna.artifacts.FileSystemArtifactStore:
     """The folder of the trials' grids (tune.artifact_dir, relative to the project; null:
     tuning/artifacts), created, for optuna-dashboard --artifact-dir."""
-    root = tracking.project_root()
-    folder = (
-        root / Path(t.artifact_dir).expanduser()
-        if t.artifact_dir
-        else root / OUT_DIR / ARTIFACT_DIR
-    )
+    chosen = Path(t.artifact_dir).expanduser() if t.artifact_dir else Path(OUT_DIR, ARTIFACT_DIR)
+    folder = tracking.project_root() / chosen
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
