@@ -258,6 +258,24 @@ def test_a_reader_that_goes_away_or_a_closed_stream_loses_no_work(prepared):
     assert shown.returncode == 0 and shown.stdout == b"0.1 \\xb1 0.01\n", shown
 
 
+def test_a_project_deleted_while_train_runs_is_one_line_naming_it(prepared):
+    """It was ~130 lines of MLflow's and SQLAlchemy's tracebacks, then a line blaming the store."""
+    set_params(prepared, {"train": {"epochs": 20}})
+    train = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=user_env(), text=True,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not checkpointed(1)(prepared, ""):
+        assert train.poll() is None and time.monotonic() < deadline, train.stderr.read()
+        time.sleep(0.2)
+    shutil.rmtree(prepared)
+    _, err = train.communicate(timeout=120)
+    assert train.returncode == 1 and "Traceback" not in err, err
+    assert (
+        err.strip().splitlines()[-1]
+        == f"gantrack train: error: {prepared} was deleted while it ran"
+    )
+
+
 def test_mlflow_run_logs_into_the_pipelines_run_and_a_stray_run_id_is_ignored(prepared):
     """`mlflow run . -e train` (no --experiment-name: its run in MLflow's Default experiment)
     trains into gantrack's own run and tags MLflow's with it (it failed: "active experiment ID

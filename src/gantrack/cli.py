@@ -6,6 +6,7 @@ User errors (params, data, inputs) end with one line on stderr and exit code 2.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import logging
@@ -217,13 +218,19 @@ def _version() -> str:
 
 
 # Libraries' loggers whose chatter a user cannot act on (without --verbose)
+# (mlflow.store.db.utils logs a database error's traceback, then raises it: the error's line)
 QUIET_LOGGERS = {"absl": logging.WARNING, "alembic": logging.WARNING, "urllib3": logging.ERROR,
-                 "mlflow.store.db.utils": logging.ERROR,
+                 "mlflow.store.db.utils": logging.CRITICAL,
                  "mlflow.utils.databricks_utils": logging.ERROR}  # fmt: skip
+
+
+_started_in = ["the working folder"]  # main's working folder, named if it is deleted meanwhile
 
 
 def main(argv: list[str] | None = None) -> int:
     streams.install()  # first: every line printed from here on is masked, libraries' too
+    with contextlib.suppress(OSError):
+        _started_in[0] = os.getcwd()
     args = _parser().parse_args(argv)
     compat.lean_keras_import()
     compat.private_keras_home()
@@ -261,20 +268,28 @@ def main(argv: list[str] | None = None) -> int:
             else ""
         )
         return _error(args.command, f"{reason}{kept}", 128 + signum)
-    except OSError as exc:
-        if exc.errno not in DISK_ERRORS:
-            raise
-        return _disk_error(args.command, exc)
     except MemoryError:
         return _error(args.command, "error: out of memory; lower the batch or sample sizes", 2)
     except Exception as exc:
-        if not _tracking_failure(exc):
-            raise
-        # The store went away mid-run: nothing is lost (checkpoints stay); say so in one line.
-        store, why = os.environ.get("MLFLOW_TRACKING_URI", "(default)"), redact.mask(one_line(exc))
-        return _error(args.command, f"error: MLflow store {store} failed ({why[:300]}); what was "
-                      "done is kept: run it again once the store is back", 1)  # fmt: skip
+        return _failure(args.command, exc)
     return code or 0
+
+
+def _failure(command: str, exc: Exception) -> int:
+    """One line for a failure of what the command works on (its folder deleted, a full disk,
+    the MLflow store gone) and its exit code; anything else is raised on, a bug."""
+    try:
+        os.getcwd()
+    except FileNotFoundError:  # the project, with everything written there
+        return _error(command, f"error: {printable(_started_in[0])} was deleted while it ran", 1)
+    if isinstance(exc, OSError) and exc.errno in DISK_ERRORS:
+        return _disk_error(command, exc)
+    if not _tracking_failure(exc):
+        raise exc
+    # The store went away mid-run: nothing is lost (checkpoints stay); say so in one line.
+    store, why = os.environ.get("MLFLOW_TRACKING_URI", "(default)"), redact.mask(one_line(exc))
+    return _error(command, f"error: MLflow store {store} failed ({why[:300]}); what was done "
+                  "is kept: run it again once the store is back", 1)  # fmt: skip
 
 
 # A full disk, a read-only project or folder, a quota, a file-size limit, a folder that
