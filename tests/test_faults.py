@@ -258,6 +258,35 @@ def test_a_reader_that_goes_away_or_a_closed_stream_loses_no_work(prepared):
     assert shown.returncode == 0 and shown.stdout == b"0.1 \\xb1 0.01\n", shown
 
 
+def test_a_command_leaves_nothing_in_the_temporary_folder_and_clears_what_killed_ones_left(
+    prepared, tmp_path
+):
+    """A process's temporary files (TensorFlow's autograph files, models' copies) are in a
+    folder of its own, removed when it ends; a command deletes the folders of killed ones:
+    this user's, whose lock no process holds. A running one's (its lock held, here by this
+    test), one without a lock file, another user's, a FIFO as the lock: left alone."""
+    import fcntl
+
+    temp = tmp_path / "tmp"
+    dead, live, other, fifo, theirs = (temp / f"gantrack-4{n}-abcdefgh" for n in range(5))
+    for folder in (dead, live, other, fifo, theirs):
+        (folder / "model").mkdir(parents=True)
+    for folder in (dead, live, theirs):
+        (folder / ".held").touch()
+    os.mkfifo(fifo / ".held")  # opened blocking, it would hang the command
+    if os.geteuid() == 0:
+        os.chown(theirs, 12345, 12345)
+    held = os.open(live / ".held", os.O_RDONLY)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    try:
+        proc = cli(prepared, "train", env={**user_env(), "TMPDIR": str(temp)}, timeout=300)
+    finally:
+        os.close(held)
+    assert proc.returncode == 0, proc.stderr
+    left = {live, other, fifo} | ({theirs} if os.geteuid() == 0 else set())
+    assert set(temp.iterdir()) == left
+
+
 def test_a_project_deleted_while_train_runs_is_one_line_naming_it(prepared):
     """It was ~130 lines of MLflow's and SQLAlchemy's tracebacks, then a line blaming the store."""
     set_params(prepared, {"train": {"epochs": 20}})

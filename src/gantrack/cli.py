@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from gantrack import config
 from gantrack.config import schema
-from gantrack.runtime import compat, redact, stop, streams
+from gantrack.runtime import compat, redact, scratch, stop, streams
 from gantrack.runtime.errors import UserError, one_line, printable
 
 STAGES = ("prepare", "classifier", "reference", "train", "generate", "evaluate")
@@ -233,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         _started_in[0] = os.getcwd()
     args = _parser().parse_args(argv)
     compat.lean_keras_import()
-    compat.private_keras_home()
+    compat.private_keras_home()  # before scratch: a folder that outlives the process
+    scratch.install()  # temporary files in this process's folder, removed however it ends
     if not args.verbose:
         # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors
         # (grappler's remapper) to stderr; level 3 keeps only fatal ones. Read once, when

@@ -6,25 +6,20 @@ behind a limit on a request's body: tracking.serving_app) on a generator gantrac
 its own served generator (registry.served_copy) and starts MLflow's server on that checked copy,
 without the store's credentials: the server never reads the store, so what the store holds by
 then does not matter. The server gets no variable whose name or value holds a secret, and ends
-when gantrack does, also on kill -9 (a parent-death signal: MLflow's own server, in turn, ends
-with MLflow's command).
+when gantrack does, also on kill -9 (a parent-death signal); the copy is in gantrack's own
+temporary folder (runtime.scratch), removed however gantrack ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import fcntl
 import os
-import shutil
 import signal
 import socket
-import stat
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 from gantrack import tracking
@@ -33,44 +28,7 @@ from gantrack.runtime.errors import UserError, one_line, printable
 from gantrack.tracking import registry, serving_app
 
 PR_SET_PDEATHSIG = 1  # prctl.h
-PREFIX = "gantrack-serve-"  # the model's copy, in the temporary folder
-LOCK = ".serving"  # in that folder, locked (flock) while its `gantrack serve` runs
-
-
-def _remove_orphans() -> None:
-    """Delete the model copies `gantrack serve` processes killed with -9 left: this user's
-    folders whose lock no process holds (a server in another PID namespace or on another host
-    sharing the folder holds its lock too; a folder without a lock file is left alone)."""
-    for folder in Path(tempfile.gettempdir()).glob(f"{PREFIX}*"):
-        try:
-            info = folder.lstat()
-            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
-                continue
-            # non-blocking: a FIFO planted as the lock file would wait for a writer for ever
-            lock = os.open(folder / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        except OSError:
-            continue
-        try:
-            if not stat.S_ISREG(os.fstat(lock).st_mode):
-                continue  # not a lock file gantrack made
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            continue  # held: its server runs
-        finally:
-            os.close(lock)
-        shutil.rmtree(folder, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _held(folder: Path) -> Iterator[None]:
-    """`folder` locked as a running server's (see _remove_orphans) while the context runs;
-    a killed process's lock goes with it."""
-    lock = os.open(folder / LOCK, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(lock)
+PREFIX = "gantrack-serve-"  # the model's copy, in the process's temporary folder (scratch)
 
 
 def _check_address(host: str, port: int) -> None:
@@ -95,10 +53,9 @@ def _check_address(host: str, port: int) -> None:
 
 def run(model: str, host: str, port: int, workers: int) -> int:
     """Serve the generator behind model until the server stops; returns its exit code."""
-    _remove_orphans()
     _check_address(host, port)  # before the model loads: MLflow's own refusal is a traceback
     tracking.configure(None)  # reads the store; creates nothing
-    with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp, _held(Path(tmp)):
+    with tempfile.TemporaryDirectory(prefix=PREFIX) as tmp:
         local = registry.served_copy(model, Path(tmp))
         # uvicorn on MLflow's scoring app, as `mlflow models serve` starts it, behind a body limit
         app = f"{serving_app.__name__}:create_app"
