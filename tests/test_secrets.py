@@ -222,6 +222,13 @@ def test_masking_stream_masks_its_binary_buffer(registry):
     stream.buffer.write(f"then bytes {TOKEN}\n".encode())
     stream.flush()
     assert raw.getvalue() == b"text first, then bytes ***\n"
+    # bytes without a newline are kept (each access made a new wrapper: they were lost) and
+    # stay in order with text; the buffer's own attributes pass through
+    stream.buffer.write(b"a")
+    stream.write("b")
+    stream.buffer.write(b"c")
+    stream.flush()
+    assert raw.getvalue().endswith(b"\nabc") and stream.buffer.closed is False
 
 
 def test_warnings_are_masked(registry, capsys):

@@ -41,11 +41,14 @@ class MaskingStream:
 
     def __init__(self, stream):
         self._stream, self._pending, self._lock = stream, "", threading.RLock()
+        self._buffer = None  # the binary buffer's wrapper, made once: it holds a line's start
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         with self._lock:
+            if self._buffer is not None:
+                self._buffer.flush_pending()  # bytes written before stay before
             done, self._pending = _lines(self._pending + text)
             if done:
                 _unbroken(self._stream, self._stream.write, mask(done))
@@ -60,6 +63,8 @@ class MaskingStream:
             if self._pending:
                 pending, self._pending = self._pending, ""
                 _unbroken(self._stream, self._stream.write, mask(pending))
+            if self._buffer is not None:
+                self._buffer.flush_pending()
             _unbroken(self._stream, self._stream.flush)
 
     def close(self) -> None:
@@ -68,7 +73,9 @@ class MaskingStream:
 
     @property
     def buffer(self):
-        return _MaskingBuffer(self, self._stream.buffer)
+        if self._buffer is None:
+            self._buffer = _MaskingBuffer(self, self._stream.buffer)
+        return self._buffer
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -93,11 +100,18 @@ class _MaskingBuffer:
             self._write_masked(done)
         return len(data)
 
-    def flush(self) -> None:
+    def flush_pending(self) -> None:
+        """Write the start of a line held back (the text stream's flush calls it)."""
         if self._pending:
             pending, self._pending = self._pending, b""
             self._write_masked(pending)
+
+    def flush(self) -> None:
+        self.flush_pending()
         _unbroken(self._buffer, self._buffer.flush)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._buffer, name)
 
 
 def _unbroken(stream, call, *args):
@@ -118,9 +132,6 @@ def _to_devnull(fd: int) -> None:
     if null != fd:
         os.dup2(null, fd)
         os.close(null)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._buffer, name)
 
 
 def _showwarning(message, category, filename, lineno, file=None, line=None) -> None:
