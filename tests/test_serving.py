@@ -282,6 +282,44 @@ def test_a_request_body_past_the_limit_is_a_413_and_costs_the_server_nothing(ser
     assert _images(url, n=2, seed=1).shape == (2, 8, 8, 1)  # and it still answers
 
 
+def test_a_body_that_does_not_come_in_time_is_a_408_and_a_whole_one_reaches_the_app():
+    """The body is read before MLflow's app (and its timeout) sees the request: a client that
+    sends part of it and waits must not hold the connection for ever."""
+    import asyncio
+
+    from gantrack.tracking.serving_app import BodyLimit
+
+    handed = []
+
+    async def app(scope, receive, send):
+        handed.append(await receive())
+
+    async def call(parts):
+        sent, queue = [], list(parts)
+
+        async def receive():
+            if queue:
+                return queue.pop(0)
+            await asyncio.sleep(3600)  # the client waits
+
+        async def send(message):
+            sent.append(message)
+
+        scope = {"type": "http", "headers": [(b"content-length", b"100")]}
+        await BodyLimit(app, 1000, seconds=0.2)(scope, receive, send)
+        return sent
+
+    start = time.monotonic()
+    sent = asyncio.run(call([{"type": "http.request", "body": b"x" * 10, "more_body": True}]))
+    assert sent[0]["status"] == 408 and time.monotonic() - start < 5 and not handed
+    assert b"did not come within 0.2 s" in sent[1]["body"]
+    parts = [{"type": "http.request", "body": b"ab", "more_body": True},
+             {"type": "http.request", "body": b"c", "more_body": False}]  # fmt: skip
+    assert asyncio.run(call(parts)) == [] and handed == [
+        {"type": "http.request", "body": b"abc", "more_body": False}
+    ]
+
+
 def test_a_generator_of_large_images_answers_fewer_a_request():
     """At most serving.MAX_VALUES pixel values a request: 16 images of 256x256x3."""
     import keras
