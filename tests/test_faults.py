@@ -309,7 +309,8 @@ def test_mlflow_run_logs_into_the_pipelines_run_and_a_stray_run_id_is_ignored(pr
     """`mlflow run . -e train` (no --experiment-name: its run in MLflow's Default experiment)
     trains into gantrack's own run and tags MLflow's with it (it failed: "active experiment ID
     does not match"). MLFLOW_RUN_ID naming a finished run is ignored with a warning (MLflow
-    reopened it: a new model beside the old run's metrics)."""
+    reopened it: a new model beside the old run's metrics). A running run of the experiment is
+    the one trained into."""
     shutil.copy(ROOT / "MLproject", prepared / "MLproject")
     env = {**user_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{prepared / 'mlflow.db'}"}
     proc = run(prepared, "mlflow", "run", ".", "--env-manager", "local", "-e", "train", env=env)
@@ -327,6 +328,14 @@ def test_mlflow_run_logs_into_the_pipelines_run_and_a_stray_run_id_is_ignored(pr
     assert f"MLFLOW_RUN_ID {trained} names no running run of this store: ignored" in proc.stderr
     again = json.loads((prepared / "models/run.json").read_text())["run_id"]
     assert again != trained and len(client.get_metric_history(trained, "g_loss")) == 1
+
+    # With --experiment-name tracking.experiment, MLflow's run is the pipeline's (as before).
+    run(prepared, "mlflow", "run", ".", "--env-manager", "local", "-e", "train",
+        "--experiment-name", "gantrack", env=env)  # fmt: skip
+    gantrack = client.get_experiment_by_name("gantrack").experiment_id
+    (entry,) = client.search_runs([gantrack], "tags.`mlflow.project.entryPoint` = 'train'")
+    assert json.loads((prepared / "models/run.json").read_text())["run_id"] == entry.info.run_id
+    assert "g_loss" in entry.data.metrics and entry.info.status == "FINISHED"
 
 
 def test_unreachable_tracking_server_is_one_line_and_masks_its_password(prepared):

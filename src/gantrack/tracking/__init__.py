@@ -80,7 +80,9 @@ def start_run(
     """Reopen run_id if it still exists, else start a new run named run_name (also inside
     `mlflow run`, which hands its run through MLFLOW_RUN_ID). Tags the git commit.
     system_metrics: MLflow samples CPU, memory (and GPU) use into the run while it is open."""
-    project_run()  # out of the environment, where MLflow would take it for run_id
+    project = project_run()  # out of the environment, where MLflow would take it for run_id
+    if run_id is None and project and _running(project):
+        run_id = project  # `mlflow run --experiment-name <tracking.experiment>`: its run
     replaced = None
     if run_id and not exists(run_id):
         logger.warning("MLflow run %s is deleted, gone from the store or in another "
@@ -174,7 +176,8 @@ def project_run() -> str | None:
     """The run `mlflow run -e STAGE` made for this command (MLFLOW_RUN_ID), taken out of the
     environment at the first call. Left there, MLflow logs into it whatever it is: a finished
     run reopened took a new model beside its old metrics, a run of another experiment (`mlflow
-    run` without --experiment-name) failed the command. A stage logs into the pipeline's run."""
+    run` without --experiment-name) failed the command. A new run is this one when it is a
+    running run of tracking.experiment; otherwise the stage logs into a run of its own."""
     if not _project_run:
         _project_run.append(os.environ.pop("MLFLOW_RUN_ID", None))
     return _project_run[0]
@@ -195,6 +198,11 @@ def _link_project_run(run_id: str) -> None:
     else:
         logger.warning("MLFLOW_RUN_ID %s names no running run of this store: ignored",
                        printable(redact.mask(project))[:40])  # fmt: skip
+
+
+def _running(run_id: str) -> bool:
+    run = _active(run_id)
+    return run is not None and run.info.status == "RUNNING"
 
 
 def exists(run_id: str) -> bool:
