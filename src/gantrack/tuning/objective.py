@@ -150,7 +150,17 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
               artifacts: Any = None) -> float:  # fmt: skip
     """One trial in its own nested MLflow run, tagged with how it ended, its worker and whether
     it is the baseline; its last sample grid also goes to `artifacts` (an Optuna artifact store,
-    what optuna-dashboard shows)."""
+    what optuna-dashboard shows). Stopped (a signal) fails the trial at once: Optuna lets a
+    stop of a kind it does not know through and left the trial RUNNING until the heartbeat ran
+    out (a KeyboardInterrupt it would mark FAIL, but printing its traceback)."""
+    try:
+        return _trial(trial, cfg, inputs, worker, artifacts)
+    except stop.Stopped:
+        trial.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        raise
+
+
+def _trial(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int, artifacts: Any) -> float:
     keras.backend.clear_session(free_memory=True)  # the previous trial's graphs and models
     trial_cfg = suggest(trial, cfg)
     is_baseline = "true" if trial.user_attrs.get(BASELINE_ATTR) else "false"
@@ -170,22 +180,12 @@ def objective(trial: optuna.Trial, cfg: Config, inputs: Inputs, worker: int = 0,
     except optuna.TrialPruned:
         state, status = "pruned", "FINISHED"
         raise
-    except stop.Stopped as exc:
+    except stop.Stopped:
         status = "KILLED"  # stopped on request
-        raise TrialStopped(exc) from None
+        raise
     finally:
         mlflow.set_tag(STATE_TAG, state)
         mlflow.end_run(status)
-
-
-class TrialStopped(KeyboardInterrupt):
-    """stop.Stopped inside a trial, as Optuna knows a stop: it marks the trial FAIL on a
-    KeyboardInterrupt and raises it on (on Stopped, not one of its kinds, it left the trial
-    RUNNING until the heartbeat ran out). `stopped`: the stop, raised again by tune."""
-
-    def __init__(self, stopped: stop.Stopped):
-        super().__init__(str(stopped))
-        self.stopped = stopped
 
 
 def budget_unit(t: TuneConfig) -> str:

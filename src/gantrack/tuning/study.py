@@ -43,7 +43,6 @@ from gantrack.tuning.objective import (
     RUN_ATTR,
     STATE_TAG,
     TrialDiverged,
-    TrialStopped,
     baseline,
     budget_unit,
     check_inputs,
@@ -103,12 +102,9 @@ def tune(
     trial_objective = functools.partial(objective, cfg=cfg, inputs=inputs, worker=worker,
                                         artifacts=store)  # fmt: skip
     with tracking.shared_run(parent, still_used=functools.partial(_running, study)):
-        try:
-            study.optimize(trial_objective, n_trials=t.n_trials, timeout=t.timeout,
-                           catch=(TrialDiverged,), callbacks=[TrialMemory(), *callbacks],
-                           gc_after_trial=True, show_progress_bar=sys.stderr.isatty())  # fmt: skip
-        except TrialStopped as exc:  # its trial is FAIL in the study; the stop goes on
-            raise exc.stopped from None
+        study.optimize(trial_objective, n_trials=t.n_trials, timeout=t.timeout,
+                       catch=(TrialDiverged,), callbacks=[TrialMemory(), *callbacks],
+                       gc_after_trial=True, show_progress_bar=sys.stderr.isatty())  # fmt: skip
         results.write_outputs(study, metric_name(t), tracking.project_root() / OUT_DIR)
     return study
 
