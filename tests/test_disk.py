@@ -102,6 +102,17 @@ def test_a_file_keeps_its_mode_and_a_new_one_gets_the_umasks(tmp_path):
     os.umask(umask)
     files.write_json(tmp_path / "new.json", {})
     assert stat.S_IMODE((tmp_path / "new.json").stat().st_mode) == 0o666 & ~umask
+    # a read-only link into a cache (DVC's), a set-id file: the usual mode, no special bits
+    cached = tmp_path / "cache"
+    cached.write_text("{}")
+    cached.chmod(0o444)
+    (tmp_path / "linked.json").symlink_to(cached)
+    files.write_json(tmp_path / "linked.json", {})
+    assert stat.S_IMODE((tmp_path / "linked.json").lstat().st_mode) == 0o666 & ~umask
+    (tmp_path / "setid.json").write_text("{}")
+    (tmp_path / "setid.json").chmod(0o2755)
+    files.write_json(tmp_path / "setid.json", {})
+    assert stat.S_IMODE((tmp_path / "setid.json").stat().st_mode) == 0o755
 
 
 @needs_root

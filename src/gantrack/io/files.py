@@ -32,7 +32,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     made the write clobber the link's target). The rename is atomic on POSIX because both names
     are on one file system; the file is flushed to the disk before it, and the directory after
     it, so that a power loss, not only a kill, leaves the old file or the new one, never an
-    empty one. A file replaced keeps its permission bits.
+    empty one. A file replaced keeps its permissions (_keep_mode).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -47,8 +47,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         _fsync(tmp)
-        with contextlib.suppress(FileNotFoundError):
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        _keep_mode(path, tmp)
         os.replace(tmp, path)
         _fsync(path.parent)
     except OSError as exc:
@@ -57,6 +56,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _keep_mode(path: Path, tmp: Path) -> None:
+    """tmp gets the permissions of the regular file path it replaces (0600, 0640, ...), not
+    through a link and not when its owner may not write it (a read-only link into DVC's cache
+    is replaced by a file of the usual mode); no set-id or sticky bits."""
+    with contextlib.suppress(FileNotFoundError):
+        info = path.lstat()
+        if stat.S_ISREG(info.st_mode) and info.st_mode & stat.S_IWUSR:
+            os.chmod(tmp, info.st_mode & 0o777)
 
 
 def _fsync(path: Path) -> None:
