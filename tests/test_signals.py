@@ -72,7 +72,7 @@ def _loading_numpy(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR2])
 def test_a_signal_while_the_cli_loads_is_the_same_one_line_stop(prepared, signum):  # noqa: F811
     """Sent while `gantrack` still imports its modules (seen as numpy being mapped), a signal
     used to meet Python's defaults: SIGTERM and SIGHUP ended it with no line, Ctrl-C with a
@@ -90,6 +90,28 @@ def test_a_signal_while_the_cli_loads_is_the_same_one_line_stop(prepared, signum
     assert proc.returncode == 128 + signum, err
     (line,) = err.strip().splitlines()
     assert line.startswith("gantrack train: stopped by ") and signal.Signals(signum).name in line
+
+
+def test_a_signal_ignored_at_the_start_stays_ignored(prepared):  # noqa: F811
+    """`nohup gantrack train &` ignores SIGHUP (the terminal closing): train runs on. It
+    stopped at the next batch, as gantrack's handler replaced the inherited SIG_IGN."""
+
+    def nohup():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    proc = subprocess.Popen(["gantrack", "train"], cwd=prepared, env=user_env(), text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=nohup)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not _loading_numpy(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.001)
+    for _ in range(3):
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0 and "stopped by" not in err, err
+    assert (prepared / "models/generator.keras").is_file()
 
 
 @pytest.mark.slow

@@ -1,6 +1,7 @@
-"""Stopping on request: SIGTERM, SIGINT (Ctrl-C), SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2, or the
-end of the `dvc repro` that started this process, become one `Stopped` exception raised where
-stopping is safe.
+"""Stopping on request: SIGTERM, SIGINT (Ctrl-C), SIGHUP, SIGUSR1 and SIGUSR2, or the end of
+the `dvc repro` that started this process, become one `Stopped` exception raised where stopping
+is safe. A signal the process was started ignoring (`nohup` ignores SIGHUP) stays ignored, and
+SIGQUIT (Ctrl-backslash) keeps its default: the hard way out of a process stuck in native code.
 
 Training asks for deferred stops: a signal is only recorded, and training raises Stopped at the
 next batch boundary (`raise_if_requested`), so the last checkpoint and every record before it
@@ -24,10 +25,9 @@ import threading
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
-# the last three: their default action ends a process with no word and no cleanup (SIGQUIT,
-# Ctrl-backslash, with a core dump): a training so ended left its MLflow run RUNNING
-SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1,
-           signal.SIGUSR2)  # fmt: skip
+# SIGUSR1 and SIGUSR2: their default action ended a process with no word and no cleanup (a
+# training's MLflow run left RUNNING)
+SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2)
 WATCH_SECONDS = 0.5
 
 
@@ -48,7 +48,7 @@ def hold() -> None:
     """Record SIGTERM, SIGINT and SIGHUP without acting on them until install(): for the
     fraction of a second a command takes to import its modules and read its arguments."""
     _state.update(requested=None, held=True)
-    for signum in SIGNALS:
+    for signum in _handled():
         signal.signal(signum, _record)
 
 
@@ -59,12 +59,19 @@ def install(deferred: bool = False) -> None:
     if not _state["held"]:
         _state["requested"] = None
     _state.update(deferred=deferred, held=False)
-    for signum in SIGNALS:
+    for signum in _handled():
         signal.signal(signum, _handle)
     if os.environ.get("DVC_STAGE"):
         watched = _dvc_ancestors()
         if watched:
             threading.Thread(target=_watch, args=(watched,), daemon=True).start()
+
+
+def _handled() -> list[int]:
+    """SIGNALS but those ignored when the process started (read before any is handled)."""
+    if "ignored" not in _state:
+        _state["ignored"] = {s for s in SIGNALS if signal.getsignal(s) == signal.SIG_IGN}
+    return [s for s in SIGNALS if s not in _state["ignored"]]
 
 
 def raise_if_requested() -> None:
