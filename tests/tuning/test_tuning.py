@@ -633,6 +633,8 @@ def test_a_shared_studys_words_reach_the_report_and_csv_inert():
         "[x](javascript:alert(1)) ![i](http://e/i.png) <a href=x>y</a> &amp;",
         "*bold* _em_ `code` ~~gone~~ | cell | \\` \\\\[x](y)",
         "digits\x1b[2J\n# Injected",
+        "a" * 198 + "<b>x</b>",  # cut at 200 characters: inside an entity once escaped
+        "train.lr_g __init__ _em_ a_b_c",  # underscores inside words stay as they are
     ],
 )  # fmt: skip
 def test_a_shared_studys_words_render_as_themselves(words):
@@ -647,7 +649,9 @@ def test_a_shared_studys_words_render_as_themselves(words):
     )
     inner = rendered.removeprefix("<ul>\n<li>Data: ").removesuffix("</li>\n</ul>\n")
     assert "<" not in inner.replace("&lt;", ""), rendered  # no element of theirs
-    assert html.unescape(inner) == printable(words)
+    shown = printable(words)
+    assert html.unescape(inner) == (shown if len(shown) <= 200 else shown[:200] + "...")
+    assert "train.lr_g" not in words or "train.lr_g" in report.text(words)
 
 
 def test_a_study_that_searched_a_knob_otherwise_is_one_line(project):

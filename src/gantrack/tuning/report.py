@@ -85,7 +85,7 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
     ranked, why = importances(study, n_complete)
     lines += ["", "## Parameter importances", ""]
     if ranked is None:
-        lines.append(f"None: {why}.")
+        lines.append(f"None: {text(why)}.")
     else:
         rows = (f"| {text(k)} | {v:.3f} |" for k, v in ranked.items())
         lines += [f"fANOVA on {n_complete} complete trials:", "", "| param | importance |",
@@ -93,16 +93,19 @@ def markdown(study: optuna.Study, metric: str, counts: dict[str, int]) -> str:
     return "\n".join([*lines, ""])
 
 
-# Markdown's inline markup (links, images, emphasis, code, tables, strikethrough) and its escape
-_MARKUP = re.compile(r"([\\`*_\[\]|~])")
+# Markdown's inline markup (links, images, emphasis, code, tables, strikethrough) and its escape;
+# an underscore inside a word (train.lr_g) starts no emphasis, and stays as it is
+_MARKUP = re.compile(r"[\\`*\[\]|~]|(?<![0-9A-Za-z])_|_(?![0-9A-Za-z])")
 
 
 def text(value: object, limit: int = 200) -> str:
     """A study's words (its storage may be shared: another user wrote them) as report text: one
-    line, unprintable characters escaped, HTML's <, > and & as entities, Markdown's backslash
-    and inline markup characters backslash-escaped (their own backslash too, else it escapes
-    the escape before a live bracket), at most limit characters: no terminal escape, heading,
-    markup, link, image or table cell of theirs reaches the report, which shows their words as
-    they are."""
-    line = html.escape(_MARKUP.sub(r"\\\1", printable(str(value))), quote=False)
-    return line if len(line) <= limit else f"{line[:limit]}..."
+    line, unprintable characters escaped, their first `limit` characters kept, HTML's <, > and
+    & as entities, Markdown's backslash and inline markup characters backslash-escaped (their
+    own backslash too, else it escapes the escape before a live bracket): no terminal escape,
+    heading, markup, link, image or table cell of theirs reaches the report, which shows their
+    words as they are."""
+    words = printable(str(value))
+    escaped = _MARKUP.sub(lambda markup: "\\" + markup[0], words[:limit])  # cut, then escaped
+    line = html.escape(escaped, quote=False)
+    return line if len(words) <= limit else f"{line}..."
