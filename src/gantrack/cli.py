@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         _started_in[0] = os.getcwd()
     args = _parser().parse_args(argv)
     compat.lean_keras_import()
-    compat.private_keras_home()  # before scratch: a folder that outlives the process
-    scratch.install()  # temporary files in this process's folder, removed however it ends
+    temporary = scratch.install()  # this process's temporary files, removed however it ends
+    compat.private_keras_home(str(temporary.parent))  # Keras' cache: kept for the next command
     if not args.verbose:
         # TensorFlow's C++ side prints banners (oneDNN, CPU features, absl) and spurious errors
         # (grappler's remapper) to stderr; level 3 keeps only fatal ones. Read once, when

@@ -137,17 +137,18 @@ def lean_keras_import() -> None:
         sys.meta_path.insert(0, LeanKerasImport())
 
 
-def private_keras_home() -> None:
+def private_keras_home(base: str | None = None) -> None:
     """Keras reads its config (keras.json: backend, float type, image layout) from ~/.keras and
     caches downloads there, or in /tmp/.keras when the home directory is not writable: a folder
     any local user can create first and fill. There, KERAS_HOME is pointed at a folder of this
-    user's alone: <temporary folder>/gantrack-keras-<uid> (0700), or a new one when that name
-    is taken by anything else. Unless KERAS_HOME is set or Keras is imported already."""
+    user's alone: <base, the temporary folder>/gantrack-keras-<uid> (0700), kept for the next
+    command's cache, or a new temporary one when that name is taken by anything else. Unless
+    KERAS_HOME is set or Keras is imported already."""
     if "KERAS_HOME" in os.environ or "keras" in sys.modules:
         return
     if os.access(os.path.expanduser("~"), os.W_OK):
         return
-    home = os.path.join(tempfile.gettempdir(), f"gantrack-keras-{os.getuid()}")
+    home = os.path.join(base or tempfile.gettempdir(), f"gantrack-keras-{os.getuid()}")
     with contextlib.suppress(FileExistsError):
         os.mkdir(home, 0o700)
     info = os.lstat(home)
