@@ -92,16 +92,20 @@ def test_unreadable_files_are_skipped_and_counted_or_refused(classes, caplog):
         )
 
 
-def test_a_class_folder_that_is_a_symbolic_link_is_skipped_with_a_warning(classes, caplog):
+def test_a_class_folder_may_be_a_symbolic_link_and_links_below_are_skipped(classes, caplog):
+    """`birds -> elsewhere/birds` is a class (it was silently dropped); a link to a folder
+    inside a class folder (here to the root itself: a loop) is skipped with a warning."""
     elsewhere = classes.parent / "elsewhere"
     _write(elsewhere / "birds", 10, (30, 200, 30))
     (classes / "birds").symlink_to(elsewhere / "birds")
     (classes / "dogs" / "linked.png").symlink_to(elsewhere / "birds" / "img000.png")
+    (classes / "cats" / "loop").symlink_to(classes)
     train, test = data.load_dataset(
         DataConfig(dataset="folder", source_dir=str(classes), image_size=16)
     )
-    assert len(train) + len(test) == 21  # the linked file is read, the linked folder is not
-    assert f"{classes / 'birds'}: skipped, a symbolic link to a folder" in caplog.text
+    assert len(train) + len(test) == 31  # ten birds, the linked file among the dogs
+    assert sorted(set(train.labels.tolist())) == [0, 1, 2]
+    assert f"{classes / 'cats' / 'loop'}: skipped, a symbolic link to a folder" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -91,10 +91,10 @@ def _list(root: Path) -> tuple[list[Path], list[int], list[str]]:
 
 
 def _image_files(root: Path) -> list[Path]:
-    """The files with an image suffix under root, at most MAX_DEPTH folders down. Folders
-    reached through a symbolic link are not entered (files through one are read), and a
-    subfolder that cannot be listed (lost+found, another user's) is skipped: both with a
-    warning."""
+    """The files with an image suffix under root, at most MAX_DEPTH folders down. A class
+    folder may be a symbolic link (`cats -> /data/cats`); links to folders below one are not
+    followed (a link to an ancestor would loop), and a subfolder that cannot be listed
+    (lost+found, another user's) is skipped: both with a warning. Links to files are read."""
     found, folders = [], [(root, 0)]
     while folders:
         folder, depth = folders.pop()
@@ -110,8 +110,11 @@ def _image_files(root: Path) -> list[Path]:
                     elif path.suffix.lower() in EXTENSIONS and entry.is_file():
                         found.append(path)
                     elif entry.is_symlink() and entry.is_dir():
-                        logger.warning("%s: skipped, a symbolic link to a folder (not "
-                                       "followed; copy or move the folder in)", path)  # fmt: skip
+                        if depth == 0:  # a class folder kept elsewhere: one level, no loop
+                            folders.append((path, 1))
+                        else:
+                            logger.warning("%s: skipped, a symbolic link to a folder below a "
+                                           "class folder (not followed)", path)  # fmt: skip
         except OSError as exc:
             if folder == root:
                 raise UserError(f"data.source_dir: cannot list {root} ({one_line(exc)})") from None
