@@ -91,6 +91,19 @@ def test_a_link_planted_where_the_temporary_file_was_is_not_followed(tmp_path):
     assert not (shared / "out.json").is_symlink()
 
 
+def test_a_file_with_a_long_name_is_written_and_a_killed_writers_folder_for_it_removed(
+    tmp_path,
+):
+    """Its temporary folder names the start of its name: the whole name and the folder's own
+    part passed the 255 bytes a name may have (ENAMETOOLONG)."""
+    path = tmp_path / ("x" * 245 + ".json")
+    dead = tmp_path / f".tmp-{_dead_pid()}-abcd1234-{path.name[:64]}"
+    dead.mkdir()
+    files.write_json(path, {"n": 1})
+    assert json.loads(path.read_text()) == {"n": 1} and not dead.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
 def test_a_file_keeps_its_mode_and_a_new_one_gets_the_umasks(tmp_path):
     path = tmp_path / "params.yaml"
     path.write_text("a: 1\n")

@@ -38,7 +38,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     _remove_orphans(path)
     try:
-        folder = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", suffix=f"-{path.name}",
+        folder = Path(tempfile.mkdtemp(prefix=f".tmp-{os.getpid()}-", suffix=f"-{_tag(path)}",
                                        dir=path.parent))  # fmt: skip
     except OSError as exc:  # the file the caller named, in the error it sees
         exc.filename = str(path)
@@ -68,6 +68,12 @@ def _keep_mode(path: Path, tmp: Path) -> None:
             os.chmod(tmp, info.st_mode & 0o777)
 
 
+def _tag(path: Path) -> str:
+    """The start of path's name, in its temporary folder's name (the whole of a long name
+    would pass the file system's 255 bytes a name)."""
+    return path.name[:64]
+
+
 def _fsync(path: Path) -> None:
     """Flush path (a file or a directory) to the disk."""
     fd = os.open(path, os.O_RDONLY)
@@ -81,7 +87,7 @@ def _remove_orphans(path: Path) -> None:
     """Delete what a killed process (kill -9) of this user left while writing path: its
     temporary folder (or, written before those, file), when its process is gone. Another
     user's are left alone (their process may live in another PID namespace)."""
-    for tmp in path.parent.glob(f".tmp-*-{glob.escape(path.name)}"):
+    for tmp in path.parent.glob(f".tmp-*-{glob.escape(_tag(path))}"):
         pid = tmp.name.split("-", 2)[1]
         try:
             info = tmp.lstat()
