@@ -14,6 +14,7 @@ forks: a new run with the parent's params (plus the new ones) and a tag naming t
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -169,18 +170,14 @@ def log_dataset(images: np.ndarray, name: str, sha256: str, source: Path) -> Non
     mlflow.log_input(dataset, context="training")
 
 
-_project_run: list[str | None] = []  # MLFLOW_RUN_ID, once taken out of the environment
-
-
+@functools.cache  # taken out of the environment once
 def project_run() -> str | None:
     """The run `mlflow run -e STAGE` made for this command (MLFLOW_RUN_ID), taken out of the
     environment at the first call. Left there, MLflow logs into it whatever it is: a finished
     run reopened took a new model beside its old metrics, a run of another experiment (`mlflow
     run` without --experiment-name) failed the command. A new run is this one when it is a
     running run of tracking.experiment; otherwise the stage logs into a run of its own."""
-    if not _project_run:
-        _project_run.append(os.environ.pop("MLFLOW_RUN_ID", None))
-    return _project_run[0]
+    return os.environ.pop("MLFLOW_RUN_ID", None)
 
 
 def _link_project_run(run_id: str) -> None:

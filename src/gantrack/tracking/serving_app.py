@@ -36,8 +36,7 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length", b"0")
         if not declared.isdigit() or len(declared) > 18 or int(declared) > self.max_bytes:
-            return await _refuse(send, 413, f"a request body of {declared.decode('latin-1')[:32]}"
-                                 f" bytes; at most {human(self.max_bytes)} are read")  # fmt: skip
+            return await self._too_large(send, declared.decode("latin-1")[:32])
         try:
             async with asyncio.timeout(self.seconds):
                 body = await self._body(receive)
@@ -47,8 +46,7 @@ class BodyLimit:
         if body is None:  # the client went away
             return None
         if len(body) > self.max_bytes:
-            return await _refuse(send, 413, f"a request body of more than {self.max_bytes} "
-                                 f"bytes; at most {human(self.max_bytes)} are read")  # fmt: skip
+            return await self._too_large(send, f"more than {self.max_bytes}")
         handed = False
 
         async def replay():
@@ -59,6 +57,10 @@ class BodyLimit:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return await self.app(scope, replay, send)
+
+    async def _too_large(self, send, size: str) -> None:
+        message = f"a request body of {size} bytes; at most {human(self.max_bytes)} are read"
+        await _refuse(send, 413, message)
 
     async def _body(self, receive) -> bytes | None:
         """The body, or its first max_bytes + 1 bytes; None when the client went away."""
